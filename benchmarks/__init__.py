@@ -1,0 +1,1 @@
+"""pytest-benchmark suites, one file per stage; each benchmark has a named peer in its group."""

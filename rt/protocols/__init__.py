@@ -1,0 +1,126 @@
+"""Packet layouts of every feed, the classifier, and the mapping to canonical channels.
+
+:class:`Protocols` gathers the declared layouts (one :class:`~rt.protocols.layout.PacketLayout`
+per packet kind), numbers them, and builds each feed's classification rules from the same
+declarations. Nothing here knows about sockets or files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ac, pcars1, pcars2, telemetry_tool
+from .layout import Field, PacketLayout, decode_text
+
+FEEDS = ("ksudp", "telemetry_tool", "pcars")
+
+#: Rule row: (datagram length, byte to check or -1, mask, expected value, kind id).
+RULE_COLUMNS = ("length", "check_offset", "mask", "value", "kind")
+
+
+@dataclass(frozen=True)
+class FeedRules:
+    """Classification rules of one feed: datagram length plus one checked byte → kind id."""
+
+    feed: str
+    rules: np.ndarray  # int64, shape (n, 5), columns RULE_COLUMNS
+
+    def classify_one(self, payload: bytes | bytearray | memoryview) -> int:
+        """Kind id of one datagram, or -1 when it is malformed (wrong size or type byte)."""
+        n = len(payload)
+        for length, off, mask, value, kind in self.rules.tolist():
+            if length != n:
+                continue
+            if off >= 0 and (payload[off] & mask) != value:
+                continue
+            return kind
+        return -1
+
+
+class Protocols:
+    """All packet kinds, numbered, and each feed's classifier rules.
+
+    ``tt_layout`` replaces the provisional Telemetry Tool table (see :mod:`.telemetry_tool`).
+    """
+
+    def __init__(self, tt_layout: PacketLayout | None = None) -> None:
+        self.tt = tt_layout or telemetry_tool.load_layout()
+        kinds: list[PacketLayout] = [ac.HANDSHAKE_RESPONSE, ac.CAR_INFO, ac.LAP, self.tt]
+        kinds += [layout for layout, _ in pcars1.KINDS]
+        kinds += list(dict.fromkeys(pcars2.KINDS.values()))
+        self.kinds: tuple[PacketLayout, ...] = tuple(kinds)
+        self.kind_id: dict[str, int] = {k.name: i for i, k in enumerate(self.kinds)}
+        if len(self.kind_id) != len(self.kinds):
+            raise ValueError("two packet kinds share a name")
+        self.feed_rules: dict[str, FeedRules] = {
+            "ksudp": self._rules(
+                "ksudp",
+                [
+                    (ac.HANDSHAKE_RESPONSE, -1, 0, 0),
+                    (ac.CAR_INFO, 0, 0xFF, ord("a")),
+                    (ac.LAP, -1, 0, 0),
+                ],
+            ),
+            "telemetry_tool": self._rules("telemetry_tool", [(self.tt, -1, 0, 0)]),
+            "pcars": self._rules(
+                "pcars",
+                [(layout, 2, 0x03, ptype) for layout, ptype in pcars1.KINDS]
+                + [(layout, 10, 0xFF, ptype) for (ptype, _size), layout in pcars2.KINDS.items()],
+            ),
+        }
+        self.feed_kinds: dict[str, tuple[PacketLayout, ...]] = {
+            feed: tuple(self.kinds[k] for k in dict.fromkeys(r.rules[:, 4].tolist()))
+            for feed, r in self.feed_rules.items()
+        }
+
+    def _rules(self, feed: str, rows: list[tuple[PacketLayout, int, int, int]]) -> FeedRules:
+        table = np.array(
+            [(layout.size, off, mask, value, self.kind_id[layout.name]) for layout, off, mask, value in rows],
+            dtype=np.int64,
+        ).reshape(-1, 5)
+        return FeedRules(feed, table)
+
+    def __getitem__(self, name: str) -> PacketLayout:
+        return self.kinds[self.kind_id[name]]
+
+    def classify(self, feed: str, payload: bytes | bytearray | memoryview) -> PacketLayout | None:
+        """The packet kind of one datagram on ``feed``, or ``None`` when it is malformed."""
+        kind = self.feed_rules[feed].classify_one(payload)
+        return None if kind < 0 else self.kinds[kind]
+
+    def max_datagram(self, feed: str) -> int:
+        """Largest well-formed datagram of a feed, in bytes."""
+        return int(self.feed_rules[feed].rules[:, 0].max())
+
+
+_default: Protocols | None = None
+
+
+def default_protocols() -> Protocols:
+    """The protocols with the shipped layouts (built once)."""
+    global _default
+    if _default is None:
+        _default = Protocols()
+    return _default
+
+
+def protocols_for(tt_layout_path: str | Path | None) -> Protocols:
+    """Protocols with a replacement Telemetry Tool table, or the default ones."""
+    if tt_layout_path is None:
+        return default_protocols()
+    return Protocols(telemetry_tool.load_layout(tt_layout_path))
+
+
+__all__ = [
+    "FEEDS",
+    "Field",
+    "FeedRules",
+    "PacketLayout",
+    "Protocols",
+    "decode_text",
+    "default_protocols",
+    "protocols_for",
+]

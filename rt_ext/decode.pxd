@@ -1,0 +1,16 @@
+from libc.stdint cimport int64_t, uint8_t
+
+cdef class DecodePlan:
+    cdef readonly Py_ssize_t packet_size
+    cdef readonly Py_ssize_t row_bytes
+    cdef readonly Py_ssize_t nfields
+    cdef int64_t *src_offset
+    cdef int64_t *element_bytes
+    cdef int64_t *records
+    cdef int64_t *src_stride
+    cdef int64_t *col_offset
+    cdef object _keep
+
+    cpdef Py_ssize_t output_bytes(self, Py_ssize_t n, bint rows)
+    cdef int run(self, const uint8_t *buf, Py_ssize_t buflen, const int64_t *offsets, Py_ssize_t n,
+                 uint8_t *out, bint rows) except -1 nogil

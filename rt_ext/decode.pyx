@@ -1,0 +1,187 @@
+# cython: language_level=3
+"""Batch decoding of fixed-layout datagrams into columns.
+
+A :class:`DecodePlan` is compiled once per packet layout from its field table (offset, bytes
+per record, records, stride between records). Decoding a batch copies each field of each packet
+straight from the source buffer into preallocated output, with the GIL released: no Python
+object and no ``struct`` call per packet. Output columns keep little-endian numpy dtypes, so a
+byte copy is a correct decode on any host.
+"""
+
+from libc.stdint cimport int16_t, int64_t, uint8_t
+from libc.string cimport memcpy
+
+import numpy as np
+
+
+cdef enum:
+    # Packets per inner block, measured on AC packets: 512 (168 KiB of input, well inside L2)
+    # decoded ~30 M packets/s; 64-256 and 1024+ were 1.5-3x slower.
+    BLOCK = 512
+    # Bytes left between consecutive output columns. Without it, columns of a power-of-two batch
+    # start at addresses equal modulo 4 KiB and all map to the same L1 sets.
+    COLUMN_GAP = 64
+
+
+
+cdef extern from "gather.h" nogil:
+    void rt_gather(uint8_t *dst, int64_t dst_stride, const uint8_t *buf, const int64_t *offsets,
+                   int64_t n, int64_t src_off, int64_t nb)
+    void rt_gather_strided(uint8_t *dst, int64_t dst_stride, const uint8_t *src, int64_t src_stride,
+                           int64_t n, int64_t nb)
+
+
+cdef class DecodePlan:
+    """Copy plan for one packet layout.
+
+    ``src_offsets[f]``: first byte of field f in a packet; ``element_bytes[f]``: bytes per record;
+    ``records[f]``: records (1 unless the field is a flattened struct array); ``src_strides[f]``:
+    bytes between records in the packet. Output field f occupies ``element_bytes*records`` bytes
+    per row, fields packed in order.
+    """
+
+    def __cinit__(self, Py_ssize_t packet_size, src_offsets, element_bytes, records, src_strides):
+        cdef Py_ssize_t n = len(src_offsets), f
+        if not (len(element_bytes) == len(records) == len(src_strides) == n):
+            raise ValueError("plan arrays differ in length")
+        self.packet_size = packet_size
+        self.nfields = n
+        buf = np.zeros((5, max(n, 1)), dtype=np.int64)
+        self._keep = buf
+        cdef int64_t[:, ::1] v = buf
+        self.src_offset = &v[0, 0]
+        self.element_bytes = &v[1, 0]
+        self.records = &v[2, 0]
+        self.src_stride = &v[3, 0]
+        self.col_offset = &v[4, 0]
+        cdef int64_t acc = 0
+        for f in range(n):
+            self.src_offset[f] = src_offsets[f]
+            self.element_bytes[f] = element_bytes[f]
+            self.records[f] = records[f]
+            self.src_stride[f] = src_strides[f]
+            if self.records[f] < 1 or self.element_bytes[f] < 1:
+                raise ValueError(f"field {f}: empty")
+            last = self.src_offset[f] + (self.records[f] - 1) * self.src_stride[f] + self.element_bytes[f]
+            if self.src_offset[f] < 0 or last > packet_size:
+                raise ValueError(f"field {f} reads bytes up to {last} of a {packet_size}-byte packet")
+            self.col_offset[f] = acc
+            acc += self.element_bytes[f] * self.records[f]
+        self.row_bytes = acc
+
+    def column_offsets(self):
+        """Byte offset of each field within a packed output row."""
+        return np.asarray(<int64_t[:max(self.nfields, 1)]> self.col_offset)[: self.nfields].copy()
+
+    cdef int run(self, const uint8_t *buf, Py_ssize_t buflen, const int64_t *offsets, Py_ssize_t n,
+                 uint8_t *out, bint rows) except -1 nogil:
+        cdef Py_ssize_t i, f, r
+        cdef int64_t off, nb, recs, stride, step
+        cdef uint8_t *dst
+        for i in range(n):
+            off = offsets[i]
+            if off < 0 or off + self.packet_size > buflen:
+                with gil:
+                    raise ValueError(
+                        f"packet {i} at byte {off} needs {self.packet_size} bytes, buffer has {buflen - off}")
+        # Field-major within blocks of BLOCK packets: one tight loop per field (and per record
+        # of a struct array), while the block's packets stay in cache.
+        # Rows and columns differ only in where a field's values go and how far apart they are.
+        # Evenly spaced packets (ring slots, concatenated captures) skip the per-packet offset load.
+        cdef int64_t spacing = offsets[1] - offsets[0] if n > 1 else 0
+        cdef bint even = True
+        for i in range(1, n):
+            if offsets[i] - offsets[i - 1] != spacing:
+                even = False
+                break
+        cdef Py_ssize_t b0 = 0, bn
+        while b0 < n:
+            bn = n - b0 if n - b0 < BLOCK else BLOCK
+            for f in range(self.nfields):
+                nb = self.element_bytes[f]
+                recs = self.records[f]
+                if rows:
+                    step = self.row_bytes
+                    dst = out + self.col_offset[f] + b0 * step
+                else:
+                    step = nb * recs
+                    dst = out + n * self.col_offset[f] + f * COLUMN_GAP + b0 * step
+                stride = self.src_stride[f]
+                for r in range(recs):
+                    if even:
+                        rt_gather_strided(dst + r * nb, step, buf + offsets[b0] + self.src_offset[f] + r * stride,
+                                          spacing, bn, nb)
+                    else:
+                        rt_gather(dst + r * nb, step, buf, offsets + b0, bn, self.src_offset[f] + r * stride, nb)
+            b0 += BLOCK
+        return 0
+
+    cpdef Py_ssize_t output_bytes(self, Py_ssize_t n, bint rows):
+        """Bytes of output ``n`` packets need (columns carry a small gap after each column)."""
+        return n * self.row_bytes + (0 if rows else self.nfields * COLUMN_GAP)
+
+    def column_starts(self, Py_ssize_t n):
+        """Byte offset of each column in the output of ``n`` packets decoded as columns."""
+        return [n * self.col_offset[f] + f * COLUMN_GAP for f in range(self.nfields)]
+
+    def decode_into(self, const uint8_t[::1] buf not None, const int64_t[::1] offsets not None,
+                    uint8_t[::1] out not None, bint rows=False):
+        """Decode the packets starting at ``offsets`` in ``buf`` into ``out``.
+
+        ``out`` must hold :meth:`output_bytes` bytes. With ``rows`` the output is packed rows (a
+        structured array's memory); otherwise contiguous columns at :meth:`column_starts`.
+        """
+        cdef Py_ssize_t n = offsets.shape[0]
+        if out.shape[0] < self.output_bytes(n, rows):
+            raise ValueError(f"output holds {out.shape[0]} bytes, {self.output_bytes(n, rows)} needed")
+        if n == 0:
+            return
+        with nogil:
+            self.run(&buf[0], buf.shape[0], &offsets[0], n, &out[0], rows)
+
+
+def slot_offsets(Py_ssize_t first, Py_ssize_t count, Py_ssize_t slot_size):
+    """Byte offsets of ``count`` equal slots from slot ``first``: ``(first + i) * slot_size``."""
+    out = np.empty(count, dtype=np.int64)
+    cdef int64_t[::1] o = out
+    cdef Py_ssize_t i
+    for i in range(count):
+        o[i] = (first + i) * slot_size
+    return out
+
+
+def classify(const uint8_t[::1] buf not None, const int64_t[::1] offsets not None,
+             const int64_t[::1] lengths not None, const int64_t[:, ::1] rules not None,
+             int16_t[::1] out not None):
+    """Classify datagrams by length and one checked byte.
+
+    ``rules`` rows: ``(length, check_offset, mask, value, kind_id)``; ``check_offset`` −1 means
+    length alone decides. The first matching rule wins; no match writes −1 (malformed). Returns the
+    number of malformed datagrams.
+    """
+    cdef Py_ssize_t n = offsets.shape[0], nr = rules.shape[0], i, k
+    cdef int64_t length, off, co
+    cdef int16_t kind
+    cdef Py_ssize_t bad = 0
+    if lengths.shape[0] != n or out.shape[0] < n:
+        raise ValueError("offsets, lengths and out differ in length")
+    if n and rules.shape[1] != 5:
+        raise ValueError("rules must have 5 columns")
+    with nogil:
+        for i in range(n):
+            length = lengths[i]
+            off = offsets[i]
+            kind = -1
+            if off >= 0 and length >= 0 and off + length <= buf.shape[0]:
+                for k in range(nr):
+                    if rules[k, 0] != length:
+                        continue
+                    co = rules[k, 1]
+                    if co >= 0 and (co >= length or (buf[off + co] & rules[k, 2]) != rules[k, 3]):
+                        continue
+                    kind = <int16_t> rules[k, 4]
+                    break
+            out[i] = kind
+            if kind < 0:
+                bad += 1
+    return bad

@@ -1,0 +1,73 @@
+"""Shared fixtures: the real captures and the two decoder implementations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from rt.decode import Decoder
+from rt.protocols import default_protocols
+
+import reference_decoder
+
+CAPTURES = Path(__file__).parent / "data" / "captures"
+AC_MONZA = CAPTURES / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.raw"
+AC_MONZA_INDEX = CAPTURES / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.index.csv"
+PCARS1 = CAPTURES / "pcars1"
+
+# CI runs a bounded, derandomised budget; locally the default profile explores more.
+settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def _plain(value):
+    """numpy/tuple values → plain Python lists, bytes without trailing NULs."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.rstrip(b"\x00")
+    return value
+
+
+class CythonImpl:
+    name = "cython"
+
+    def __init__(self) -> None:
+        self.protocols = default_protocols()
+
+    def decode(self, kind: str, payload: bytes) -> dict:
+        return {k: _plain(v) for k, v in Decoder(self.protocols[kind]).one(payload).items()}
+
+
+class ReferenceImpl:
+    name = "reference"
+
+    def decode(self, kind: str, payload: bytes) -> dict:
+        return {k: _plain(v) for k, v in reference_decoder.decode(kind, payload).items()}
+
+
+@pytest.fixture(params=[CythonImpl, ReferenceImpl], ids=lambda c: c.name)
+def impl(request):
+    """Each test using this runs once over the Cython decoder and once over the struct reference."""
+    return request.param()
+
+
+@pytest.fixture(scope="session")
+def protocols():
+    return default_protocols()
+
+
+@pytest.fixture(scope="session")
+def monza_raw() -> bytes:
+    data = AC_MONZA.read_bytes()
+    assert len(data) == 8641 * 328
+    return data
+
+
+def as_plain(value):
+    return _plain(value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value)
