@@ -29,11 +29,16 @@ OFFSET_DTYPE = np.dtype(
 pytestmark = pytest.mark.benchmark(group="decode: AC RTCarInfo 328 B into columns")
 
 
+def _chunks(stream: bytes) -> list[memoryview]:
+    """The stream as CHUNK-packet read-only views, as the consumer takes them."""
+    return [memoryview(stream)[i * 328 : (i + CHUNK) * 328] for i in range(0, PACKETS, CHUNK)]
+
+
 def test_rt_batch_decode_columns(benchmark, ac_stream):
     """As the ingest consumer runs it: one reused column block, each batch written away before the next."""
     dec = Decoder(LAYOUT)
     offsets = concatenated_offsets(CHUNK, LAYOUT.size)
-    views = [memoryview(ac_stream)[i * 328 : (i + CHUNK) * 328] for i in range(0, PACKETS, CHUNK)]
+    views = _chunks(ac_stream)
     block = np.empty(dec.output_bytes(CHUNK), dtype=np.uint8)
 
     def run():
@@ -48,7 +53,7 @@ def test_rt_batch_decode_columns_fresh_buffers(benchmark, ac_stream):
     """Every batch into newly allocated columns (what a caller keeping all batches pays)."""
     dec = Decoder(LAYOUT)
     offsets = concatenated_offsets(CHUNK, LAYOUT.size)
-    views = [memoryview(ac_stream)[i * 328 : (i + CHUNK) * 328] for i in range(0, PACKETS, CHUNK)]
+    views = _chunks(ac_stream)
 
     def run():
         for v in views:
@@ -61,7 +66,7 @@ def test_rt_batch_decode_columns_fresh_buffers(benchmark, ac_stream):
 def test_rt_batch_decode_rows(benchmark, ac_stream):
     dec = Decoder(LAYOUT)
     offsets = concatenated_offsets(CHUNK, LAYOUT.size)
-    views = [memoryview(ac_stream)[i * 328 : (i + CHUNK) * 328] for i in range(0, PACKETS, CHUNK)]
+    views = _chunks(ac_stream)
 
     def run():
         for v in views:
