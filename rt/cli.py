@@ -1,23 +1,169 @@
-"""The ``rusty-telemetry`` command (also ``python -m rt``)."""
+"""The ``rusty-telemetry`` command (also ``python -m rt``).
+
+Subcommands: ``serve`` (feeds + REST API), ``demo`` (serve plus the built-in simulator on every
+feed), ``simulate`` (only the game side), ``replay`` (re-send a recording or capture), ``layouts``
+(print the packet tables).
+"""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
+import os
+import socket
 import sys
 
 from . import __version__
+from .errors import ConfigError
+
+log = logging.getLogger("rt")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rusty-telemetry",
-        description="Record and analyse sim-racing UDP telemetry (Assetto Corsa, Project CARS).",
+        description="Record and analyse sim-racing UDP telemetry (Assetto Corsa, Project CARS). "
+        "Configuration comes from RUSTY_TELEMETRY_* environment variables (see the README).",
     )
     parser.add_argument("--version", action="version", version=f"rusty-telemetry {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="listen to the games and serve the REST API")
+    serve.add_argument("--plain", action="store_true", help="log lines instead of the live terminal view")
+
+    demo = sub.add_parser("demo", help="serve, with the built-in simulator driving every feed (no game needed)")
+    demo.add_argument("--plain", action="store_true", help="log lines instead of the live terminal view")
+    demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+
+    sim = sub.add_parser("simulate", help="play a game's side of a feed: a virtual car lapping a virtual track")
+    sim.add_argument("--game", choices=("ac", "tt", "pcars1", "pcars2"), required=True)
+    sim.add_argument("--host", default=None, help="AC: address to listen on (default GAME_HOST); others: where to send (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=None, help="default: the configured port of that feed")
+    sim.add_argument("--rate", type=float, default=None, help="datagrams per second (default: the game's own rate)")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--car", default=None)
+    sim.add_argument("--track", default=None)
+    sim.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
+
+    replay = sub.add_parser("replay", help="re-send a raw feed file or a capture with its original timing")
+    replay.add_argument("file", help="a raw feed file (RTFEED1) or a capture (.raw with an .index.csv beside it)")
+    replay.add_argument("--feed", choices=("ksudp", "telemetry_tool", "pcars"), default=None,
+                        help="which feed's port to send to (default: guessed from the packets)")
+    replay.add_argument("--host", default="127.0.0.1")
+    replay.add_argument("--port", type=int, default=None)
+    replay.add_argument("--speed", type=float, default=1.0, help="N times faster than recorded (0 = as fast as possible)")
+
     layouts = sub.add_parser("layouts", help="print the declared packet layouts as Markdown tables")
     layouts.add_argument("kind", nargs="*", help="packet kinds to print (default: all)")
     return parser
+
+
+def _config():
+    from .config import load
+
+    return load(os.environ)
+
+
+def _api_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(512)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def run_server(config, plain: bool, extra_start=None, extra_stop=None) -> int:
+    """Start the runtime and the API in this process; return when the server stops."""
+    from .api.app import create_app
+    from .runtime import Runtime
+    from .status import StatusView
+
+    try:
+        sock = _api_socket(config.api_host, config.api_port)
+    except (OSError, ValueError) as exc:
+        print(f"rusty-telemetry: cannot listen on {config.api_host}:{config.api_port}: {exc}", file=sys.stderr)
+        return 2
+    if not _is_loopback(config.api_host) and not config.api_token:
+        print(
+            f"WARNING: the API listens on {config.api_host} (not loopback) without RUSTY_TELEMETRY_API_TOKEN: "
+            "anyone on the network can start, stop and delete recordings.",
+            file=sys.stderr,
+        )
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    runtime = Runtime(config)
+    app = create_app(runtime)
+    view = StatusView(runtime, url, stream=sys.stdout if not plain else _NotATty(sys.stdout))
+
+    @app.after_server_start
+    async def _announce(app_):
+        if extra_start is not None:
+            extra_start(runtime)
+        print(f"rusty-telemetry {__version__} listening on {url}", flush=True)
+        view.start()
+
+    @app.before_server_stop
+    async def _quiet(app_):
+        view.stop()
+        if extra_stop is not None:
+            extra_stop()
+
+    app.run(sock=sock, single_process=True, motd=False, access_log=False, debug=False)
+    return 0
+
+
+class _NotATty:
+    """A stream wrapper that makes the status view log instead of drawing."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return run_server(_config(), args.plain)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .sim.game import DemoGames
+
+    config = _config().replace(game_host="127.0.0.1")
+    games = DemoGames(config, seed=args.seed)
+    return run_server(config, args.plain, extra_start=games.start_for, extra_stop=games.stop)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .sim.game import run_simulator
+
+    return run_simulator(_config(), args)
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import run_replay
+
+    return run_replay(_config(), args)
 
 
 def _cmd_layouts(args: argparse.Namespace) -> int:
@@ -39,10 +185,27 @@ def _cmd_layouts(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {
+    "serve": _cmd_serve,
+    "demo": _cmd_demo,
+    "simulate": _cmd_simulate,
+    "replay": _cmd_replay,
+    "layouts": _cmd_layouts,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "layouts":
-        return _cmd_layouts(args)
-    parser.print_help()
-    return 0
+    if args.command is None:
+        parser.print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("sanic").setLevel(logging.WARNING)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"rusty-telemetry: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

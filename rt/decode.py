@@ -44,6 +44,8 @@ class Decoder:
         self.row_dtype = layout.dtype
         if self.row_dtype.itemsize != self.plan.row_bytes:
             raise AssertionError(f"{layout.name}: dtype {self.row_dtype.itemsize} B != plan {self.plan.row_bytes} B")
+        # (name, dtype, shape) per field: Field.dtype builds a new dtype object on every access.
+        self._specs = [(f.name, f.dtype, f.shape, f.nbytes) for f in layout.fields]
         self._views_key: tuple[int, int] | None = None
         self._views_block: np.ndarray | None = None
         self._views: dict[str, np.ndarray] = {}
@@ -70,8 +72,8 @@ class Decoder:
         if self._views_key == key and self._views_block is block:
             return self._views
         views = {
-            f.name: np.ndarray((n, *f.shape), dtype=f.dtype, buffer=block, offset=start)
-            for f, start in zip(self.layout.fields, self.plan.column_starts(n))
+            name: np.ndarray((n, *shape), dtype=dtype, buffer=block, offset=start)
+            for (name, dtype, shape, _), start in zip(self._specs, self.plan.column_starts(n))
         }
         if out is not None:
             self._views_key, self._views_block, self._views = key, block, views

@@ -17,6 +17,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
 from .rt_atomic cimport rt_load_acquire, rt_load_relaxed, rt_store_release, rt_store_relaxed
+from .ring cimport RingCore, ring_push, ring_try_push
 
 import numpy as np
 
@@ -34,72 +35,45 @@ cdef class PacketRing:
         cdef Py_ssize_t cap = 2
         while cap < capacity:
             cap <<= 1
-        self.capacity = cap
-        self.slot_size = slot_size
-        self.mask = cap - 1
+        self.core.capacity = cap
+        self.core.slot_size = slot_size
+        self.core.mask = cap - 1
         # 4 cache lines; counters start on a 64-byte boundary inside this block.
         self._counters = np.zeros(LINE_WORDS * 4, dtype=np.uint64)
         cdef uint64_t[::1] c = self._counters
         cdef Py_ssize_t base = (LINE_WORDS - ((<size_t> &c[0]) // 8) % LINE_WORDS) % LINE_WORDS
-        self.head = &c[base]
-        self.dropped = &c[base + 1]
-        self.tail = &c[base + LINE_WORDS]
+        self.core.head = &c[base]
+        self.core.dropped = &c[base + 1]
+        self.core.tail = &c[base + LINE_WORDS]
         self._ts = np.zeros(cap, dtype=np.int64)
         self._lens = np.zeros(cap, dtype=np.uint32)
         self._data = np.zeros((cap, slot_size), dtype=np.uint8)
         cdef int64_t[::1] t = self._ts
         cdef uint32_t[::1] l = self._lens
         cdef uint8_t[:, ::1] d = self._data
-        self.ts = &t[0]
-        self.lens = &l[0]
-        self.data = &d[0, 0]
+        self.core.ts = &t[0]
+        self.core.lens = &l[0]
+        self.core.data = &d[0, 0]
 
-    # ---- producer -------------------------------------------------------------------------
+    @property
+    def capacity(self):
+        """Number of slots (a power of two)."""
+        return self.core.capacity
 
-    cdef int push(self, int64_t t_ns, const uint8_t *payload, Py_ssize_t length) noexcept nogil:
-        if self.try_push(t_ns, payload, length):
-            return 1
-        rt_store_relaxed(self.dropped, rt_load_relaxed(self.dropped) + 1)
-        return 0
+    @property
+    def slot_size(self):
+        """Payload bytes per slot; longer datagrams keep their true length but only these bytes."""
+        return self.core.slot_size
 
-    cdef int try_push(self, int64_t t_ns, const uint8_t *payload, Py_ssize_t length) noexcept nogil:
-        cdef uint64_t h = rt_load_relaxed(self.head)
-        if h - rt_load_acquire(self.tail) >= <uint64_t> self.capacity:
-            return 0
-        cdef Py_ssize_t slot = h & self.mask
-        cdef Py_ssize_t stored = length if length <= self.slot_size else self.slot_size
-        self.ts[slot] = t_ns
-        self.lens[slot] = <uint32_t> length
-        memcpy(self.data + slot * self.slot_size, payload, stored)
-        rt_store_release(self.head, h + 1)
-        return 1
-
-    cdef Py_ssize_t reserve(self, Py_ssize_t want, Py_ssize_t *first_slot) noexcept nogil:
-        """Free slots from the head up to the end of the slot array (at most ``want``)."""
-        cdef uint64_t h = rt_load_relaxed(self.head)
-        cdef uint64_t free_slots = <uint64_t> self.capacity - (h - rt_load_acquire(self.tail))
-        cdef Py_ssize_t slot = h & self.mask
-        cdef Py_ssize_t n = self.capacity - slot
-        if <uint64_t> n > free_slots:
-            n = <Py_ssize_t> free_slots
-        if n > want:
-            n = want
-        first_slot[0] = slot
-        return n
-
-    cdef void commit(self, Py_ssize_t n) noexcept nogil:
-        rt_store_release(self.head, rt_load_relaxed(self.head) + n)
-
-    cdef void count_dropped(self, Py_ssize_t n) noexcept nogil:
-        rt_store_relaxed(self.dropped, rt_load_relaxed(self.dropped) + n)
+    # ---- producer (from Python: tests, replay, the portable receiver) -----------------------
 
     def push_bytes(self, int64_t t_ns, const uint8_t[::1] payload not None):
-        """Producer call from Python (tests, replay): copy one datagram in. False if dropped."""
+        """Copy one datagram in. False if the ring was full (the datagram is counted as dropped)."""
         cdef Py_ssize_t n = payload.shape[0]
         cdef const uint8_t *p = &payload[0] if n else NULL
         cdef int ok
         with nogil:
-            ok = self.push(t_ns, p, n)
+            ok = ring_push(&self.core, t_ns, p, n)
         return bool(ok)
 
     def produce_pattern(self, Py_ssize_t count, Py_ssize_t length, uint64_t first_seq=0, bint wait=False):
@@ -109,13 +83,11 @@ cdef class PacketRing:
         in its first 8 bytes and as its receive time. With ``wait`` the producer spins while the
         ring is full instead of dropping. Returns how many were accepted.
         """
-        if length < 8 or length > self.slot_size:
-            raise ValueError("length must be 8..slot_size")
+        if length < 8 or length > self.core.slot_size or length > 65536:
+            raise ValueError("length must be 8..slot_size (and at most 65536)")
         cdef Py_ssize_t k, accepted = 0
         cdef uint8_t buf[65536]
         cdef uint64_t seq
-        if length > 65536:
-            raise ValueError("length too large")
         with nogil:
             for k in range(length):
                 buf[k] = <uint8_t> k
@@ -123,11 +95,11 @@ cdef class PacketRing:
                 seq = first_seq + k
                 memcpy(buf, &seq, 8)
                 if wait:
-                    while not self.try_push(<int64_t> seq, buf, length):
+                    while not ring_try_push(&self.core, <int64_t> seq, buf, length):
                         pass
                     accepted += 1
                 else:
-                    accepted += self.push(<int64_t> seq, buf, length)
+                    accepted += ring_push(&self.core, <int64_t> seq, buf, length)
         return accepted
 
     # ---- consumer -------------------------------------------------------------------------
@@ -139,10 +111,10 @@ cdef class PacketRing:
         truncated datagram) and ``data`` (uint8, shape ``(n, slot_size)``) are zero-copy views of
         the ring; they stay valid until :meth:`release` gives the slots back.
         """
-        cdef uint64_t t = rt_load_relaxed(self.tail)
-        cdef uint64_t avail = rt_load_acquire(self.head) - t
-        cdef Py_ssize_t first = t & self.mask
-        cdef Py_ssize_t n = self.capacity - first
+        cdef uint64_t t = rt_load_relaxed(self.core.tail)
+        cdef uint64_t avail = rt_load_acquire(self.core.head) - t
+        cdef Py_ssize_t first = t & self.core.mask
+        cdef Py_ssize_t n = self.core.capacity - first
         if <uint64_t> n > avail:
             n = <Py_ssize_t> avail
         if n > max_count:
@@ -151,10 +123,11 @@ cdef class PacketRing:
 
     def release(self, Py_ssize_t n):
         """Give ``n`` consumed slots back to the producer."""
-        cdef uint64_t t = rt_load_relaxed(self.tail)
-        if n < 0 or <uint64_t> n > rt_load_acquire(self.head) - t:
-            raise ValueError(f"cannot release {n} slots: only {rt_load_acquire(self.head) - t} pending")
-        rt_store_release(self.tail, t + n)
+        cdef uint64_t t = rt_load_relaxed(self.core.tail)
+        cdef uint64_t pending = rt_load_acquire(self.core.head) - t
+        if n < 0 or <uint64_t> n > pending:
+            raise ValueError(f"cannot release {n} slots: only {pending} pending")
+        rt_store_release(self.core.tail, t + n)
 
     @property
     def data_buffer(self):
@@ -164,38 +137,38 @@ cdef class PacketRing:
     @property
     def received(self):
         """Datagrams offered by the producer: published + dropped."""
-        return int(rt_load_acquire(self.head) + rt_load_relaxed(self.dropped))
+        return int(rt_load_acquire(self.core.head) + rt_load_relaxed(self.core.dropped))
 
     @property
     def dropped(self):
         """Datagrams refused because the ring was full."""
-        return int(rt_load_relaxed(self.dropped))
+        return int(rt_load_relaxed(self.core.dropped))
 
     @property
     def consumed(self):
         """Datagrams released by the consumer."""
-        return int(rt_load_acquire(self.tail))
+        return int(rt_load_acquire(self.core.tail))
 
     @property
     def pending(self):
         """Published datagrams not yet released."""
-        return int(rt_load_acquire(self.head) - rt_load_acquire(self.tail))
+        return int(rt_load_acquire(self.core.head) - rt_load_acquire(self.core.tail))
 
     def last_times(self, Py_ssize_t n):
         """Receive times (ns) of the last ``n`` published datagrams, oldest first (a copy).
 
-        At most ``capacity - 1`` are returned. The newest of them can be overwritten while they
+        At most ``capacity - 1`` are returned. The oldest of them can be overwritten while they
         are read only if the ring wraps in the meantime, so this is meant for statistics such as
         the feed's frequency, not for data.
         """
-        cdef uint64_t h = rt_load_acquire(self.head)
-        if n > self.capacity - 1:
-            n = self.capacity - 1
+        cdef uint64_t h = rt_load_acquire(self.core.head)
+        if n > self.core.capacity - 1:
+            n = self.core.capacity - 1
         if <uint64_t> n > h:
             n = <Py_ssize_t> h
         out = np.empty(n, dtype=np.int64)
         cdef int64_t[::1] o = out
         cdef Py_ssize_t k
         for k in range(n):
-            o[k] = self.ts[(h - n + k) & self.mask]
+            o[k] = self.core.ts[(h - n + k) & self.core.mask]
         return out

@@ -1,0 +1,54 @@
+"""One error format for every answer that is not a success.
+
+``{"error": {"status": 404, "code": "recording_not_found", "message": "…"}}``. Handlers raise
+:class:`ApiError`; anything else that escapes a handler becomes a logged 500 with a generic
+message (a bug, never an expected answer), and Sanic's own errors (unknown path, wrong method,
+body too large) are rewritten into the same shape.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Request
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse, json
+
+log = logging.getLogger(__name__)
+
+_SANIC_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    416: "range_not_satisfiable",
+    503: "unavailable",
+}
+
+
+class ApiError(SanicException):
+    """An expected error answer: HTTP ``status``, a stable ``code`` and a clear ``message``."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None) -> None:
+        super().__init__(message, status_code=status, headers=headers)
+        self.code = code
+
+
+def error_body(status: int, code: str, message: str) -> dict:
+    return {"error": {"status": status, "code": code, "message": message}}
+
+
+def handle_error(request: Request, exc: Exception) -> HTTPResponse:
+    """Sanic error handler: every exception becomes the JSON error shape."""
+    if isinstance(exc, ApiError):
+        return json(error_body(exc.status_code, exc.code, str(exc)), status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, SanicException):
+        status = exc.status_code
+        code = _SANIC_CODES.get(status, "error")
+        message = str(exc) or code.replace("_", " ")
+        if status == 404:
+            message = f"no such endpoint: {request.method} {request.path}"
+        return json(error_body(status, code, message), status=status, headers=getattr(exc, "headers", None))
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return json(error_body(500, "internal_error", "internal error; see the server log"), status=500)

@@ -1,0 +1,34 @@
+"""Live telemetry and metadata: ``GET /api/live``, ``/api/games``, ``/api/use-cases``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sanic import Blueprint, Request
+from sanic.response import json
+
+GAMES = ("assetto_corsa", "assetto_corsa_competizione", "project_cars_1", "project_cars_2")
+USE_CASES = ("shift_points", "racing_line", "braking_analysis", "lap_times", "sector_analysis", "track_map", "general")
+
+bp = Blueprint("live", url_prefix="/api")
+
+
+def iso_now() -> str:
+    """Current UTC time, ISO 8601 with milliseconds and a Z."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@bp.get("/live")
+async def live(request: Request):
+    runtime = request.app.ctx.runtime
+    return json({"time": iso_now(), "recording": runtime.recording_summary(), "feeds": runtime.feeds.live()})
+
+
+@bp.get("/games")
+async def games(request: Request):
+    return json(list(GAMES))
+
+
+@bp.get("/use-cases")
+async def use_cases(request: Request):
+    return json(list(USE_CASES))

@@ -1,0 +1,152 @@
+"""Configuration: the ``RUSTY_TELEMETRY_*`` environment, read and validated in one place.
+
+:func:`load` turns an environment mapping into one immutable :class:`Config`, or raises
+:class:`~rt.errors.ConfigError` with one line naming the variable, before anything is bound.
+
+Ports may be 0 for "any free port" where we bind (API, Telemetry Tool, PCARS): tests and a
+second instance beside a running one use that. The KSUDP port is the game's, so it must be real.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from .errors import ConfigError
+
+PREFIX = "RUSTY_TELEMETRY_"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+#: Variable (without prefix) → (default, meaning). The README's configuration table is this table.
+VARIABLES: dict[str, tuple[str | None, str]] = {
+    "API_PORT": ("8080", "REST API server port"),
+    "API_HOST": ("127.0.0.1", "REST API server bind address"),
+    "GAME_HOST": ("127.0.0.1", "IP or name of the sim machine (KSUDP handshake target)"),
+    "LISTEN": ("0.0.0.0", "local bind address for incoming feeds (Telemetry Tool, PCARS)"),
+    "BIND": (None, "legacy fallback for both GAME_HOST and LISTEN"),
+    "DATA_DIR": ("recordings", "one directory per recording; sessions under sessions/ inside it"),
+    "KSUDP_PORT": ("9996", "AC remote telemetry port on GAME_HOST"),
+    "TT_PORT": ("10101", "Telemetry Tool port on LISTEN (0 = any free port)"),
+    "PCARS_PORT": ("5606", "Project CARS port on LISTEN (0 = any free port)"),
+    "CORS_ORIGINS": ("http://localhost:5173,http://127.0.0.1:5173", "origins allowed to call the API from a browser (* allowed)"),
+    "API_TOKEN": (None, "if set, every request that changes state needs Authorization: Bearer <token>"),
+    "TT_LAYOUT": (None, "path of a corrected Telemetry Tool layout table (JSON)"),
+    "RECV_PERIOD_MS": ("10", "how often the receiver drains the sockets, ms (kernel timestamps keep true arrival times)"),
+    "RCVBUF_BYTES": ("8388608", "socket receive buffer per feed, bytes"),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings of one server process."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    game_host: str = "127.0.0.1"
+    listen: str = "0.0.0.0"
+    data_dir: Path = Path("recordings")
+    ksudp_port: int = 9996
+    tt_port: int = 10101
+    pcars_port: int = 5606
+    cors_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
+    api_token: str | None = field(default=None, repr=False)  # never printed
+    tt_layout: Path | None = None
+    recv_period_ms: float = 10.0
+    rcvbuf_bytes: int = 8 * 1024 * 1024
+
+    def replace(self, **changes) -> "Config":
+        """A copy with some settings changed (validated again)."""
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        values.update(changes)
+        cfg = Config(**values)
+        _check(cfg)
+        return cfg
+
+
+def _port(name: str, raw: str, allow_zero: bool) -> int:
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: not a port number") from None
+    low = 0 if allow_zero else 1
+    if not low <= value <= 65535:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: port must be {low}..65535")
+    return value
+
+
+def _host(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if _HOSTNAME.match(value) and not value.replace(".", "").isdigit():
+        return value
+    raise ConfigError(f"{PREFIX}{name}={raw!r}: not an IP address or host name")
+
+
+def _number(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{PREFIX}{name}={raw!r}: must be {low:g}..{high:g}")
+    return value
+
+
+def _check(cfg: Config) -> None:
+    for name in ("api_host", "game_host", "listen"):
+        _host(name.upper(), getattr(cfg, name))
+    _port("API_PORT", str(cfg.api_port), True)
+    _port("KSUDP_PORT", str(cfg.ksudp_port), False)
+    _port("TT_PORT", str(cfg.tt_port), True)
+    _port("PCARS_PORT", str(cfg.pcars_port), True)
+
+
+def load(env: Mapping[str, str]) -> Config:
+    """Read and validate the configuration from ``env`` (normally ``os.environ``)."""
+
+    def get(name: str) -> str | None:
+        value = env.get(PREFIX + name)
+        if value is None or value.strip() == "":
+            return VARIABLES[name][0]
+        return value.strip()
+
+    legacy = get("BIND")
+    game_host = env.get(PREFIX + "GAME_HOST") or legacy or VARIABLES["GAME_HOST"][0]
+    listen = env.get(PREFIX + "LISTEN") or legacy or VARIABLES["LISTEN"][0]
+
+    origins = tuple(o.strip() for o in (get("CORS_ORIGINS") or "").split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+            raise ConfigError(f"{PREFIX}CORS_ORIGINS: {origin!r} is not an origin like http://host:port or *")
+
+    tt_layout = get("TT_LAYOUT")
+    if tt_layout is not None and not Path(tt_layout).is_file():
+        raise ConfigError(f"{PREFIX}TT_LAYOUT={tt_layout!r}: no such file")
+
+    token = env.get(PREFIX + "API_TOKEN") or None
+    if token is not None and len(token) < 8:
+        raise ConfigError(f"{PREFIX}API_TOKEN: too short (at least 8 characters)")
+
+    return Config(
+        api_host=_host("API_HOST", get("API_HOST")),
+        api_port=_port("API_PORT", get("API_PORT"), True),
+        game_host=_host("GAME_HOST" if env.get(PREFIX + "GAME_HOST") else "BIND", game_host),
+        listen=_host("LISTEN" if env.get(PREFIX + "LISTEN") else "BIND", listen),
+        data_dir=Path(get("DATA_DIR")),
+        ksudp_port=_port("KSUDP_PORT", get("KSUDP_PORT"), False),
+        tt_port=_port("TT_PORT", get("TT_PORT"), True),
+        pcars_port=_port("PCARS_PORT", get("PCARS_PORT"), True),
+        cors_origins=origins,
+        api_token=token,
+        tt_layout=Path(tt_layout) if tt_layout else None,
+        recv_period_ms=_number("RECV_PERIOD_MS", get("RECV_PERIOD_MS"), 0.5, 100),
+        rcvbuf_bytes=int(_number("RCVBUF_BYTES", get("RCVBUF_BYTES"), 65536, 1 << 30)),
+    )

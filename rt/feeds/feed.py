@@ -1,0 +1,257 @@
+"""One telemetry feed: its socket, its ring, its counters and what it last saw.
+
+The receive side (``rt_ext.recv``) fills :attr:`Feed.ring`; :meth:`Feed.consume` is called by the
+feed manager's consumer thread, takes what is in the ring in batches, classifies and decodes each
+batch (``rt_ext.decode``), hands raw and decoded batches to the sinks (the recorder), keeps the
+latest canonical values for the live view, and releases the slots. Nothing here makes a Python
+object per datagram.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rt_ext.ring import PacketRing
+
+from ..decode import Decoder, classify_batch
+from ..protocols import Protocols, decode_text
+from ..protocols.canonical import CANONICAL_DTYPE, to_canonical
+from ..protocols.layout import PacketLayout
+from .health import LOST_S, health
+
+#: Datagrams taken from a ring per decode call: keeps the batch in cache.
+BATCH = 4096
+#: Slots per ring: at 333 Hz about 49 s of datagrams, at 5 kHz about 3 s.
+RING_SLOTS = 16384
+
+#: Counter ranges of the protocols that number their packets (for loss by sequence gaps).
+_PCARS1_SEQ_MOD = 64
+_PCARS2_RESET = 100_000  # a jump larger than this is a game restart, not loss
+
+
+class Sink(Protocol):
+    """Receives every batch a feed consumes (the recorder implements this)."""
+
+    def on_raw(self, feed: "Feed", t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> None:
+        """All datagrams of a batch as received: times (ns), true lengths, slot bytes (n × slot)."""
+
+    def on_decoded(self, feed: "Feed", layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray) -> None:
+        """The well-formed datagrams of one packet kind in the batch, decoded into columns."""
+
+
+@dataclass
+class FeedStats:
+    """Counters of one feed since the server started."""
+
+    packets: int = 0
+    bytes: int = 0
+    malformed: int = 0
+    dropped: int = 0
+    refused: int = 0  # datagrams from a source that is not allowed (not recorded)
+    sequence_gaps: int = 0
+    errors: int = 0
+
+
+@dataclass
+class Feed:
+    """A feed: ``name`` (ksudp, telemetry_tool, pcars), its bound socket (``None`` = not available)."""
+
+    name: str
+    port: int
+    protocols: Protocols
+    sock: socket.socket | None
+    error: str | None = None
+    ring: PacketRing = field(init=False)
+    stats: FeedStats = field(default_factory=FeedStats)
+    latest: np.ndarray = field(init=False)  # one canonical row, the newest
+    last_good_ns: int | None = None
+    info: dict[str, str] = field(default_factory=dict)  # car, track, driver … as the game names them
+    handshaking: bool = False
+    lost_s: float = LOST_S
+    _decoders: dict[str, Decoder] = field(default_factory=dict)
+    _last_seq: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        slot = self.protocols.max_datagram(self.name)
+        # Slots round up to 64 B; a longer datagram keeps its true length and is malformed anyway.
+        self.ring = PacketRing(RING_SLOTS, (slot + 63) // 64 * 64)
+        self.latest = np.zeros(1, dtype=CANONICAL_DTYPE)
+        self._rules = self.protocols.feed_rules[self.name].rules
+        self._has_data = False
+
+    @property
+    def available(self) -> bool:
+        return self.sock is not None
+
+    def decoder(self, layout: PacketLayout) -> Decoder:
+        dec = self._decoders.get(layout.name)
+        if dec is None:
+            dec = self._decoders[layout.name] = Decoder(layout)
+        return dec
+
+    def health(self, now_ns: int | None = None) -> str:
+        now = time.time_ns() if now_ns is None else now_ns
+        return health(self.available, self.last_good_ns, now, self.handshaking, self.lost_s)
+
+    def frequency_hz(self, now_ns: int | None = None) -> float:
+        """Datagrams per second over the last second (from the ring's receive times)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        times = self.ring.last_times(4096)
+        if times.size == 0:
+            return 0.0
+        recent = times[times > now - 1_000_000_000]
+        if recent.size == times.size and times.size > 1:
+            # All of the history is inside the last second: the rate is at least this.
+            span = (times[-1] - times[0]) / 1e9
+            return float((times.size - 1) / span) if span > 0 else float(times.size)
+        return float(recent.size)
+
+    # ---- consumer thread ------------------------------------------------------------------
+
+    def consume(self, sinks: list[Sink], handler=None) -> int:
+        """Take everything waiting in the ring, batch by batch. Returns datagrams consumed.
+
+        ``handler(feed, layout, columns, t_ns)`` sees each decoded group first (the ksudp
+        handshake uses it to read the game's answer).
+        """
+        total = 0
+        ring = self.ring
+        buf = ring.data_buffer
+        while True:
+            first, t_ns, lengths, data = ring.peek(BATCH)
+            n = t_ns.shape[0]
+            if n == 0:
+                break
+            offsets = (np.arange(first, first + n, dtype=np.int64)) * ring.slot_size
+            kinds, bad = classify_batch(self._rules, buf, offsets, lengths)
+            with self._lock:
+                self.stats.packets += n
+                self.stats.bytes += int(lengths.sum())
+                self.stats.malformed += bad
+            for sink in sinks:
+                sink.on_raw(self, t_ns, lengths, data)
+            if bad < n:
+                self._decode_groups(kinds, offsets, t_ns, buf, sinks, handler)
+            ring.release(n)
+            total += n
+        self.stats.dropped = ring.dropped
+        return total
+
+    def _decode_groups(self, kinds, offsets, t_ns, buf, sinks, handler) -> None:
+        present = np.unique(kinds)
+        for kind_id in present[present >= 0].tolist():
+            layout = self.protocols.kinds[kind_id]
+            sel = kinds == kind_id
+            group_t = t_ns[sel]
+            cols = self.decoder(layout).columns(buf, offsets[sel])
+            if handler is not None:
+                handler(self, layout, cols, group_t)
+            for sink in sinks:
+                sink.on_decoded(self, layout, cols, group_t)
+            self._count_gaps(layout, cols, buf, offsets[sel])
+            canon = to_canonical(layout.name, cols, group_t)
+            # Groups come by kind, not by time: keep the newest row of any driving kind.
+            if canon is not None and (not self._has_data or canon["t_ns"][-1] >= self.latest["t_ns"][0]):
+                self.latest = canon[-1:].copy()
+                self._has_data = True
+            self._remember_names(layout, cols)
+            newest = int(group_t[-1])
+            if self.last_good_ns is None or newest > self.last_good_ns:
+                self.last_good_ns = newest
+
+    def _count_gaps(self, layout: PacketLayout, cols, buf, offsets) -> None:
+        if layout.name == "tt_driver" and "packet_id" in cols:
+            self._gaps("tt", cols["packet_id"].astype(np.int64), 1 << 32, _PCARS2_RESET)
+        elif layout.name.startswith("pcars2_"):
+            self._gaps("pc2", cols["mPacketNumber"].astype(np.int64), 1 << 32, _PCARS2_RESET)
+        elif layout.name.startswith("pcars1_"):
+            self._gaps("pc1", (cols["sPacketType"].astype(np.int64) >> 2), _PCARS1_SEQ_MOD, _PCARS1_SEQ_MOD)
+
+    def _gaps(self, key: str, seq: np.ndarray, modulo: int, reset: int) -> None:
+        # Groups of one kind arrive per batch; sequence counters span kinds, so gaps between
+        # groups of a batch are approximate when several kinds interleave within one batch.
+        prev = self._last_seq.get(key)
+        full = seq if prev is None else np.concatenate(([prev], seq))
+        if full.size > 1:
+            step = np.diff(full) % modulo
+            missing = step[(step > 1) & (step < reset)] - 1
+            self.stats.sequence_gaps += int(missing.sum())
+        self._last_seq[key] = int(seq[-1])
+
+    def _remember_names(self, layout: PacketLayout, cols) -> None:
+        name = layout.name
+        if name == "ac_handshake_response":
+            self.info.update(
+                car=decode_text(cols["carName"][-1], True),
+                driver=decode_text(cols["driverName"][-1], True),
+                track=decode_text(cols["trackName"][-1], True),
+                track_config=decode_text(cols["trackConfig"][-1], True),
+            )
+        elif name == "pcars1_participant_strings":
+            self.info.update(
+                car=decode_text(cols["sCarName"][-1], False),
+                track=decode_text(cols["sTrackLocation"][-1], False),
+                track_config=decode_text(cols["sTrackVariation"][-1], False),
+            )
+        elif name == "pcars2_race_308":
+            self.info.update(
+                track=decode_text(cols["sTrackLocation"][-1], False),
+                track_config=decode_text(cols["sTrackVariation"][-1], False),
+            )
+
+    def live(self, now_ns: int | None = None) -> dict:
+        """This feed's entry of ``GET /api/live`` (values ``None`` until the feed has data)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        row = self.latest[0]
+        has = self._has_data
+
+        def f(name: str, digits: int = 3):
+            if not has:
+                return None
+            v = float(row[name])
+            return None if v != v else round(v, digits)  # NaN → null
+
+        def i(name: str):
+            if not has:
+                return None
+            v = int(row[name])
+            return None if v < 0 else v
+
+        with self._lock:
+            stats = self.stats
+            out = {
+                "health": self.health(now),
+                "port": self.port,
+                "frequency_hz": round(self.frequency_hz(now), 1),
+                "packets": stats.packets,
+                "malformed": stats.malformed,
+                "dropped": self.ring.dropped,
+                "last_packet_age_ms": None if self.last_good_ns is None else round((now - self.last_good_ns) / 1e6, 1),
+            }
+        out.update(
+            car=self.info.get("car"),
+            track=self.info.get("track"),
+            speed_kmh=f("speed_kmh", 2),
+            rpm=f("rpm", 1),
+            gear=int(row["gear"]) if has else None,
+            throttle=f("throttle"),
+            brake=f("brake"),
+            clutch=f("clutch"),
+            steer=f("steer"),
+            lap_count=i("lap_count"),
+            lap_time_ms=i("lap_time_ms"),
+            last_lap_ms=i("last_lap_ms"),
+            best_lap_ms=i("best_lap_ms"),
+            sequence_gaps=self.stats.sequence_gaps,
+            refused=self.stats.refused,
+        )
+        if self.error:
+            out["error"] = self.error
+        return out

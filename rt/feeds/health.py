@@ -1,0 +1,39 @@
+"""Feed health: one state per feed, derived from what the feed has seen and when.
+
+==================  =======================================================================
+state               meaning
+==================  =======================================================================
+``not_available``   the feed's port could not be bound (in use, no permission); the rest runs
+``waiting``         bound, no well-formed datagram yet
+``handshaking``     ksudp only: handshake sent, the game has not answered (or is not running)
+``healthy``         a well-formed datagram within the last :data:`HEALTHY_S` seconds
+``stale``           quiet for :data:`HEALTHY_S` .. :data:`LOST_S` seconds
+``lost``            quiet for longer than :data:`LOST_S` (ksudp then handshakes again)
+==================  =======================================================================
+
+Only well-formed datagrams count: a flood of garbage does not make a feed look healthy.
+"""
+
+from __future__ import annotations
+
+HEALTHY_S = 0.5
+LOST_S = 3.0
+
+STATES = ("not_available", "waiting", "handshaking", "healthy", "stale", "lost")
+
+
+def health(available: bool, last_good_ns: int | None, now_ns: int, handshaking: bool = False,
+           lost_s: float = LOST_S) -> str:
+    """The health state of a feed at ``now_ns`` (all times in ns on the receive clock)."""
+    if not available:
+        return "not_available"
+    if handshaking:
+        return "handshaking"
+    if last_good_ns is None:
+        return "waiting"
+    age_s = (now_ns - last_good_ns) / 1e9
+    if age_s <= HEALTHY_S:
+        return "healthy"
+    if age_s <= lost_s:
+        return "stale"
+    return "lost"

@@ -1,0 +1,104 @@
+"""The Assetto Corsa remote-telemetry handshake (KSUDP), driven from the consumer thread.
+
+AC listens on GAME_HOST:9996 and answers to the source address of whoever sends it a handshake,
+so the ksudp feed's socket is bound to an ephemeral local port and does the asking:
+
+1. send HANDSHAKE (12 bytes, operationId 0), again every :data:`RETRY_S` until AC answers;
+2. AC answers with the 408-byte handshake response (car, driver, track, config);
+3. send SUBSCRIBE_UPDATE (operationId 1): AC streams RTCarInfo every physics step;
+4. when the stream goes quiet for :data:`~rt.feeds.health.LOST_S` (game closed or restarted),
+   start again at 1; on shutdown send DISMISS (operationId 3).
+
+Only datagrams from GAME_HOST's port are accepted (the receive filter), so a stray sender cannot
+inject telemetry.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import time
+
+import numpy as np
+
+from ..protocols.ac import DISMISS, HANDSHAKE, HANDSHAKER, SUBSCRIBE_UPDATE
+from ..protocols.layout import PacketLayout
+from .health import LOST_S
+
+log = logging.getLogger(__name__)
+
+RETRY_S = 1.0
+#: After subscribing, how long to wait for the first RTCarInfo before asking again.
+SUBSCRIBE_TIMEOUT_S = 2.0
+# identifier 1 and version 1, as AC's own clients send.
+_HANDSHAKER = struct.Struct("<iii")
+assert _HANDSHAKER.size == HANDSHAKER.size
+
+
+def handshaker(operation: int) -> bytes:
+    """The 12-byte client request for ``operation`` (0 handshake, 1 update, 2 spot, 3 dismiss)."""
+    return _HANDSHAKER.pack(1, 1, operation)
+
+
+class KsudpSession:
+    """Handshake state of the ksudp feed. :meth:`tick` runs on every consumer pass."""
+
+    def __init__(self, feed, game_addr: tuple[str, int], lost_s: float = LOST_S) -> None:
+        self.feed = feed
+        self.lost_s = lost_s
+        self.game_addr = game_addr
+        self.phase = "handshake"  # handshake → subscribed
+        self.last_sent_ns = 0
+        self.subscribed_ns = 0
+        self.last_car_ns = 0  # receive time of the newest RTCarInfo
+        self.handshakes = 0
+        feed.handshaking = True
+
+    def _send(self, operation: int) -> None:
+        try:
+            self.feed.sock.sendto(handshaker(operation), self.game_addr)
+        except OSError as exc:  # no route, host down: keep trying, never stop the feed
+            self.feed.stats.errors += 1
+            log.debug("ksudp send to %s failed: %s", self.game_addr, exc)
+
+    def on_decoded(self, feed, layout: PacketLayout, cols: dict[str, np.ndarray], t_ns: np.ndarray) -> None:
+        """Handler for decoded groups: the game's answer moves us to subscribed."""
+        if layout.name == "ac_handshake_response" and self.phase == "handshake":
+            self._send(SUBSCRIBE_UPDATE)
+            self.phase = "subscribed"
+            self.subscribed_ns = time.time_ns()
+            log.info("ksudp: %s answered, subscribed", self.game_addr[0])
+        elif layout.name == "ac_car_info":
+            self.last_car_ns = max(self.last_car_ns, int(t_ns[-1]))
+            self.feed.handshaking = False
+
+    def tick(self, now_ns: int | None = None) -> None:
+        now = time.time_ns() if now_ns is None else now_ns
+        if self.phase == "subscribed":
+            if self.last_car_ns < self.subscribed_ns:
+                if now - self.subscribed_ns > SUBSCRIBE_TIMEOUT_S * 1e9:
+                    self.phase = "handshake"  # answered but never streamed: ask again
+            elif now - self.last_car_ns > self.lost_s * 1e9:
+                log.info("ksudp: stream quiet for %.1f s, handshaking again", (now - self.last_car_ns) / 1e9)
+                self.phase = "handshake"
+        if self.phase == "handshake" and now - self.last_sent_ns >= RETRY_S * 1e9:
+            self._send(HANDSHAKE)
+            self.handshakes += 1
+            self.last_sent_ns = now
+
+    def close(self) -> None:
+        """Tell AC to stop streaming to us."""
+        if self.phase == "subscribed":
+            self._send(DISMISS)
+        self.phase = "handshake"
+
+
+def resolve(host: str, port: int) -> tuple[int, tuple[str, int]] | None:
+    """(address family, (ip, port)) of the game host, or None while it cannot be resolved."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError:
+        return None
+    family, _, _, _, addr = info[0]
+    return family, (addr[0], addr[1])

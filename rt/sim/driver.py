@@ -1,0 +1,924 @@
+"""The simulated driver and the sample stream: a deterministic car lapping a track.
+
+How a lap is made
+-----------------
+The car drives a line parallel to the track's centre line (``line_offset_m`` to the left). Along
+that line (path distance σ, m) the lap is solved once, event by event, on a ~1 m grid:
+
+1. Corner limit: v ≤ sqrt(max_lat_g · g / |κ|) with κ the curvature of the driven line.
+2. Braking envelope E(σ): the backward pass from every corner limit with the brakes at
+   ``BRAKE_PLAN_MARGIN`` of ``max_brake_g`` plus drag, rolling resistance and grade (over two
+   laps, so a corner just after the line constrains the end of the lap before it).
+3. Forward pass, the driver: full throttle with the real wheel force of the gear engaged (torque
+   curve, ratios, efficiency) minus drag/rolling/grade; upshift when the rpm reaches the shift
+   point (the interval is split exactly there), then ``shift_time_s`` with the clutch out and no
+   drive; hold the corner limit with part throttle; start braking early enough that the brake
+   pedal can ramp up over ``BRAKE_RAMP_S`` and still meet E, then brake at the constant
+   deceleration that lands exactly on the next corner's speed (pedal ∝ that deceleration);
+   downshift while braking so the rpm stays in band.
+
+Within every interval the acceleration is constant, so speed is linear and distance quadratic in
+time: samples at any rate are read off that piecewise-exact trajectory (vectorised), and lap,
+sector and shift times are exact, not quantised to the sample period. Laps are solved lazily and
+memoised, so with ``lap_variation=0`` the periodic lap is solved once.
+
+The car starts at σ = 0 *on the start/finish line at racing speed* (a flying lap: the state at the
+line is the one a lap ends with, found with warm-up laps), so lap 1 is a complete, normal lap.
+
+Conventions: speeds m/s, distances m, times s (``t_ns`` ns since the Unix epoch), rpm, pedals
+0..1, clutch 1 = engaged, gear as the canonical channel (0 N, 1.. forward), steer −1..1 with
++ = left, g_lat + when accelerating to the left (left turn), g_long + when speeding up. World
+frame and heading as in :mod:`rt.sim.track`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from .car import CARS, G, CarSpec
+from .track import TRACKS, Corner, Track
+
+#: Default time of the first sample, ns since the Unix epoch (fixed, so runs are reproducible).
+DEFAULT_START_TIME_NS = 1_700_000_000 * 1_000_000_000
+#: Grid spacing of the lap solution along the driven line, m.
+PATH_STEP_M = 1.0
+#: Largest speed change within one full-throttle interval, m/s (bounds the integration error).
+MAX_DV_MS = 0.1
+#: Time for the brake pedal to go from 0 to 1, s (the onset ramp; the braking point moves earlier).
+BRAKE_RAMP_S = 0.12
+#: The driver plans braking at this fraction of max_brake_g, keeping a margin for the pedal ramp.
+BRAKE_PLAN_MARGIN = 0.97
+#: "At the limiter" means this fraction of the limiter rpm below it (a real driver's reaction).
+LIMITER_HAIR_FRAC = 0.002
+#: While braking, change down once the lower gear would turn at most this fraction of its upshift rpm.
+DOWNSHIFT_FRAC = 0.8
+#: Under power, change down when the engine lugs below this fraction of the limiter.
+LUG_FRAC = 0.35
+#: Minimum time between two gear changes while braking, s (sequential box, one click at a time).
+MIN_SHIFT_GAP_S = 0.3
+#: Clutch-out time of a (rev-matched) downshift, s.
+BLIP_S = 0.12
+#: Path radius that needs full steering lock, m; steer = clip(κ · this, −1, 1).
+STEER_LOCK_RADIUS_M = 12.0
+#: Speed cap where there is no corner, m/s (far above any top speed; the engine limits first).
+FREE_SPEED_MS = 150.0
+#: mode="pulls": the slow point sits this far into each pull straight, m.
+PULL_SLOW_POINT_IN_M = 120.0
+#: mode="pulls": speed at the slow point as a fraction of 1st gear's limiter speed.
+PULL_START_FRAC = 0.25
+#: mode="pulls": number of straights (longest first) used for pulls.
+PULL_STRAIGHTS = 2
+#: Noise table length; noise depends on the sample index only, so any block split gives the same.
+_NOISE_LEN = 1 << 16
+
+#: The keys of :meth:`Simulation.step_block`, in order.
+CHANNELS = (
+    "t_ns", "speed_ms", "rpm", "gear", "throttle", "brake", "clutch", "steer",
+    "lap_count", "lap_time_s", "last_lap_s", "best_lap_s", "lap_distance_m", "norm_pos",
+    "x", "y", "z", "vx", "vy", "vz", "heading_rad", "g_lat", "g_long",
+    "sector", "sector_time_s", "last_sector_times_s",
+    "max_rpm", "num_gears", "in_pit", "odometer_m",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShiftEvent:
+    """One gear change. ``time_s`` is simulation time (s since the first sample), ``lap`` the
+    0-based lap it happened in, ``rpm`` the engine speed in ``from_gear`` at that instant."""
+
+    time_s: float
+    lap: int
+    lap_distance_m: float
+    from_gear: int
+    to_gear: int
+    rpm: float
+    speed_ms: float
+
+
+@dataclass(frozen=True)
+class SimTruth:
+    """The exact answers, for the samples emitted so far.
+
+    Attributes:
+        track_length_m: centre-line lap length, m.
+        path_length_m: length of the driven line per lap, m (differs with ``line_offset_m``).
+        line_offset_m: lateral offset of the driven line, m, + = left of the centre line.
+        lap_times_s: completed laps, s, exact (the start/finish crossing is a node of the
+            trajectory, not interpolated between samples).
+        lap_start_times_s: simulation time at which each lap began, s (lap 0 at 0.0).
+        sector_times_s: (s1, s2, s3) per completed lap, s.
+        braking_onsets_m: lap distances where the brake pedal starts to rise in each braking zone
+            of the first lap (all laps when ``lap_variation`` is 0), m.
+        corners: the track's corners (:meth:`Track.corners`).
+        optimal_upshift_rpm: {gear: rpm} true optimal upshift points of the car.
+        shift_rpm: {gear: rpm} upshift points the simulated driver used.
+        shifts: every gear change so far.
+    """
+
+    track_length_m: float
+    path_length_m: float
+    line_offset_m: float
+    lap_times_s: tuple[float, ...]
+    lap_start_times_s: tuple[float, ...]
+    sector_times_s: tuple[tuple[float, float, float], ...]
+    braking_onsets_m: tuple[float, ...]
+    corners: tuple[Corner, ...]
+    optimal_upshift_rpm: dict[int, float]
+    shift_rpm: dict[int, float]
+    shifts: tuple[ShiftEvent, ...]
+
+
+# ---------------------------------------------------------------------------------------- path
+class _Path:
+    """The driven line: centre line shifted by ``offset`` m to the left, sampled on a grid.
+
+    Breakpoints (segment ends, sector bounds, extra points) are grid nodes, so curvature and
+    grade are constant per interval and s ↔ σ is exactly piecewise linear.
+    """
+
+    def __init__(self, track: Track, offset: float, extra_breaks_s: tuple[float, ...] = ()) -> None:
+        L = track.length_m
+        raw = sorted({0.0, L, *track.segment_starts_m.tolist(), *track.sector_bounds_m, *extra_breaks_s})
+        breaks = [raw[0]]
+        for b in raw[1:]:
+            if b - breaks[-1] > 1e-6:
+                breaks.append(b)
+        breaks[-1] = L
+        bs = np.asarray(breaks)
+        mid = 0.5 * (bs[:-1] + bs[1:])
+        kappa = np.asarray(track.curvature(mid))
+        scale = 1.0 - offset * kappa  # dσ/ds of a parallel curve
+        if np.any(scale < 0.2):
+            raise ValueError(f"line offset {offset} m is too close to a corner's radius")
+        bsig = np.concatenate([[0.0], np.cumsum(np.diff(bs) * scale)])
+        node_sig, node_s, piece = [], [], []
+        for i in range(len(bs) - 1):
+            n = max(1, int(math.ceil((bsig[i + 1] - bsig[i]) / PATH_STEP_M)))
+            f = np.arange(n) / n
+            node_sig.append(bsig[i] + f * (bsig[i + 1] - bsig[i]))
+            node_s.append(bs[i] + f * (bs[i + 1] - bs[i]))
+            piece.append(np.full(n, i))
+        self.sig = np.concatenate(node_sig + [bsig[-1:]])
+        self.s = np.concatenate(node_s + [bs[-1:]])
+        piece_of = np.concatenate(piece)
+        self.n = len(self.sig) - 1
+        self.break_s = bs
+        self.break_sig = bsig
+        self.length_sigma = float(bsig[-1])
+        self.kappa = (kappa / scale)[piece_of]  # curvature of the driven line per interval, 1/m
+        s_mid = 0.5 * (self.s[:-1] + self.s[1:])
+        self.grade = np.asarray(track.grade(s_mid)) / scale[piece_of]  # dy/dσ per interval
+
+    def s_of_sigma(self, sig):
+        return np.interp(sig, self.break_sig, self.break_s)
+
+    def sigma_of_s(self, s):
+        return np.interp(s, self.break_s, self.break_sig)
+
+    def node_of_s(self, s: float) -> int:
+        j = int(np.argmin(np.abs(self.s - s)))
+        if abs(self.s[j] - s) > 1e-6:
+            raise ValueError(f"{s} m is not a node of the path")
+        return j
+
+
+# ---------------------------------------------------------------------------------------- lap solution
+@dataclass
+class _LapTrace:
+    """One solved lap. Nodes k = 0..M (σ, t, v); interval k = node k → k+1 at constant acceleration."""
+
+    sig: np.ndarray
+    t: np.ndarray
+    v: np.ndarray
+    acc: np.ndarray
+    gear: np.ndarray
+    throttle: np.ndarray
+    brake: np.ndarray
+    clutch: np.ndarray
+    lap_time_s: float
+    sector_end_t: tuple[float, float]
+    shifts: list[tuple[float, float, int, int, float, float]]  # (t, σ, from, to, rpm, v)
+    onsets_sig: list[float]
+    max_brake_demand: float
+    max_over_cap_ms: float
+    end_state: tuple
+
+    def sample(self, tau: np.ndarray):
+        """(σ, v, acceleration, interval index) at lap times ``tau`` (s)."""
+        k = np.searchsorted(self.t, tau, side="right") - 1
+        np.clip(k, 0, len(self.acc) - 1, out=k)
+        dt = tau - self.t[k]
+        a = self.acc[k]
+        v0 = self.v[k]
+        sig = self.sig[k] + dt * (v0 + 0.5 * a * dt)
+        return sig, v0 + a * dt, a, k
+
+
+class _Envelope:
+    """Corner caps and the braking envelope over two consecutive laps (ext index 0..2N)."""
+
+    def __init__(self, sig, vcap, E, grade, touches, window_min):
+        self.sig = sig.tolist()
+        self.vcap = vcap.tolist()
+        self.E = E.tolist()
+        self.grade = grade.tolist()
+        n = len(self.sig)
+        idx = np.searchsorted(touches, np.arange(n), side="right")
+        nxt = np.where(idx < len(touches), touches[np.minimum(idx, len(touches) - 1)], n - 1)
+        self.next_touch = nxt.tolist()
+        self.window_min = window_min.tolist()
+
+    def E_at(self, s: float) -> float:
+        sig = self.sig
+        j = bisect.bisect_right(sig, s) - 1
+        if j >= len(sig) - 1:
+            return self.E[-1]
+        if j < 0:
+            return self.E[0]
+        f = (s - sig[j]) / (sig[j + 1] - sig[j])
+        return self.E[j] + f * (self.E[j + 1] - self.E[j])
+
+
+def _window_min(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """min(values[i..ends[i]]) for every i, with a sparse table (O(n log n), vectorised)."""
+    n = len(values)
+    levels = [values]
+    k = 1
+    while (1 << k) <= n:
+        prev = levels[-1]
+        half = 1 << (k - 1)
+        cur = np.full(n, np.inf)
+        cur[: n - half] = np.minimum(prev[: n - half], prev[half:])
+        levels.append(cur)
+        k += 1
+    table = np.vstack(levels)
+    i = np.arange(n)
+    length = ends - i + 1
+    lev = np.floor(np.log2(length)).astype(np.int64)
+    return np.minimum(table[lev, i], table[lev, ends - (1 << lev) + 1])
+
+
+class _LapSolver:
+    """Solves laps of one car on one driven line (see the module docstring)."""
+
+    def __init__(
+        self,
+        car: CarSpec,
+        path: _Path,
+        shift_rpm: dict[int, float],
+        slow_nodes: dict[int, float],
+        sector_bounds_m: tuple[float, float],
+    ) -> None:
+        self.car = car
+        self.sector_bounds_m = sector_bounds_m
+        self.path = path
+        self.shift_rpm = shift_rpm
+        self.slow_nodes = slow_nodes
+        n = path.n
+        # Lateral-grip limit per interval, m/s (FREE_SPEED_MS on straights).
+        v_int = np.sqrt(car.max_lat_g * G / np.maximum(np.abs(path.kappa), 1e-12))
+        self.v_int = np.minimum(v_int, FREE_SPEED_MS)
+        self.is_corner = path.kappa != 0.0
+        self.n = n
+        self._env_cache: dict[tuple[float, float], _Envelope] = {}
+
+    def node_caps(self, pace: float) -> np.ndarray:
+        """Corner speed limit at nodes 0..N for grip factor ``pace``: the stricter of the two
+        intervals a node touches, so that every point of an arc, its ends included, is capped."""
+        vi = np.where(self.is_corner, self.v_int * math.sqrt(pace), self.v_int)
+        caps = np.empty(self.n + 1)
+        caps[1:-1] = np.minimum(vi[:-1], vi[1:])
+        caps[0] = caps[-1] = min(vi[0], vi[-1])
+        for j, v in self.slow_nodes.items():
+            caps[j] = v
+            if j == 0:
+                caps[-1] = v
+        return caps
+
+    def envelope(self, pace: float, pace_next: float) -> _Envelope:
+        key = (pace, pace_next)
+        env = self._env_cache.get(key)
+        if env is not None:
+            return env
+        car, path, n = self.car, self.path, self.n
+        sig = np.concatenate([path.sig[:-1], path.sig + path.length_sigma])
+        vcap = np.concatenate([self.node_caps(pace)[:-1], self.node_caps(pace_next)])
+        grade = np.concatenate([path.grade, path.grade, path.grade[-1:]])
+        brake = np.concatenate([np.full(n, pace), np.full(n + 1, pace_next)]) * (
+            BRAKE_PLAN_MARGIN * car.max_brake_g * G
+        )
+        cd = 0.5 * car.air_density * car.cda_m2 / car.mass_kg
+        cr = car.rolling_coeff * G
+        E = vcap.copy()
+        sl, vl, gl, bl = sig.tolist(), vcap.tolist(), grade.tolist(), brake.tolist()
+        El = E.tolist()
+        for j in range(2 * n - 1, -1, -1):
+            ve = El[j + 1]
+            # Deceleration at the lower (later) speed: drag there is smaller, so this is the safe side.
+            d = bl[j] + cd * ve * ve + cr + G * gl[j]
+            v2 = ve * ve + 2.0 * d * (sl[j + 1] - sl[j])
+            vb = math.sqrt(v2) if v2 > 0.0 else 0.0
+            El[j] = vb if vb < vl[j] else vl[j]
+        E = np.asarray(El)
+        # Touch points: where a braking curve ends on a corner limit (driver aims at these).
+        touch = np.nonzero((E[1:] == vcap[1:]) & (E[:-1] > E[1:]))[0] + 1
+        width = FREE_SPEED_MS * BRAKE_RAMP_S * 1.2 + 2.0 * PATH_STEP_M + 2.0
+        ends = np.searchsorted(sig, sig + width, side="right") - 1
+        wmin = _window_min(E, ends)
+        env = _Envelope(sig, vcap, E, grade, touch, wmin)
+        if len(self._env_cache) > 64:
+            self._env_cache.clear()
+        self._env_cache[key] = env
+        return env
+
+    def initial_state(self, v: float) -> tuple:
+        car = self.car
+        gear = car.num_gears
+        for g in range(1, car.num_gears + 1):
+            if car.rpm_at(v, g) <= 0.9 * self.shift_rpm[g]:
+                gear = g
+                break
+        # (v, gear, clutch_t, upshifting, phase, pedal, target_rel, since_shift)
+        return (v, gear, 0.0, False, 0, 0.0, -1, 10.0)
+
+    def solve(self, state: tuple, pace: float, pace_next: float) -> _LapTrace:
+        car, path = self.car, self.path
+        env = self.envelope(pace, pace_next)
+        N = self.n
+        sig, vcap, E, grd = env.sig, env.vcap, env.E, env.grade
+        wmin, nxt_touch, E_at = env.window_min, env.next_touch, env.E_at
+        m = car.mass_kg
+        cd = 0.5 * car.air_density * car.cda_m2 / m  # drag deceleration per (m/s)², 1/m
+        cr = car.rolling_coeff * G  # rolling deceleration, m/s²
+        B = car.max_brake_g * G  # full-pedal brake deceleration, m/s²
+        top = car.num_gears
+        k_rpm = [0.0] + [car.rpm_at(1.0, g) for g in range(1, top + 1)]  # rpm per m/s
+        # Wheel force per N·m of engine torque, divided by mass: m/s² per N·m, per gear.
+        eff_r = car.drivetrain_efficiency / car.wheel_radius_m / m
+        f_k = [0.0] + [car.overall_ratio(g) * eff_r for g in range(1, top + 1)]
+        t_rpm = list(car.torque_rpm)
+        t_nm = list(car.torque_nm)
+        idle, limiter = car.idle_rpm, car.limiter_rpm
+        v_shift = [0.0] + [car.speed_at_rpm_ms(self.shift_rpm[g], g) for g in range(1, top + 1)]
+        v_top = car.speed_at_rpm_ms(limiter, top)
+        down_rpm = [0.0] + [DOWNSHIFT_FRAC * self.shift_rpm[g] for g in range(1, top + 1)]
+        shift_time = car.shift_time_s
+
+        def drive_acc(v: float, gear: int) -> float:
+            """Full-throttle wheel force / mass at road speed v in gear, m/s².
+
+            The fuel cut is not modelled here but as caps (the interval is split at the shift
+            point; in top gear speed is capped at the limiter), so the midpoint estimate of a
+            step that ends exactly at the limiter still sees the real torque."""
+            rpm = v * k_rpm[gear]
+            if rpm > limiter:
+                rpm = limiter
+            elif rpm < idle:
+                rpm = idle
+            i = bisect.bisect_right(t_rpm, rpm) - 1
+            if i < 0:
+                tq = t_nm[0]
+            elif i >= len(t_rpm) - 1:
+                tq = t_nm[-1]
+            else:
+                tq = t_nm[i] + (rpm - t_rpm[i]) / (t_rpm[i + 1] - t_rpm[i]) * (t_nm[i + 1] - t_nm[i])
+            return tq * f_k[gear]
+
+        last_touch = len(nxt_touch) - 1
+
+        def pick_target(j: int, v: float) -> int:
+            """The first touch point after node j that is slower than v: the corner entry (or
+            pulls slow point) that this braking is for. Every touch point is where E meets the
+            corner limit, so the first slower one is the binding one."""
+            tgt = nxt_touch[j]
+            while tgt < last_touch and vcap[tgt] >= v:
+                tgt = nxt_touch[tgt]
+            return tgt
+
+        def ramp_ok(s0: float, v0: float, gr: float) -> bool:
+            """Could braking still start at (s0, v0)? Ramp the pedal 0→1 over BRAKE_RAMP_S and
+            check the speed never gets above the envelope."""
+            dt = BRAKE_RAMP_S / 6.0
+            s, vv = s0, v0
+            for i in range(6):
+                a = -((i + 0.5) / 6.0 * B + cd * vv * vv + cr + G * gr)
+                s += vv * dt + 0.5 * a * dt * dt
+                vv += a * dt
+                if vv > E_at(s):
+                    return False
+            return True
+
+        v, gear, clutch_t, upshifting, phase, pedal, target, since = state
+        t = 0.0
+        pos = 0.0
+        j = 0
+        ns, nt, nv = [0.0], [0.0], [v]
+        ig, ith, ibr, icl = [], [], [], []
+        shifts: list[tuple[float, float, int, int, float, float]] = []
+        onsets: list[float] = []
+        demand = 0.0
+        over = 0.0
+        guard = 0
+        while j < N:
+            guard += 1
+            if guard > 20 * N + 10000:
+                raise RuntimeError("lap solver did not advance")
+            nxt = sig[j + 1]
+            rem = nxt - pos
+            if rem <= 1e-9:
+                pos = nxt
+                j += 1
+                if phase == 1 and j >= target:
+                    phase = 0
+                continue
+            gr = grd[j]
+            engaged = clutch_t <= 0.0
+            thr = brk = 0.0
+            step = rem  # distance of this interval, m (drive may shorten it)
+            if phase == 0:
+                # ---- drive: full throttle (coast while the clutch is out), capped by the limits
+                a1 = (drive_acc(v, gear) if engaged else 0.0) - cd * v * v - cr - G * gr
+                # Hard acceleration (low gears): shorter steps, so the constant-acceleration
+                # intervals follow the torque curve closely (speed changes ≤ MAX_DV_MS per step).
+                if a1 * step > v * MAX_DV_MS:
+                    step = v * MAX_DV_MS / a1
+                vm2 = v * v + a1 * step  # v² half way, for a midpoint estimate of the acceleration
+                vm = math.sqrt(vm2) if vm2 > 0.01 else 0.1
+                af = (drive_acc(vm, gear) if engaged else 0.0) - cd * vm * vm - cr - G * gr
+                v2 = v * v + 2.0 * af * step
+                vn = math.sqrt(v2) if v2 > 0.01 else 0.1
+                cap = vcap[j + 1]
+                if E[j + 1] < cap:
+                    cap = E[j + 1]
+                if gear == top and v_top < cap:
+                    cap = v_top
+                if vn <= cap:
+                    thr = 1.0 if engaged else 0.0
+                else:
+                    vn = cap
+                    a = (cap * cap - v * v) / (2.0 * step)
+                    vm = 0.5 * (v + vn)
+                    coast = -cd * vm * vm - cr - G * gr
+                    if a >= coast:
+                        fa = drive_acc(vm, gear) if engaged else 0.0
+                        thr = min(1.0, (a - coast) / fa) if fa > 0.0 else 0.0
+                    else:
+                        brk = (coast - a) / B
+                        demand = max(demand, brk)
+                        brk = min(brk, 1.0)
+                # Braking point: if braking could not start at the end of this step any more,
+                # start now. (wmin[j] is the lowest E within reach of a pedal ramp from here.)
+                if vn > wmin[j] and not ramp_ok(pos + step, vn, gr):
+                    phase = 1
+                    pedal = 0.0
+                    target = pick_target(j, v)
+                    onsets.append(pos)
+                    continue
+            else:
+                # ---- brake: constant deceleration onto the next corner speed, pedal ramped
+                if v <= vcap[target]:  # slow enough for this one already: the next that needs it
+                    target = pick_target(j, v)
+                dist = sig[target] - pos
+                vt = vcap[target]
+                if dist <= 1e-9 or v <= vt:
+                    phase = 0
+                    continue
+                if j + 1 == target:
+                    vg = vt
+                else:
+                    line2 = v * v - (v * v - vt * vt) * rem / dist
+                    vg = math.sqrt(line2) if line2 > 0.0 else vt
+                if vcap[j + 1] < vg:
+                    vg = vcap[j + 1]
+                if E[j + 1] < vg:
+                    vg = E[j + 1]
+                a_goal = (vg * vg - v * v) / (2.0 * rem)
+                vm = 0.5 * (v + vg)
+                coast = -cd * vm * vm - cr - G * gr
+                pmax = pedal + 2.0 * rem / (v + vg) / BRAKE_RAMP_S
+                if a_goal < coast:
+                    pg = (coast - a_goal) / B
+                    demand = max(demand, pg)
+                    if pg <= pmax and pg <= 1.0:
+                        brk = pg
+                        vn = vg
+                    else:
+                        brk = min(pmax, 1.0)
+                        v2 = v * v + 2.0 * (coast - brk * B) * rem
+                        vn = math.sqrt(v2) if v2 > 0.01 else 0.1
+                else:
+                    fa = drive_acc(vm, gear) if engaged else 0.0
+                    need = a_goal - coast
+                    if fa > 0.0 and need <= fa:
+                        thr = need / fa
+                        vn = vg
+                    else:
+                        thr = 1.0 if fa > 0.0 else 0.0
+                        v2 = v * v + 2.0 * (coast + thr * fa) * rem
+                        vn = math.sqrt(v2) if v2 > 0.01 else 0.1
+                pedal = brk
+            if upshifting and not engaged:
+                thr = 0.0  # driver lifts during a clutch upshift
+
+            # ---- events inside the interval: reaching the upshift point, clutch re-engaging
+            a = (vn * vn - v * v) / (2.0 * step)
+            delta, vend, event = step, vn, (0 if step == rem else 3)
+            if phase == 0 and engaged and gear < top and vn > v_shift[gear]:
+                d = (v_shift[gear] * v_shift[gear] - v * v) / (2.0 * a) if a > 0.0 else 0.0
+                if d < delta:
+                    delta, vend, event = max(d, 0.0), v_shift[gear], 1
+            if not engaged:
+                dt_full = 2.0 * delta / (v + vend)
+                if clutch_t < dt_full:
+                    tau = clutch_t
+                    delta, vend, event = v * tau + 0.5 * a * tau * tau, v + a * tau, 2
+            if delta > 1e-9:
+                dt = 2.0 * delta / (v + vend)
+                if event == 0:
+                    pos = nxt
+                else:
+                    pos = pos + delta
+                    if pos >= nxt:  # numerically at the node: land on it
+                        pos = nxt
+                t += dt
+                ns.append(pos)
+                nt.append(t)
+                nv.append(vend)
+                ig.append(gear)
+                ith.append(thr)
+                ibr.append(brk)
+                icl.append(1.0 if engaged else 0.0)
+                if vend - vcap[j + 1] > over and pos == nxt:
+                    over = vend - vcap[j + 1]
+                v = vend
+                since += dt
+                clutch_t = clutch_t - dt if clutch_t > dt else 0.0
+            if event == 2:
+                clutch_t = 0.0
+                upshifting = False
+            elif event == 1:
+                shifts.append((t, pos, gear, gear + 1, v * k_rpm[gear], v))
+                gear += 1
+                clutch_t = shift_time
+                upshifting = True
+                since = 0.0
+            if pos == nxt:
+                j += 1
+                if phase == 1 and j >= target:
+                    phase = 0
+                    if abs(v - vcap[j]) < 1e-9 * v:
+                        v = vcap[j]
+                        nv[-1] = v
+            # ---- downshifts at nodes: while braking, or when the engine lugs under power
+            if gear > 1 and clutch_t <= 0.0 and since >= MIN_SHIFT_GAP_S:
+                if phase == 1 or v * k_rpm[gear] < LUG_FRAC * limiter:
+                    if v * k_rpm[gear - 1] <= down_rpm[gear - 1]:
+                        shifts.append((t, pos, gear, gear - 1, v * k_rpm[gear], v))
+                        gear -= 1
+                        clutch_t = BLIP_S
+                        upshifting = False
+                        since = 0.0
+
+        sig_a = np.asarray(ns)
+        t_a = np.asarray(nt)
+        v_a = np.asarray(nv)
+        acc = np.diff(v_a) / np.diff(t_a)
+        b1, b2 = (float(path.sigma_of_s(b)) for b in self.sector_bounds_m)
+        sector_end_t = (float(np.interp(b1, sig_a, t_a)), float(np.interp(b2, sig_a, t_a)))
+        end_target = target - N if phase == 1 else -1
+        end_state = (v, gear, clutch_t, upshifting, phase, pedal, end_target, since)
+        return _LapTrace(
+            sig=sig_a, t=t_a, v=v_a, acc=acc,
+            gear=np.asarray(ig, dtype=np.int8), throttle=np.asarray(ith), brake=np.asarray(ibr),
+            clutch=np.asarray(icl), lap_time_s=float(t_a[-1]), sector_end_t=sector_end_t,
+            shifts=shifts, onsets_sig=onsets, max_brake_demand=demand, max_over_cap_ms=over,
+            end_state=end_state,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- simulation
+class Simulation:
+    """A deterministic car lapping a track, sampled at ``rate_hz``.
+
+    Sample k is at simulation time k / rate_hz (``t_ns`` = start_time_ns + k·1e9/rate_hz,
+    rounded). At k = 0 the car is on the start/finish line (s = 0) at racing speed, in the gear and
+    state a lap ends with: a flying lap, so lap 1 (``lap_count`` 0) is a complete lap and, without
+    ``lap_variation``, exactly as long as every other. ``lap_count`` increments when s wraps.
+    Call :meth:`step_block` repeatedly; :attr:`truth` has the exact answers for what was emitted.
+
+    Args:
+        car: a :class:`CarSpec` or a key of :data:`rt.sim.car.CARS`.
+        track: a :class:`Track` or a key of :data:`rt.sim.track.TRACKS`.
+        rate_hz: sample rate, Hz.
+        seed: seeds the input noise and the per-lap pace variation (nothing else is random).
+        line_offset_m: the driven line is parallel to the centre line, this many m to the left
+            (negative = right). Lap distance and timing still follow the centre line's s.
+        shift_rpm: upshift points: None (at the limiter minus a hair), one rpm for all gears, a
+            {gear: rpm} dict (missing gears at the limiter), or ``"optimal"`` (the car's true
+            optimum). Clamped to the limiter.
+        mode: ``"race"`` (flying laps at the limit) or ``"pulls"`` (each lap, on the
+            ``PULL_STRAIGHTS`` longest straights, slow to a crawl in 1st and pull flat out through
+            the gears, shifting at the shift points, then brake for the next corner).
+        start_time_ns: ``t_ns`` of the first sample.
+        lap_variation: each lap the driver uses a grip factor in [1 − lap_variation, 1] (drawn
+            from ``seed``) for corner speeds and braking, so lap times differ (0: identical laps).
+        input_noise: standard deviation of the noise added to the *reported* steer, part
+            throttle and brake (0 disables). Full throttle, zero brake and the truth stay exact.
+    """
+
+    def __init__(
+        self,
+        car: CarSpec | str = "gt_coupe",
+        track: Track | str = "test_ring",
+        *,
+        rate_hz: float = 333.0,
+        seed: int = 0,
+        line_offset_m: float = 0.0,
+        shift_rpm: float | Mapping[int, float] | str | None = None,
+        mode: str = "race",
+        start_time_ns: int = DEFAULT_START_TIME_NS,
+        lap_variation: float = 0.0,
+        input_noise: float = 0.01,
+    ) -> None:
+        self.car = CARS[car] if isinstance(car, str) else car
+        self.track = TRACKS[track] if isinstance(track, str) else track
+        if mode not in ("race", "pulls"):
+            raise ValueError(f"mode must be 'race' or 'pulls', not {mode!r}")
+        if rate_hz <= 0:
+            raise ValueError("rate_hz must be positive")
+        if not 0.0 <= lap_variation < 0.5:
+            raise ValueError("lap_variation must be in [0, 0.5)")
+        self.mode = mode
+        self.rate_hz = float(rate_hz)
+        self.seed = int(seed)
+        self.line_offset_m = float(line_offset_m)
+        self.start_time_ns = int(start_time_ns)
+        self.lap_variation = float(lap_variation)
+        self.input_noise = float(input_noise)
+        self.shift_rpm = self._resolve_shift_rpm(shift_rpm)
+
+        car_, track_ = self.car, self.track
+        slow_s: list[float] = []
+        if mode == "pulls":
+            for start, length in track_.straights()[:PULL_STRAIGHTS]:
+                slow_s.append(float(np.mod(start + min(PULL_SLOW_POINT_IN_M, 0.3 * length), track_.length_m)))
+        self._path = _Path(track_, self.line_offset_m, tuple(slow_s))
+        v_slow = PULL_START_FRAC * car_.max_gear_speed_ms(1)
+        slow_nodes = {self._path.node_of_s(s) % self._path.n: v_slow for s in slow_s}
+        self._solver = _LapSolver(car_, self._path, self.shift_rpm, slow_nodes, track_.sector_bounds_m)
+        self._trace_cache: dict[tuple, _LapTrace] = {}
+
+        # Noise tables, indexed by the absolute sample number (block-split invariant).
+        rng = np.random.default_rng([self.seed, 0x5151])
+        self._noise = rng.standard_normal((3, _NOISE_LEN)) * self.input_noise
+
+        # Laps: lap k spans simulation time [lap_start[k], lap_start[k + 1]).
+        self._lap_start: list[float] = [0.0]
+        self._lap_traces: dict[int, _LapTrace] = {}
+        self._lap_times: list[float] = []
+        self._sector_times: list[tuple[float, float, float]] = []
+        self._shifts: list[ShiftEvent] = []
+        self._first_onsets: tuple[float, ...] = ()
+        self._next_index = 0
+        self._optimal = self.car.optimal_upshift_rpms()  # cached: truth is read often
+        self._corners = tuple(self.track.corners())
+        self._start_state = self._flying_start_state()
+        self._add_lap(self._start_state)
+
+    # ------------------------------------------------------------------ setup helpers
+    def _resolve_shift_rpm(self, shift_rpm) -> dict[int, float]:
+        car = self.car
+        hair = car.limiter_rpm * (1.0 - LIMITER_HAIR_FRAC)
+        out = {g: hair for g in range(1, car.num_gears + 1)}
+        if shift_rpm is None:
+            pass
+        elif isinstance(shift_rpm, str):
+            if shift_rpm != "optimal":
+                raise ValueError("shift_rpm must be None, a number, a dict or 'optimal'")
+            out.update(car.optimal_upshift_rpms())
+        elif isinstance(shift_rpm, Mapping):
+            out.update({int(g): float(r) for g, r in shift_rpm.items()})
+        else:
+            out = {g: float(shift_rpm) for g in out}
+        for g, r in out.items():
+            if not car.idle_rpm < r:
+                raise ValueError(f"shift rpm {r} for gear {g} is below idle")
+            out[g] = min(r, car.limiter_rpm)
+        return out
+
+    def _pace(self, lap: int) -> float:
+        """Grip factor the driver uses in lap ``lap`` (1.0 without lap_variation)."""
+        if self.lap_variation == 0.0:
+            return 1.0
+        u = np.random.default_rng([self.seed, 0x1A9, lap]).random()
+        return 1.0 - self.lap_variation * float(u)
+
+    def _trace(self, state: tuple, pace: float, pace_next: float) -> _LapTrace:
+        key = (state, pace, pace_next)
+        tr = self._trace_cache.get(key)
+        if tr is None:
+            tr = self._solver.solve(state, pace, pace_next)
+            if len(self._trace_cache) > 8:
+                self._trace_cache.pop(next(iter(self._trace_cache)))
+            self._trace_cache[key] = tr
+        return tr
+
+    def _flying_start_state(self) -> tuple:
+        """The state a lap ends with when laps repeat: drive warm-up laps from a guess until the
+        end state repeats (it does once a braking zone has wiped out the initial guess)."""
+        pace0 = self._pace(0)
+        state = self._solver.initial_state(30.0)
+        for _ in range(6):
+            tr = self._trace(state, pace0, pace0)
+            if tr.end_state == state:
+                break
+            state = tr.end_state
+        return state
+
+    def _add_lap(self, state: tuple) -> None:
+        k = len(self._lap_times)
+        tr = self._trace(state, self._pace(k), self._pace(k + 1))
+        t0 = self._lap_start[k]
+        self._lap_traces[k] = tr
+        self._lap_times.append(tr.lap_time_s)
+        s1, s2 = tr.sector_end_t
+        self._sector_times.append((s1, s2 - s1, tr.lap_time_s - s2))
+        self._lap_start.append(t0 + tr.lap_time_s)
+        s_of = self._path.s_of_sigma
+        for t, sg, g0, g1, rpm, v in tr.shifts:
+            self._shifts.append(ShiftEvent(t0 + t, k, float(s_of(sg)), g0, g1, rpm, v))
+        if k == 0:
+            self._first_onsets = tuple(float(s_of(o)) for o in tr.onsets_sig)
+
+    def _ensure(self, t_max: float) -> None:
+        # _lap_start has one more entry than the laps solved: the end of the last solved lap.
+        while self._lap_start[-1] <= t_max:
+            self._add_lap(self._lap_traces[len(self._lap_times) - 1].end_state)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def period_s(self) -> float:
+        """Sample period, s."""
+        return 1.0 / self.rate_hz
+
+    @property
+    def samples_emitted(self) -> int:
+        """Number of samples returned by :meth:`step_block` so far."""
+        return self._next_index
+
+    @property
+    def path_length_m(self) -> float:
+        """Length of the driven line per lap, m."""
+        return self._path.length_sigma
+
+    def corner_speed_limit_ms(self, s):
+        """Lateral-grip speed limit of the driven line at lap distance ``s``, m/s (inf on straights)."""
+        s = np.asarray(s, dtype=np.float64)
+        k = np.asarray(self.track.curvature(s), dtype=np.float64)
+        kp = np.abs(k / (1.0 - self.line_offset_m * k))
+        out = np.full(kp.shape, np.inf)
+        nz = kp > 0.0
+        out[nz] = np.sqrt(self.car.max_lat_g * G / kp[nz])
+        return out if out.ndim else float(out)
+
+    def step_block(self, n: int) -> dict[str, np.ndarray]:
+        """The next ``n`` samples as arrays (keys: :data:`CHANNELS`; ``last_sector_times_s`` is (n, 3))."""
+        n = int(n)
+        if n < 0:
+            raise ValueError("n must be ≥ 0")
+        idx = np.arange(self._next_index, self._next_index + n, dtype=np.int64)
+        self._next_index += n
+        t = idx / self.rate_hz
+        if n:
+            self._ensure(float(t[-1]))
+        car, track, path = self.car, self.track, self._path
+        starts = np.asarray(self._lap_start)
+        lap = np.searchsorted(starts, t, side="right") - 1
+
+        tau = np.empty(n)
+        sig = np.empty(n)
+        v = np.empty(n)
+        acc = np.empty(n)
+        gear = np.empty(n, dtype=np.int8)
+        thr = np.empty(n)
+        brk = np.empty(n)
+        clu = np.empty(n)
+        sector = np.empty(n, dtype=np.int8)
+        sec_time = np.empty(n)
+        last_lap = np.full(n, -1.0)
+        best_lap = np.full(n, -1.0)
+        last_sec = np.full((n, 3), -1.0)
+        laps = np.asarray(self._lap_times)
+        best = np.minimum.accumulate(laps) if len(laps) else laps
+        bounds = np.searchsorted(lap, np.arange(lap[0], lap[-1] + 2)) if n else np.zeros(1, dtype=np.int64)
+        for i, k in enumerate(range(int(lap[0]), int(lap[-1]) + 1) if n else ()):
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            if a == b:
+                continue
+            tr = self._lap_traces[k]
+            tk = t[a:b] - starts[k]
+            tk = np.minimum(tk, tr.lap_time_s)
+            tau[a:b] = tk
+            sg, vv, aa, kk = tr.sample(tk)
+            sig[a:b], v[a:b], acc[a:b] = sg, vv, aa
+            gear[a:b] = tr.gear[kk]
+            thr[a:b] = tr.throttle[kk]
+            brk[a:b] = tr.brake[kk]
+            clu[a:b] = tr.clutch[kk]
+            e1, e2 = tr.sector_end_t
+            sec = 1 + (tk >= e1).astype(np.int8) + (tk >= e2).astype(np.int8)
+            sector[a:b] = sec
+            sec_time[a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2))
+            if k > 0:
+                last_lap[a:b] = laps[k - 1]
+                best_lap[a:b] = best[k - 1]
+                last_sec[a:b] = self._sector_times[k - 1]
+
+        if n:
+            # Time only moves forward: forget the traces of finished laps (their numbers are kept).
+            for old in [i for i in self._lap_traces if i < lap[-1]]:
+                del self._lap_traces[old]
+
+        s = path.s_of_sigma(sig)
+        L = track.length_m
+        s = np.where(s >= L, s - L, s)
+        kappa = np.asarray(track.curvature(s), dtype=np.float64)
+        kp = kappa / (1.0 - self.line_offset_m * kappa)  # curvature of the driven line
+        theta = np.asarray(track.heading(s), dtype=np.float64)
+        cth, sth = np.cos(theta), np.sin(theta)
+        xc, zc = track.xz(s)
+        x = np.asarray(xc) - self.line_offset_m * sth
+        z = np.asarray(zc) + self.line_offset_m * cth
+        y = np.asarray(track.y(s), dtype=np.float64)
+        grade = np.asarray(track.grade(s), dtype=np.float64) / (1.0 - self.line_offset_m * kappa)
+
+        steer = np.clip(kp * STEER_LOCK_RADIUS_M, -1.0, 1.0)
+        if self.input_noise > 0.0 and n:
+            ni = idx % _NOISE_LEN
+            steer = np.clip(steer + self._noise[0, ni], -1.0, 1.0)
+            part = (thr > 0.0) & (thr < 1.0)
+            thr = np.where(part, np.clip(thr + self._noise[1, ni], 0.0, 1.0), thr)
+            brk = np.where(brk > 0.0, np.clip(brk + self._noise[2, ni], 1e-3, 1.0), brk)
+
+        k_rpm = np.array([0.0] + [car.rpm_at(1.0, g) for g in range(1, car.num_gears + 1)])
+        rpm = np.clip(v * k_rpm[gear], car.idle_rpm, car.limiter_rpm)
+
+        return {
+            "t_ns": self.start_time_ns + np.rint(idx * (1e9 / self.rate_hz)).astype(np.int64),
+            "speed_ms": v,
+            "rpm": rpm,
+            "gear": gear,
+            "throttle": thr,
+            "brake": brk,
+            "clutch": clu,
+            "steer": steer,
+            "lap_count": lap.astype(np.int32),
+            "lap_time_s": tau,
+            "last_lap_s": last_lap,
+            "best_lap_s": best_lap,
+            "lap_distance_m": s,
+            "norm_pos": s / L,
+            "x": x,
+            "y": y,
+            "z": z,
+            "vx": v * cth,
+            "vy": v * grade,
+            "vz": v * sth,
+            "heading_rad": np.mod(theta + np.pi, 2.0 * np.pi) - np.pi,
+            "g_lat": v * v * kp / G,
+            "g_long": acc / G,
+            "sector": sector,
+            "sector_time_s": sec_time,
+            "last_sector_times_s": last_sec,
+            "max_rpm": np.full(n, float(car.limiter_rpm)),
+            "num_gears": np.full(n, car.num_gears, dtype=np.int8),
+            "in_pit": np.zeros(n, dtype=np.int8),
+            "odometer_m": lap * path.length_sigma + sig,
+        }
+
+    @property
+    def truth(self) -> SimTruth:
+        """Exact answers for everything emitted so far (see :class:`SimTruth`)."""
+        t_last = (self._next_index - 1) / self.rate_hz if self._next_index else -1.0
+        # Laps and shifts are stored in time order, so "so far" is a prefix.
+        done = bisect.bisect_right(self._lap_start, t_last, lo=1) - 1
+        tail = max(0, len(self._shifts) - 512)  # shifts are solved at most a lap ahead
+        n_shifts = tail + bisect.bisect_right([e.time_s for e in self._shifts[tail:]], t_last)
+        return SimTruth(
+            track_length_m=self.track.length_m,
+            path_length_m=self._path.length_sigma,
+            line_offset_m=self.line_offset_m,
+            lap_times_s=tuple(self._lap_times[:done]),
+            lap_start_times_s=tuple(self._lap_start[: done + 1]),
+            sector_times_s=tuple(self._sector_times[:done]),
+            braking_onsets_m=self._first_onsets,
+            corners=self._corners,
+            optimal_upshift_rpm=dict(self._optimal),
+            shift_rpm=dict(self.shift_rpm),
+            shifts=tuple(self._shifts[:n_shifts]),
+        )

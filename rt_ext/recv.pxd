@@ -1,0 +1,16 @@
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
+
+cdef extern from "rt_recv.h" nogil:
+    ctypedef struct rt_allow_t:
+        int family
+        uint8_t addr[16]
+        uint16_t port
+    int RT_RECV_MAX_BATCH
+    int RT_HAVE_RECVMMSG
+    int RT_SO_TIMESTAMPNS
+    int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
+                      const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused)
+    int rt_wait_readable(const int *fds, int n, int timeout_ms)
+    void rt_sleep_ns(int64_t ns)
+    int64_t rt_now_ns()
+    void rt_notify(int fd)

@@ -1,0 +1,222 @@
+# cython: language_level=3
+"""Batched UDP receive into the feeds' rings, in one thread, without the GIL.
+
+:class:`ReceiverLoop` owns no sockets: it is given file descriptors, one
+:class:`~rt_ext.ring.PacketRing` per socket and an optional source allow-list per socket. Its
+:meth:`ReceiverLoop.run` blocks (GIL released) until :meth:`ReceiverLoop.stop`: it sleeps in
+``poll`` while every socket is quiet; once a datagram is waiting it lets ``period_ns`` pass so a
+batch builds up, then drains every socket with ``recvmmsg`` straight into ring slots. Waking up
+once per period, not per datagram, is what keeps the CPU cost small; the kernel's receive
+timestamps (SO_TIMESTAMPNS, which the caller enables) keep the true arrival times.
+
+When a ring is full the datagrams are still read (so the kernel buffer never overflows silently)
+and counted as dropped by that ring. Linux only (``HAVE_RECVMMSG``); elsewhere ``rt.feeds``
+falls back to a Python ``recv_into`` loop.
+"""
+
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memset
+
+from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
+from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify,
+                    RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS)
+
+import ipaddress
+import os
+
+import numpy as np
+
+HAVE_RECVMMSG = bool(RT_HAVE_RECVMMSG)
+#: setsockopt(SOL_SOCKET, SO_TIMESTAMPNS, 1) turns on kernel receive times; -1 where unknown.
+SO_TIMESTAMPNS = RT_SO_TIMESTAMPNS
+
+#: Per-socket counters, columns of :attr:`ReceiverLoop.counters`.
+COUNTER_NAMES = ("accepted", "refused", "dropped", "errors", "batches")
+
+cdef enum:
+    MAX_SOCKETS = 15        # plus the wake-up pipe: 16 poll entries
+    MAX_ALLOW = 16
+    SCRATCH_SLOT = 2048     # bytes per slot of the overflow scratch area
+
+
+cdef class ReceiverLoop:
+    """Drains up to 15 UDP sockets into their rings until stopped."""
+
+    cdef int nsock
+    cdef int fds[16]
+    cdef object rings            # list of PacketRing (kept alive)
+    cdef RingCore *cores[15]
+    cdef rt_allow_t allow[15][16]
+    cdef int nallow[15]
+    cdef int64_t period_ns
+    cdef int wake_r, wake_w
+    cdef int notify_fd            # the consumer's wake-up pipe (-1: nobody listens)
+    cdef int64_t notify_every_ns  # at most one wake-up per this interval, unless a ring is filling
+    cdef int64_t last_notify_ns
+    cdef volatile int stopping
+    cdef object _counters
+    cdef int64_t[:, ::1] cnt
+    cdef object _scratch
+    cdef uint8_t *scratch
+    cdef int64_t scratch_ts[64]
+    cdef uint32_t scratch_len[64]
+
+    def __cinit__(self):
+        self.rings = []
+        self.wake_r = -1
+        self.wake_w = -1
+
+    def __init__(self, sockets, double period_ms=5.0, int notify_fd=-1, double notify_every_ms=100.0):
+        """``sockets``: sequence of ``(fileno, ring, allow)`` where ``allow`` is ``None`` or a list
+        of ``(ip, port)`` sources to accept (port 0 = any port).
+
+        ``notify_fd``: a non-blocking pipe the consumer sleeps on. After a batch arrives the loop
+        writes a byte to it, at most once per ``notify_every_ms`` — or at once when a ring is more
+        than a quarter full — so the consumer wakes only when there is work, in batches."""
+        cdef int i, k
+        if len(sockets) > MAX_SOCKETS:
+            raise ValueError(f"at most {MAX_SOCKETS} sockets")
+        if period_ms < 0:
+            raise ValueError("period_ms must be >= 0")
+        self.nsock = len(sockets)
+        self.period_ns = <int64_t> (period_ms * 1e6)
+        self.notify_fd = notify_fd
+        self.notify_every_ns = <int64_t> (notify_every_ms * 1e6)
+        self.last_notify_ns = 0
+        self._counters = np.zeros((max(self.nsock, 1), len(COUNTER_NAMES)), dtype=np.int64)
+        self.cnt = self._counters
+        self._scratch = np.zeros(RT_RECV_MAX_BATCH * SCRATCH_SLOT, dtype=np.uint8)
+        cdef uint8_t[::1] sv = self._scratch
+        self.scratch = &sv[0]
+        for i, (fd, ring, allow) in enumerate(sockets):
+            self.fds[i] = int(fd)
+            self.rings.append(ring)
+            self.cores[i] = &(<PacketRing?> ring).core
+            self.nallow[i] = 0
+            memset(self.allow[i], 0, sizeof(rt_allow_t) * MAX_ALLOW)
+            for k, (ip, port) in enumerate(allow or ()):
+                if k >= MAX_ALLOW:
+                    raise ValueError(f"at most {MAX_ALLOW} allowed sources per socket")
+                addr = ipaddress.ip_address(ip)
+                packed = addr.packed
+                self.allow[i][k].family = addr.version
+                for b in range(len(packed)):
+                    self.allow[i][k].addr[b] = packed[b]
+                self.allow[i][k].port = int(port)
+                self.nallow[i] = k + 1
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self.fds[self.nsock] = self.wake_r
+
+    def __dealloc__(self):
+        if self.wake_r >= 0:
+            os.close(self.wake_r)
+        if self.wake_w >= 0:
+            os.close(self.wake_w)
+
+    @property
+    def counters(self):
+        """int64 array (sockets × :data:`COUNTER_NAMES`), updated live by the loop."""
+        return self._counters[: self.nsock]
+
+    def stop(self):
+        """Ask :meth:`run` to return; safe from any thread, returns at once."""
+        self.stopping = 1
+        try:
+            os.write(self.wake_w, b"x")
+        except OSError:
+            pass
+
+    cdef int64_t _drain(self, int i) noexcept nogil:
+        cdef RingCore *ring = self.cores[i]
+        cdef Py_ssize_t first, free_slots
+        cdef int64_t accepted = 0, refused = 0, total = 0
+        cdef int got
+        while True:
+            free_slots = ring_reserve(ring, RT_RECV_MAX_BATCH, &first)
+            if free_slots > 0:
+                accepted = 0
+                got = rt_recv_batch(self.fds[i], ring.data + first * ring.slot_size, ring.slot_size,
+                                    ring.ts + first, ring.lens + first, <int> free_slots, self.allow[i], self.nallow[i],
+                                    &accepted, &refused)
+                if got > 0:
+                    ring_commit(ring, accepted)
+                    self.cnt[i, 0] += accepted
+            else:
+                # Ring full: read the datagrams anyway and count them as dropped.
+                accepted = 0
+                got = rt_recv_batch(self.fds[i], self.scratch, SCRATCH_SLOT, self.scratch_ts, self.scratch_len,
+                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused)
+                if got > 0:
+                    ring_count_dropped(ring, accepted)
+                    self.cnt[i, 2] += accepted
+            if got < 0:
+                self.cnt[i, 3] += 1
+                break
+            if got == 0:
+                break
+            total += got
+        self.cnt[i, 1] += refused
+        if total:
+            self.cnt[i, 4] += 1
+        return total
+
+    cdef void _notify(self) noexcept nogil:
+        cdef int i
+        cdef int64_t now
+        cdef bint filling = False
+        if self.notify_fd < 0:
+            return
+        for i in range(self.nsock):
+            if ring_pending(self.cores[i]) * 4 > <uint64_t> self.cores[i].capacity:
+                filling = True
+        now = rt_now_ns()
+        if filling or now - self.last_notify_ns >= self.notify_every_ns:
+            rt_notify(self.notify_fd)
+            self.last_notify_ns = now
+
+    def run(self):
+        """Receive until :meth:`stop`; returns the number of datagrams read. Releases the GIL."""
+        if not HAVE_RECVMMSG:
+            raise OSError("recvmmsg is not available on this platform")
+        cdef int i, r
+        cdef int64_t total = 0, got
+        with nogil:
+            while not self.stopping:
+                r = rt_wait_readable(self.fds, self.nsock + 1, 1000)
+                if self.stopping:
+                    break
+                if r <= 0:
+                    continue
+                if self.period_ns > 0:
+                    rt_sleep_ns(self.period_ns)
+                got = 0
+                for i in range(self.nsock):
+                    got += self._drain(i)
+                if got:
+                    self._notify()
+                total += got
+        # empty the wake-up pipe so a later run() does not return at once
+        try:
+            while os.read(self.wake_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+        self.stopping = 0
+        return total
+
+    def drain_once(self):
+        """Drain every socket once without waiting (tests, shutdown). Returns datagrams read."""
+        if not HAVE_RECVMMSG:
+            raise OSError("recvmmsg is not available on this platform")
+        cdef int i
+        cdef int64_t total = 0
+        with nogil:
+            for i in range(self.nsock):
+                total += self._drain(i)
+        return total
+
+
+def now_ns():
+    """CLOCK_REALTIME in ns, the clock of the kernel receive timestamps."""
+    return rt_now_ns()

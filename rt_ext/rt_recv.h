@@ -1,0 +1,154 @@
+/* Batched UDP receive for rt_ext.recv: recvmmsg(2) straight into ring slots (Linux).
+ *
+ * rt_recv_batch receives up to `max` waiting datagrams without blocking. Accepted datagrams are
+ * written to consecutive slots from slot 0 of the given arrays (a datagram refused by the source
+ * filter is not kept, and later ones move down over it), with the kernel's receive time
+ * (SO_TIMESTAMPNS, CLOCK_REALTIME ns) or, without one, the time the batch was read.
+ * lens[i] is the datagram's true length (MSG_TRUNC), which exceeds slot_size for a datagram that
+ * did not fit. Returns the number of datagrams taken from the socket (accepted + refused), 0 when
+ * none was waiting, or -errno.
+ */
+#ifndef RT_RECV_H
+#define RT_RECV_H
+#include <stdint.h>
+#include <string.h>
+#include <errno.h>
+
+typedef struct {
+    int family;          /* 4 or 6; 0 = unused */
+    uint8_t addr[16];    /* network order */
+    uint16_t port;       /* host order; 0 = any port */
+} rt_allow_t;
+
+#define RT_RECV_MAX_BATCH 64
+
+#ifdef __linux__
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netinet/in.h>
+#include <time.h>
+#define RT_HAVE_RECVMMSG 1
+#define RT_SO_TIMESTAMPNS SO_TIMESTAMPNS
+
+static inline int rt_source_allowed(const struct sockaddr_storage *sa, const rt_allow_t *allow, int nallow)
+{
+    int k;
+    if (nallow <= 0) return 1;
+    for (k = 0; k < nallow; k++) {
+        if (sa->ss_family == AF_INET && allow[k].family == 4) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+            if (memcmp(&s4->sin_addr, allow[k].addr, 4) == 0 &&
+                (allow[k].port == 0 || ntohs(s4->sin_port) == allow[k].port)) return 1;
+        } else if (sa->ss_family == AF_INET6 && allow[k].family == 6) {
+            const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+            if (memcmp(&s6->sin6_addr, allow[k].addr, 16) == 0 &&
+                (allow[k].port == 0 || ntohs(s6->sin6_port) == allow[k].port)) return 1;
+        }
+    }
+    return 0;
+}
+
+static inline int64_t rt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
+                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused)
+{
+    struct mmsghdr msgs[RT_RECV_MAX_BATCH];
+    struct iovec iov[RT_RECV_MAX_BATCH];
+    struct sockaddr_storage addrs[RT_RECV_MAX_BATCH];
+    char cbuf[RT_RECV_MAX_BATCH][CMSG_SPACE(sizeof(struct timespec)) + 16];
+    int i, got, w = 0;
+    int64_t now = 0;
+    if (max > RT_RECV_MAX_BATCH) max = RT_RECV_MAX_BATCH;
+    if (max <= 0) return 0;
+    for (i = 0; i < max; i++) {
+        iov[i].iov_base = data + (int64_t)i * slot_size;
+        iov[i].iov_len = (size_t)slot_size;
+        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name = &addrs[i];
+        msgs[i].msg_hdr.msg_namelen = sizeof(addrs[i]);
+        msgs[i].msg_hdr.msg_control = cbuf[i];
+        msgs[i].msg_hdr.msg_controllen = sizeof(cbuf[i]);
+    }
+    got = recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT | MSG_TRUNC, NULL);
+    if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+        return -errno;
+    }
+    for (i = 0; i < got; i++) {
+        struct cmsghdr *c;
+        int64_t t = 0;
+        if (!rt_source_allowed(&addrs[i], allow, nallow)) { (*refused)++; continue; }
+        for (c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+                struct timespec tsv;
+                memcpy(&tsv, CMSG_DATA(c), sizeof(tsv));
+                t = (int64_t)tsv.tv_sec * 1000000000LL + tsv.tv_nsec;
+            }
+        }
+        if (t == 0) { if (now == 0) now = rt_now_ns(); t = now; }
+        if (w != i) {
+            int64_t keep = msgs[i].msg_len < (unsigned)slot_size ? msgs[i].msg_len : slot_size;
+            memmove(data + (int64_t)w * slot_size, data + (int64_t)i * slot_size, (size_t)keep);
+        }
+        ts[w] = t;
+        lens[w] = msgs[i].msg_len;
+        w++;
+    }
+    *accepted += w;
+    return got;
+}
+
+#include <poll.h>
+
+/* Wait until one of fds is readable or timeout_ms passes: >0 some readable, 0 timeout, -errno. */
+static inline int rt_wait_readable(const int *fds, int n, int timeout_ms)
+{
+    struct pollfd p[16];
+    int i, r;
+    if (n > 16) n = 16;
+    for (i = 0; i < n; i++) { p[i].fd = fds[i]; p[i].events = POLLIN; p[i].revents = 0; }
+    r = poll(p, (nfds_t)n, timeout_ms);
+    if (r < 0) return errno == EINTR ? 0 : -errno;
+    return r;
+}
+
+static inline void rt_sleep_ns(int64_t ns)
+{
+    struct timespec t;
+    t.tv_sec = ns / 1000000000LL;
+    t.tv_nsec = ns % 1000000000LL;
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
+
+#include <unistd.h>
+/* One byte into a non-blocking pipe; a full pipe already means "wake up". */
+static inline void rt_notify(int fd) { char b = 1; ssize_t r = write(fd, &b, 1); (void)r; }
+
+#else  /* not Linux: the Python recv_into receiver is used instead */
+#define RT_HAVE_RECVMMSG 0
+#define RT_SO_TIMESTAMPNS (-1)
+static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
+                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused)
+{
+    (void)fd; (void)data; (void)slot_size; (void)ts; (void)lens; (void)max; (void)allow; (void)nallow;
+    (void)accepted; (void)refused;
+    return -38; /* ENOSYS */
+}
+static inline int64_t rt_now_ns(void) { return 0; }
+static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
+static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
+static inline void rt_notify(int fd) { (void)fd; }
+#endif
+
+#endif

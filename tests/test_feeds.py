@@ -1,0 +1,212 @@
+"""Live ingest over real UDP on 127.0.0.1: handshake, auto-detection, malformed input, busy ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+
+import numpy as np
+import pytest
+
+from conftest import PCARS1
+from rigs import ScriptedSim, wait_until
+from rt.config import Config
+from rt.feeds.manager import FeedManager
+from rt.protocols import default_protocols
+from rt.sim.game import AcServer, PushSender, ReplaySource, pcars2_telemetry, sim_source
+
+
+def config(**kw) -> Config:
+    base = dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9, recv_period_ms=1.0)
+    base.update(kw)
+    return Config(**base)
+
+
+class Recorder:
+    """A sink that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.raw: dict[str, list[bytes]] = {}
+        self.kinds: dict[str, int] = {}
+
+    def on_raw(self, feed, t_ns, lengths, data) -> None:
+        rows = self.raw.setdefault(feed.name, [])
+        for n, row in zip(lengths.tolist(), data):
+            rows.append(row[: min(n, len(row))].tobytes())
+
+    def on_decoded(self, feed, layout, columns, t_ns) -> None:
+        self.kinds[layout.name] = self.kinds.get(layout.name, 0) + len(t_ns)
+
+
+@pytest.fixture
+def manager_factory():
+    made = []
+
+    def make(cfg: Config, lost_s: float = 3.0) -> FeedManager:
+        mgr = FeedManager(cfg, default_protocols(), lost_s=lost_s)
+        mgr.start()
+        made.append(mgr)
+        return mgr
+
+    yield make
+    for mgr in made:
+        mgr.stop()
+
+
+@pytest.fixture
+def senders():
+    made = []
+    yield made
+    for s in made:
+        s.stop()
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ksudp_handshake_live_values_are_canonical(manager_factory, senders):
+    ac = AcServer(sim_source("ac", ScriptedSim(), rate_hz=200), "127.0.0.1", 0)
+    senders.append(ac.start())
+    mgr = manager_factory(config(ksudp_port=ac.port))
+    feed = mgr.feeds["ksudp"]
+    live = wait_until(lambda: (v := mgr.live()["ksudp"])["speed_kmh"] is not None and v, manager=mgr)
+    assert live["health"] == "healthy"
+    assert live["speed_kmh"] == pytest.approx(30.0 * 3.6, abs=1e-3)
+    assert live["rpm"] == 6543.0 and live["gear"] == 3  # sent as AC gear 4
+    assert live["throttle"] == 0.75 and live["brake"] == 0.0 and live["clutch"] == 1.0
+    assert live["steer"] == pytest.approx(-0.05, abs=1e-6)
+    assert (live["lap_count"], live["lap_time_ms"], live["last_lap_ms"], live["best_lap_ms"]) == (2, 41234, 98765, 97654)
+    assert live["car"] == "rt_sim_gt" and live["track"] == "rt_test_ring"  # '%' and the junk after it cut off
+    assert ac.handshakes >= 1 and ac.subscriber is not None
+    assert feed.stats.malformed == 0
+    mgr.stop()
+    wait_until(lambda: ac.dismissed == 1)  # DISMISS sent on shutdown
+
+
+def test_ksudp_waits_for_a_late_game_then_follows_a_restart(manager_factory, senders):
+    port = free_udp_port()
+    mgr = manager_factory(config(ksudp_port=port), lost_s=0.6)
+    mgr.wait_passes(3)
+    assert mgr.live()["ksudp"]["health"] == "handshaking"
+    first = AcServer(sim_source("ac", ScriptedSim(speed_ms=10.0), rate_hz=200), "127.0.0.1", port)
+    senders.append(first.start())
+    wait_until(lambda: mgr.live()["ksudp"]["health"] == "healthy", manager=mgr)
+    assert mgr.live()["ksudp"]["speed_kmh"] == pytest.approx(36.0, abs=1e-3)
+    # The game restarts: the new instance does not know us until we handshake again.
+    first.stop()
+    wait_until(lambda: mgr.live()["ksudp"]["health"] == "lost", manager=mgr)
+    second = AcServer(sim_source("ac", ScriptedSim(speed_ms=20.0), rate_hz=200), "127.0.0.1", port)
+    senders.append(second.start())
+    wait_until(lambda: mgr.live()["ksudp"]["speed_kmh"] == pytest.approx(72.0, abs=1e-3), manager=mgr)
+    assert second.handshakes >= 1 and mgr.live()["ksudp"]["health"] == "healthy"
+
+
+def test_ksudp_ignores_datagrams_from_anyone_but_the_game(manager_factory, senders):
+    ac = AcServer(sim_source("ac", ScriptedSim(), rate_hz=200), "127.0.0.1", 0)
+    senders.append(ac.start())
+    mgr = manager_factory(config(ksudp_port=ac.port))
+    feed = mgr.feeds["ksudp"]
+    wait_until(lambda: feed.stats.packets > 0, manager=mgr)
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(20):
+        intruder.sendto(b"a" + bytes(327), feed.sock.getsockname())
+    intruder.close()
+    wait_until(lambda: feed.stats.refused == 20, manager=mgr)
+    assert feed.stats.malformed == 0
+
+
+def test_pcars_v1_and_v2_on_one_port(manager_factory, senders):
+    mgr = manager_factory(config())
+    rec = Recorder()
+    mgr.sinks.append(rec)
+    port = mgr.feeds["pcars"].port
+    v1 = [(PCARS1 / name).read_bytes() for name in ("jamesremuscat_packet_0.bin", "jamesremuscat_packet_1.bin", "jamesremuscat_packet_2.bin")]
+    v2 = [row.tobytes() for row in pcars2_telemetry(ScriptedSim().step_block(5), 100)]
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for payload in v1 + v2 + v1[:1]:
+        out.sendto(payload, ("127.0.0.1", port))
+    out.close()
+    wait_until(lambda: mgr.feeds["pcars"].stats.packets == 9, manager=mgr)
+    assert rec.kinds == {
+        "pcars1_telemetry": 2,
+        "pcars1_participant_strings": 1,
+        "pcars1_participant_strings_additional": 1,
+        "pcars2_telemetry_559": 5,
+    }
+    assert rec.raw["pcars"] == v1 + v2 + v1[:1]  # byte for byte, in order
+    assert mgr.live()["pcars"]["gear"] == 0  # the last datagram: PC1 capture, neutral
+
+
+def test_garbage_is_counted_malformed_while_good_datagrams_flow(manager_factory, senders):
+    mgr = manager_factory(config())
+    rec = Recorder()
+    mgr.sinks.append(rec)
+    feed = mgr.feeds["telemetry_tool"]
+    good = PushSender(sim_source("tt", ScriptedSim(), rate_hz=500), "127.0.0.1", feed.port)
+    senders.append(good.start())
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))
+    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sizes = rng.integers(0, 1500, 300)
+    sizes[sizes == 357] = 356  # never the one good size
+    for size in sizes:
+        junk.sendto(rng.integers(0, 256, int(size), dtype=np.uint8).tobytes(), ("127.0.0.1", feed.port))
+    junk.close()
+    wait_until(lambda: feed.stats.malformed == 300 and rec.kinds.get("tt_driver", 0) >= 50, manager=mgr)
+    good.stop()
+    wait_until(lambda: feed.stats.packets == good.sent + 300, manager=mgr)
+    assert rec.kinds["tt_driver"] == good.sent  # every good one decoded
+    assert feed.stats.sequence_gaps == 0
+    assert mgr.live()["telemetry_tool"]["speed_kmh"] == pytest.approx(108.0, abs=1e-3)
+
+
+def test_busy_port_leaves_its_feed_not_available_and_the_rest_working(manager_factory, senders):
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.bind(("127.0.0.1", 0))
+    busy = squatter.getsockname()[1]
+    try:
+        mgr = manager_factory(config(pcars_port=busy))
+        live = mgr.live()
+        assert live["pcars"]["health"] == "not_available" and "cannot bind" in live["pcars"]["error"]
+        tt = PushSender(sim_source("tt", ScriptedSim(), rate_hz=200), "127.0.0.1", mgr.feeds["telemetry_tool"].port)
+        senders.append(tt.start())
+        wait_until(lambda: mgr.live()["telemetry_tool"]["health"] == "healthy", manager=mgr)
+    finally:
+        squatter.close()
+
+
+def test_sequence_gaps_are_counted_from_the_packet_ids(manager_factory):
+    mgr = manager_factory(config())
+    feed = mgr.feeds["telemetry_tool"]
+    from rt.sim.game import tt_driver
+
+    rows = tt_driver(ScriptedSim().step_block(10), 1000)
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for k in (0, 1, 2, 5, 6, 9):  # 3, 4, 7, 8 lost on the way
+        out.sendto(rows[k].tobytes(), ("127.0.0.1", feed.port))
+    out.close()
+    wait_until(lambda: feed.stats.packets == 6, manager=mgr)
+    assert feed.stats.sequence_gaps == 4
+
+
+def test_capture_replay_reaches_the_ksudp_feed(manager_factory, senders, monza_raw):
+    payloads = [monza_raw[i * 328 : (i + 1) * 328] for i in range(400)]
+    source = ReplaySource(np.arange(400, dtype=np.int64) * 1_000_000, payloads, speed=0)
+    ac = AcServer(source, "127.0.0.1", 0)
+    senders.append(ac.start())
+    mgr = manager_factory(config(ksudp_port=ac.port))
+    rec = Recorder()
+    mgr.sinks.append(rec)
+    wait_until(lambda: rec.kinds.get("ac_car_info", 0) == 400, manager=mgr)
+    assert rec.raw["ksudp"][-400:] == payloads
+
+
+def test_frequency_follows_the_send_rate(manager_factory, senders):
+    mgr = manager_factory(config())
+    feed = mgr.feeds["telemetry_tool"]
+    senders.append(PushSender(sim_source("tt", ScriptedSim(), rate_hz=300), "127.0.0.1", feed.port).start())
+    wait_until(lambda: feed.stats.packets > 450, manager=mgr)
+    assert 200 < feed.frequency_hz() < 400
