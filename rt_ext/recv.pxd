@@ -14,3 +14,4 @@ cdef extern from "rt_recv.h" nogil:
     void rt_sleep_ns(int64_t ns)
     int64_t rt_now_ns()
     void rt_notify(int fd)
+    void rt_close_fd(int fd)

@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
-from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify,
+from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify, rt_close_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS)
 
 import ipaddress
@@ -109,10 +109,14 @@ cdef class ReceiverLoop:
         self.fds[self.nsock] = self.wake_r
 
     def __dealloc__(self):
-        if self.wake_r >= 0:
-            os.close(self.wake_r)
-        if self.wake_w >= 0:
-            os.close(self.wake_w)
+        # Plain C: this can run during interpreter shutdown, when module globals like os are gone.
+        self.close()
+
+    cpdef close(self):
+        """Release the wake-up pipe (after :meth:`run` has returned)."""
+        rt_close_fd(self.wake_r)
+        rt_close_fd(self.wake_w)
+        self.wake_r = self.wake_w = -1
 
     @property
     def counters(self):
@@ -122,10 +126,8 @@ cdef class ReceiverLoop:
     def stop(self):
         """Ask :meth:`run` to return; safe from any thread, returns at once."""
         self.stopping = 1
-        try:
-            os.write(self.wake_w, b"x")
-        except OSError:
-            pass
+        if self.wake_w >= 0:
+            rt_notify(self.wake_w)
 
     cdef int64_t _drain(self, int i) noexcept nogil:
         cdef RingCore *ring = self.cores[i]

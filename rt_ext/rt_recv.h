@@ -134,6 +134,7 @@ static inline void rt_sleep_ns(int64_t ns)
 #include <unistd.h>
 /* One byte into a non-blocking pipe; a full pipe already means "wake up". */
 static inline void rt_notify(int fd) { char b = 1; ssize_t r = write(fd, &b, 1); (void)r; }
+static inline void rt_close_fd(int fd) { if (fd >= 0) close(fd); }
 
 #else  /* not Linux: the Python recv_into receiver is used instead */
 #define RT_HAVE_RECVMMSG 0
@@ -149,6 +150,13 @@ static inline int64_t rt_now_ns(void) { return 0; }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
 static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
 static inline void rt_notify(int fd) { (void)fd; }
+#ifdef _WIN32
+#include <io.h>
+static inline void rt_close_fd(int fd) { if (fd >= 0) _close(fd); }
+#else
+#include <unistd.h>
+static inline void rt_close_fd(int fd) { if (fd >= 0) close(fd); }
+#endif
 #endif
 
 #endif

@@ -147,6 +147,7 @@ class FeedManager:
         self._threads.clear()
         if self._loop is not None:
             self._loop.drain_once()
+            self._loop.close()
         self._consume_pass()
         for feed in self.feeds.values():
             if feed.sock is not None:

@@ -787,7 +787,19 @@ class Simulation:
         return out if out.ndim else float(out)
 
     def step_block(self, n: int) -> dict[str, np.ndarray]:
-        """The next ``n`` samples as arrays (keys: :data:`CHANNELS`; ``last_sector_times_s`` is (n, 3))."""
+        """The next ``n`` samples as a dict of arrays of length n (keys: :data:`CHANNELS`).
+
+        ``t_ns`` int64 ns since the epoch; ``speed_ms`` m/s; ``rpm`` (clamped to idle..limiter);
+        ``gear`` int8 (1.. forward); ``throttle``, ``brake`` 0..1; ``clutch`` 1 engaged / 0 out;
+        ``steer`` −1..1 (+ left); ``lap_count`` int32 completed laps; ``lap_time_s`` current lap,
+        ``last_lap_s``/``best_lap_s`` (−1 none yet) s; ``lap_distance_m`` centre-line s in
+        [0, L); ``norm_pos`` s/L; ``x``/``y``/``z`` m and ``vx``/``vy``/``vz`` m/s in the world
+        frame; ``heading_rad`` in [−π, π); ``g_lat`` (+ left), ``g_long`` (+ speeding up) in g;
+        ``sector`` int8 1..3; ``sector_time_s`` s in the current sector; ``last_sector_times_s``
+        shape (n, 3), the sectors of the last completed lap (−1 none); ``max_rpm`` (limiter);
+        ``num_gears`` int8; ``in_pit`` int8 (always 0); ``odometer_m`` m along the driven line.
+        Splitting a run into blocks of any sizes gives the same samples.
+        """
         n = int(n)
         if n < 0:
             raise ValueError("n must be ≥ 0")
