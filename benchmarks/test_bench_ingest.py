@@ -129,7 +129,7 @@ def zero_loss_rate(cbin: Path, make_receiver) -> tuple[int, list[tuple[int, int,
         rounds.append((int(achieved), sent, got))
         if got != sent:
             break
-        best = int(achieved)
+        best = max(best, int(achieved))
     return best, rounds
 
 
@@ -148,7 +148,7 @@ def c_zero_loss_rate(cbin: Path) -> tuple[int, list[tuple[int, int, int]]]:
         rounds.append((int(achieved), sent, got))
         if got != sent:
             break
-        best = int(achieved)
+        best = max(best, int(achieved))
     return best, rounds
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -19,7 +20,7 @@ from rt.sim.game import AcServer, PushSender, sim_source
 class Server:
     """`python -m rt serve` in a child process on ephemeral ports."""
 
-    def __init__(self, tmp_path, **env) -> None:
+    def __init__(self, tmp_path, command: str = "serve", **env) -> None:
         full = dict(os.environ)
         full.update({
             "RUSTY_TELEMETRY_API_PORT": "0",
@@ -30,7 +31,7 @@ class Server:
         })
         full.update(env)
         self.log = open(tmp_path / f"server-{os.getpid()}-{id(self)}.log", "w+")  # a file: a full pipe cannot block it
-        self.proc = subprocess.Popen([sys.executable, "-m", "rt", "serve", "--plain"], env=full,
+        self.proc = subprocess.Popen([sys.executable, "-m", "rt", command, "--plain"], env=full,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True)
         for line in self.proc.stdout:  # blocks until the server announces itself (or dies)
             if "listening on" in line:
@@ -67,8 +68,8 @@ class Server:
 def server_factory(tmp_path):
     made = []
 
-    def make(**env) -> Server:
-        srv = Server(tmp_path, **env)
+    def make(command: str = "serve", **env) -> Server:
+        srv = Server(tmp_path, command, **env)
         made.append(srv)
         return srv
 
@@ -121,3 +122,22 @@ def test_bad_configuration_stops_startup_with_one_line(tmp_path):
     assert out.returncode == 2
     lines = [l for l in out.stderr.splitlines() if l.strip()]
     assert lines == ["rusty-telemetry: configuration error: RUSTY_TELEMETRY_API_PORT='70000': port must be 0..65535"]
+
+
+def test_demo_shows_moving_data_on_every_feed_within_seconds(server_factory):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        ksudp_port = probe.getsockname()[1]
+    srv = server_factory("demo", RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port))
+
+    def moving():
+        feeds = srv.get("/api/live")[1]["feeds"]
+        ok = all(f["health"] == "healthy" and (f["speed_kmh"] or 0) > 10 and f["gear"] >= 1 for f in feeds.values())
+        # AC streams at its physics rate, 333 Hz, once a full second of it has arrived
+        return feeds if ok and 250 < feeds["ksudp"]["frequency_hz"] < 420 else None
+
+    feeds = wait_until(moving, timeout=15)
+    assert feeds["ksudp"]["car"] == "rt_sim_gt" and feeds["pcars"]["track"] == "RT Test Ring"
+    assert 40 < feeds["telemetry_tool"]["frequency_hz"] < 80  # the app's 60 Hz
+    code, err = srv.stop()
+    assert code == 0 and "Traceback" not in err and "Error in sys.excepthook" not in err
