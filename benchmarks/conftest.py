@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 CAPTURE = Path(__file__).parent.parent / "tests" / "data" / "captures" / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.raw"

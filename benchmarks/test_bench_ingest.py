@@ -15,7 +15,6 @@ datagrams; the figure is the highest rate that lost none.
 
 from __future__ import annotations
 
-import os
 import resource
 import socket
 import subprocess

@@ -71,3 +71,21 @@ def monza_raw() -> bytes:
 
 def as_plain(value):
     return _plain(value.tolist() if isinstance(value, (np.ndarray, np.generic)) else value)
+
+
+@pytest.fixture
+def manager_factory():
+    """Start FeedManagers (``make(config, lost_s=3.0)``); all are stopped after the test."""
+    from rt.feeds.manager import FeedManager
+
+    made = []
+
+    def make(cfg, lost_s: float = 3.0):
+        mgr = FeedManager(cfg, default_protocols(), lost_s=lost_s)
+        mgr.start()
+        made.append(mgr)
+        return mgr
+
+    yield make
+    for mgr in made:
+        mgr.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from types import SimpleNamespace
 
@@ -62,3 +63,19 @@ def wait_until(predicate, timeout: float = 10.0, manager=None):
         else:
             time.sleep(0.01)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago (for a game-side server to bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def feed_config(**kw):
+    """A Config on loopback with ephemeral listening ports and a fast receive period."""
+    from rt.config import Config
+
+    base = dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9, recv_period_ms=1.0)
+    base.update(kw)
+    return Config(**base)

@@ -2,46 +2,23 @@
 
 from __future__ import annotations
 
-import socket
-import struct
 import subprocess
 import sys
 
 import pytest
 
 from conftest import AC_MONZA
-from rigs import wait_until
-from rt.config import Config
-from rt.feeds.manager import FeedManager
-from rt.protocols import default_protocols
+from rigs import feed_config, free_udp_port, wait_until
 from rt.store.rawfile import HEADER, MAGIC
 
 
 @pytest.fixture
-def manager(request):
-    made = []
-
-    def make(**kw) -> FeedManager:
-        cfg = Config(**{**dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9,
-                               recv_period_ms=1.0), **kw})
-        mgr = FeedManager(cfg, default_protocols())
-        mgr.start()
-        made.append(mgr)
-        return mgr
-
-    yield make
-    for mgr in made:
-        mgr.stop()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def manager(manager_factory):
+    return lambda **kw: manager_factory(feed_config(**kw))
 
 
 def test_replay_of_the_monza_capture_plays_ac_and_is_received_whole(manager):
-    port = free_port()
+    port = free_udp_port()
     proc = subprocess.Popen([sys.executable, "-m", "rt", "replay", str(AC_MONZA), "--port", str(port), "--speed", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

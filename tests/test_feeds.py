@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 
 import numpy as np
 import pytest
 
 from conftest import PCARS1
-from rigs import ScriptedSim, wait_until
-from rt.config import Config
-from rt.feeds.manager import FeedManager
-from rt.protocols import default_protocols
+from rigs import ScriptedSim, feed_config, free_udp_port, wait_until
 from rt.sim.game import AcServer, PushSender, ReplaySource, pcars2_telemetry, sim_source
 
 
-def config(**kw) -> Config:
-    base = dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9, recv_period_ms=1.0)
-    base.update(kw)
-    return Config(**base)
+config = feed_config
 
 
 class Recorder:
@@ -40,32 +33,11 @@ class Recorder:
 
 
 @pytest.fixture
-def manager_factory():
-    made = []
-
-    def make(cfg: Config, lost_s: float = 3.0) -> FeedManager:
-        mgr = FeedManager(cfg, default_protocols(), lost_s=lost_s)
-        mgr.start()
-        made.append(mgr)
-        return mgr
-
-    yield make
-    for mgr in made:
-        mgr.stop()
-
-
-@pytest.fixture
 def senders():
     made = []
     yield made
     for s in made:
         s.stop()
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ksudp_handshake_live_values_are_canonical(manager_factory, senders):

@@ -29,10 +29,8 @@ def load_layout(path: str | Path | None = None) -> PacketLayout:
     try:
         if path is None:
             text = resources.files(__package__).joinpath("data", DEFAULT_LAYOUT_FILE).read_text("utf-8")
-            source = DEFAULT_LAYOUT_FILE
         else:
             text = Path(path).read_text("utf-8")
-            source = str(path)
         spec = json.loads(text)
         rows = [tuple(r) for r in spec["fields"]]
         layout = PacketLayout(
