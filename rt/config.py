@@ -36,6 +36,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "TT_LAYOUT": (None, "path of a corrected Telemetry Tool layout table (JSON)"),
     "RECV_PERIOD_MS": ("10", "how often the receiver drains the sockets, ms (kernel timestamps keep true arrival times)"),
     "RCVBUF_BYTES": ("8388608", "socket receive buffer per feed, bytes"),
+    "MIN_FREE_MB": ("100", "a recording stops cleanly when the data disk has less free space than this, MiB"),
 }
 
 
@@ -56,6 +57,7 @@ class Config:
     tt_layout: Path | None = None
     recv_period_ms: float = 10.0
     rcvbuf_bytes: int = 8 * 1024 * 1024
+    min_free_mb: float = 100.0
 
     def replace(self, **changes) -> "Config":
         """A copy with some settings changed (validated again)."""
@@ -149,4 +151,5 @@ def load(env: Mapping[str, str]) -> Config:
         tt_layout=Path(tt_layout) if tt_layout else None,
         recv_period_ms=_number("RECV_PERIOD_MS", get("RECV_PERIOD_MS"), 0.5, 100),
         rcvbuf_bytes=int(_number("RCVBUF_BYTES", get("RCVBUF_BYTES"), 65536, 1 << 30)),
+        min_free_mb=_number("MIN_FREE_MB", get("MIN_FREE_MB"), 0, 1 << 20),
     )

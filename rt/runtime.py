@@ -1,4 +1,4 @@
-"""Everything one server process runs: the feeds now, the recorder and sessions as they come.
+"""Everything one server process runs: the feeds and the recordings (sessions come next).
 
 The API handlers reach it as ``request.app.ctx.runtime``; ``serve`` and ``demo`` start and stop
 it with the server.
@@ -11,21 +11,29 @@ import logging
 from .config import Config
 from .feeds.manager import FeedManager
 from .protocols import protocols_for
+from .store.recordings import RecordingManager
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """The feeds (and later the recorder and the sessions) of one process."""
+    """The feeds and the recordings of one process."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.protocols = protocols_for(config.tt_layout)
         self.feeds = FeedManager(config, self.protocols)
+        self.recordings = RecordingManager(config.data_dir, self.protocols, min_free_mb=config.min_free_mb)
         self.started = False
 
     def start(self) -> None:
+        repaired = self.recordings.open()
+        for rec_id in repaired:
+            log.warning("recording %s was left open by a process that died: repaired, now interrupted", rec_id)
         self.feeds.start()
+        self.recordings.rings = {name: feed.ring for name, feed in self.feeds.feeds.items()}
+        self.feeds.sinks.append(self.recordings)
+        self.feeds.on_tick.append(self.recordings.tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"
@@ -33,9 +41,16 @@ class Runtime:
 
     def stop(self) -> None:
         if self.started:
-            self.feeds.stop()
+            self.feeds.stop()  # takes what is left in the rings first
+            self.recordings.close()
             self.started = False
+
+    def stop_recording(self, rec_id: str | None) -> dict:
+        """Stop the active recording after the consumer has taken what was received until now."""
+        if self.started:
+            self.feeds.drain()
+        return self.recordings.stop(rec_id)
 
     def recording_summary(self) -> dict | None:
         """``recording`` of ``/api/live``: the active recording, or None."""
-        return None
+        return self.recordings.summary()

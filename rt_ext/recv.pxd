@@ -15,3 +15,4 @@ cdef extern from "rt_recv.h" nogil:
     int64_t rt_now_ns()
     void rt_notify(int fd)
     void rt_close_fd(int fd)
+    int rt_drain_fd(int fd)

@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
-from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify, rt_close_fd,
+from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify, rt_close_fd, rt_drain_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS)
 
 import ipaddress
@@ -123,6 +123,12 @@ cdef class ReceiverLoop:
         """int64 array (sockets × :data:`COUNTER_NAMES`), updated live by the loop."""
         return self._counters[: self.nsock]
 
+    def wake(self):
+        """Drain every socket now instead of after the current wait (datagrams already queued in
+        the kernel reach the rings). Safe from any thread."""
+        if self.wake_w >= 0:
+            rt_notify(self.wake_w)
+
     def stop(self):
         """Ask :meth:`run` to return; safe from any thread, returns at once."""
         self.stopping = 1
@@ -190,7 +196,8 @@ cdef class ReceiverLoop:
                     break
                 if r <= 0:
                     continue
-                if self.period_ns > 0:
+                # A wake() request drains at once; data waits a period so a batch builds up.
+                if rt_drain_fd(self.wake_r) == 0 and self.period_ns > 0:
                     rt_sleep_ns(self.period_ns)
                 got = 0
                 for i in range(self.nsock):
@@ -198,12 +205,7 @@ cdef class ReceiverLoop:
                 if got:
                     self._notify()
                 total += got
-        # empty the wake-up pipe so a later run() does not return at once
-        try:
-            while os.read(self.wake_r, 64):
-                pass
-        except BlockingIOError:
-            pass
+        rt_drain_fd(self.wake_r)  # so a later run() does not return at once
         self.stopping = 0
         return total
 

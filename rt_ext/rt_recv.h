@@ -135,6 +135,8 @@ static inline void rt_sleep_ns(int64_t ns)
 /* One byte into a non-blocking pipe; a full pipe already means "wake up". */
 static inline void rt_notify(int fd) { char b = 1; ssize_t r = write(fd, &b, 1); (void)r; }
 static inline void rt_close_fd(int fd) { if (fd >= 0) close(fd); }
+/* Empty a non-blocking pipe; returns the bytes it held. */
+static inline int rt_drain_fd(int fd) { char b[64]; ssize_t r; int total = 0; while ((r = read(fd, b, sizeof b)) > 0) total += (int)r; return total; }
 
 #else  /* not Linux: the Python recv_into receiver is used instead */
 #define RT_HAVE_RECVMMSG 0
@@ -150,6 +152,7 @@ static inline int64_t rt_now_ns(void) { return 0; }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
 static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
 static inline void rt_notify(int fd) { (void)fd; }
+static inline int rt_drain_fd(int fd) { (void)fd; return 0; }
 #ifdef _WIN32
 #include <io.h>
 static inline void rt_close_fd(int fd) { if (fd >= 0) _close(fd); }

@@ -89,3 +89,23 @@ def manager_factory():
     yield make
     for mgr in made:
         mgr.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    made = []
+
+    def make(command: str = "serve", **env) -> Server:
+        from rigs import Server
+
+        srv = Server(tmp_path, command, **env)
+        made.append(srv)
+        return srv
+
+    yield make
+    for srv in made:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+        srv.proc.stdout.close()
+        srv.log.close()

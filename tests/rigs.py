@@ -1,9 +1,16 @@
-"""Test rigs: a scripted car whose every value is known, and helpers to await live state."""
+"""Test rigs: a scripted car whose every value is known, a real server process, helpers to await state."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from types import SimpleNamespace
 
 import numpy as np
@@ -79,3 +86,72 @@ def feed_config(**kw):
     base = dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9, recv_period_ms=1.0)
     base.update(kw)
     return Config(**base)
+
+
+class Server:
+    """`python -m rt serve` in a child process on ephemeral ports."""
+
+    def __init__(self, tmp_path, command: str = "serve", **env) -> None:
+        full = dict(os.environ)
+        full.update({
+            "RUSTY_TELEMETRY_API_PORT": "0",
+            "RUSTY_TELEMETRY_TT_PORT": "0",
+            "RUSTY_TELEMETRY_PCARS_PORT": "0",
+            "RUSTY_TELEMETRY_LISTEN": "127.0.0.1",
+            "RUSTY_TELEMETRY_DATA_DIR": str(tmp_path / "data"),
+        })
+        full.update(env)
+        fsize = full.pop("RT_TEST_FSIZE_LIMIT", None)
+
+        def limit_file_size() -> None:  # a size-capped "disk": writes past it fail with EFBIG
+            import resource
+
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (int(fsize), int(fsize)))
+
+        self.log = open(tmp_path / f"server-{os.getpid()}-{id(self)}.log", "w+")  # a file: a full pipe cannot block it
+        self.proc = subprocess.Popen([sys.executable, "-m", "rt", command, "--plain"], env=full,
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     preexec_fn=limit_file_size if fsize else None)
+        for line in self.proc.stdout:  # blocks until the server announces itself (or dies)
+            if "listening on" in line:
+                self.url = line.rsplit(" ", 1)[1].strip()
+                break
+        else:
+            self.proc.wait()
+            raise AssertionError(f"server did not start: {self.stderr()}")
+
+    def stderr(self) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def request(self, method: str, path: str, body=None, headers: dict | None = None, raw: bytes | None = None):
+        """(status, response headers, body bytes) of one HTTP request."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        if data is not None and "Content-Type" not in (headers or {}):
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, resp.headers, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers, err.read()
+
+    def call(self, method: str, path: str, body=None, **kw):
+        """(status, parsed JSON or None) of one request."""
+        status, _, data = self.request(method, path, body, **kw)
+        return status, (json.loads(data) if data else None)
+
+    def get(self, path: str):
+        return self.call("GET", path)
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        return self.proc.returncode, self.stderr()

@@ -23,12 +23,12 @@ class Recorder:
         self.raw: dict[str, list[bytes]] = {}
         self.kinds: dict[str, int] = {}
 
-    def on_raw(self, feed, t_ns, lengths, data) -> None:
+    def on_raw(self, feed, t_ns, lengths, data, malformed) -> None:
         rows = self.raw.setdefault(feed.name, [])
         for n, row in zip(lengths.tolist(), data):
             rows.append(row[: min(n, len(row))].tobytes())
 
-    def on_decoded(self, feed, layout, columns, t_ns) -> None:
+    def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
         self.kinds[layout.name] = self.kinds.get(layout.name, 0) + len(t_ns)
 
 

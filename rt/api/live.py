@@ -21,7 +21,10 @@ def iso_now() -> str:
 @bp.get("/live")
 async def live(request: Request):
     runtime = request.app.ctx.runtime
-    return json({"time": iso_now(), "recording": runtime.recording_summary(), "feeds": runtime.feeds.live()})
+    body = {"time": iso_now(), "recording": runtime.recording_summary(), "feeds": runtime.feeds.live()}
+    # Not in the reference: why the last recording stopped on its own (disk full, …), until the next starts.
+    body["recording_error"] = runtime.recordings.last_error
+    return json(body)
 
 
 @bp.get("/games")

@@ -27,8 +27,13 @@ from .health import LOST_S, health
 
 #: Datagrams taken from a ring per decode call: keeps the batch in cache.
 BATCH = 4096
-#: Slots per ring: at 333 Hz about 49 s of datagrams, at 5 kHz about 3 s.
-RING_SLOTS = 16384
+#: Slots per ring: at 333 Hz about 24 s of datagrams, at 5 kHz 1.6 s (the consumer takes them
+#: at least every 0.1 s, and at once when a ring is a quarter full).
+RING_SLOTS = 8192
+#: Bytes per slot: any datagram that fits one Ethernet frame (1472 bytes of UDP payload) is kept
+#: whole, so malformed datagrams are recorded byte for byte too. A longer one (only possible with
+#: IP fragmentation; no supported game sends one) keeps its first SLOT_BYTES and is malformed.
+SLOT_BYTES = 2048
 
 #: Counter ranges of the protocols that number their packets (for loss by sequence gaps).
 _PCARS1_SEQ_MOD = 64
@@ -38,11 +43,14 @@ _PCARS2_RESET = 100_000  # a jump larger than this is a game restart, not loss
 class Sink(Protocol):
     """Receives every batch a feed consumes (the recorder implements this)."""
 
-    def on_raw(self, feed: "Feed", t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> None:
-        """All datagrams of a batch as received: times (ns), true lengths, slot bytes (n × slot)."""
+    def on_raw(self, feed: "Feed", t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> None:
+        """All datagrams of a batch as received: times (ns), true lengths, slot bytes (n × slot),
+        and how many of them were malformed. The arrays are ring memory: valid during the call."""
 
-    def on_decoded(self, feed: "Feed", layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray) -> None:
-        """The well-formed datagrams of one packet kind in the batch, decoded into columns."""
+    def on_decoded(self, feed: "Feed", layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
+                   canonical: np.ndarray | None) -> None:
+        """The well-formed datagrams of one packet kind in the batch, decoded into columns, with
+        their canonical rows (None for kinds without driving data). Valid during the call."""
 
 
 @dataclass
@@ -79,9 +87,7 @@ class Feed:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        slot = self.protocols.max_datagram(self.name)
-        # Slots round up to 64 B; a longer datagram keeps its true length and is malformed anyway.
-        self.ring = PacketRing(RING_SLOTS, (slot + 63) // 64 * 64)
+        self.ring = PacketRing(RING_SLOTS, max(SLOT_BYTES, self.protocols.max_datagram(self.name)))
         self.latest = np.zeros(1, dtype=CANONICAL_DTYPE)
         self._rules = self.protocols.feed_rules[self.name].rules
         self._has_data = False
@@ -136,7 +142,7 @@ class Feed:
                 self.stats.bytes += int(lengths.sum())
                 self.stats.malformed += bad
             for sink in sinks:
-                sink.on_raw(self, t_ns, lengths, data)
+                sink.on_raw(self, t_ns, lengths, data, bad)
             if bad < n:
                 self._decode_groups(kinds, offsets, t_ns, buf, sinks, handler)
             ring.release(n)
@@ -153,10 +159,10 @@ class Feed:
             cols = self.decoder(layout).columns(buf, offsets[sel])
             if handler is not None:
                 handler(self, layout, cols, group_t)
-            for sink in sinks:
-                sink.on_decoded(self, layout, cols, group_t)
-            self._count_gaps(layout, cols, buf, offsets[sel])
             canon = to_canonical(layout.name, cols, group_t)
+            for sink in sinks:
+                sink.on_decoded(self, layout, cols, group_t, canon)
+            self._count_gaps(layout, cols)
             # Groups come by kind, not by time: keep the newest row of any driving kind.
             if canon is not None and (not self._has_data or canon["t_ns"][-1] >= self.latest["t_ns"][0]):
                 self.latest = canon[-1:].copy()
@@ -166,7 +172,7 @@ class Feed:
             if self.last_good_ns is None or newest > self.last_good_ns:
                 self.last_good_ns = newest
 
-    def _count_gaps(self, layout: PacketLayout, cols, buf, offsets) -> None:
+    def _count_gaps(self, layout: PacketLayout, cols) -> None:
         if layout.name == "tt_driver" and "packet_id" in cols:
             self._gaps("tt", cols["packet_id"].astype(np.int64), 1 << 32, _PCARS2_RESET)
         elif layout.name.startswith("pcars2_"):

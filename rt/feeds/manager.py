@@ -226,6 +226,24 @@ class FeedManager:
 
     # ---- for the API and tests ------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Make the consumer run a pass now instead of at its next tick."""
+        if self._wake_w is not None:
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Return once the consumer has taken everything received before this call."""
+        if not self._threads:
+            return True
+        self.wake()
+        if self._loop is not None:
+            self._loop.wake()
+        # two passes: the one running now may have started before the call
+        return self.wait_passes(2, timeout)
+
     def wait_passes(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block until ``count`` more consumer passes have finished (tests await this, no sleeps)."""
         with self._pass_done:

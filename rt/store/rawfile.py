@@ -6,15 +6,21 @@ Format (little-endian)::
     record  repeated: u64 receive time (ns since the Unix epoch) | u32 payload length | payload
 
 The raw file is the source of truth of a recording; the HDF5 file can always be rebuilt from it.
+A datagram longer than its feed's ring slot (never a well-formed one) keeps the slot's bytes.
 A file cut short by a crash ends in a partial record, which readers ignore and recovery trims.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from rt_ext.rawpack import pack, packed_size, scan
+
+from ..errors import StoreError
 
 MAGIC = b"RTFEED1\n"
 HEADER = struct.Struct("<QI")
@@ -24,32 +30,15 @@ class RawFormatError(ValueError):
     """Not a raw feed file."""
 
 
-def parse(data: bytes | memoryview) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Index the records of a raw file's bytes.
+def parse(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Index the records of a raw file's bytes: ``(t_ns, payload offsets, lengths, end)``.
 
-    Returns ``(t_ns, offsets, lengths, end)``: receive times, the byte offset of each payload,
-    payload lengths, and the end of the last whole record (where a torn tail begins).
+    ``end`` is where the last whole record ends: a torn tail starts there.
     """
-    view = memoryview(data)
-    if bytes(view[: len(MAGIC)]) != MAGIC:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf[: len(MAGIC)].tobytes() != MAGIC:
         raise RawFormatError("not a raw feed file (bad magic)")
-    times, offsets, lengths = [], [], []
-    pos = len(MAGIC)
-    size = len(view)
-    while pos + HEADER.size <= size:
-        t, n = HEADER.unpack_from(view, pos)
-        if pos + HEADER.size + n > size:
-            break
-        times.append(t)
-        offsets.append(pos + HEADER.size)
-        lengths.append(n)
-        pos += HEADER.size + n
-    return (
-        np.array(times, dtype=np.int64),
-        np.array(offsets, dtype=np.int64),
-        np.array(lengths, dtype=np.int64),
-        pos,
-    )
+    return scan(buf, len(MAGIC))
 
 
 def read(path: str | Path) -> tuple[np.ndarray, list[bytes]]:
@@ -57,3 +46,80 @@ def read(path: str | Path) -> tuple[np.ndarray, list[bytes]]:
     data = Path(path).read_bytes()
     t_ns, offsets, lengths, _ = parse(data)
     return t_ns, [data[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
+
+
+def trim(path: str | Path) -> int:
+    """Cut a torn last record off a raw file; returns the bytes removed (0 if it was whole)."""
+    path = Path(path)
+    data = path.read_bytes()
+    if len(data) < len(MAGIC):
+        with path.open("wb") as fh:
+            fh.write(MAGIC)
+            os.fsync(fh.fileno())
+        return len(data)
+    _, _, _, end = parse(data)
+    cut = len(data) - end
+    if cut:
+        with path.open("r+b") as fh:
+            fh.truncate(end)
+            os.fsync(fh.fileno())
+    return cut
+
+
+class RawWriter:
+    """Appends ring batches to one raw feed file; one ``write`` per batch, ``fsync`` on :meth:`sync`.
+
+    Keeps ``size``: the bytes known to end on a whole record. If a write fails (disk full, I/O
+    error), the file is cut back to ``size`` so it still ends on a whole record, and
+    :class:`~rt.errors.StoreError` is raised.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = os.fstat(self.fd).st_size
+        self._buf = np.empty(0, dtype=np.uint8)
+        self.dirty = False
+        if self.size == 0:
+            self._write(MAGIC)
+
+    def _write(self, data) -> None:
+        view = memoryview(data)
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        except OSError as exc:
+            try:
+                os.ftruncate(self.fd, self.size)
+            except OSError:
+                pass
+            raise StoreError(f"{self.path.name}: {exc.strerror or exc}") from exc
+        self.size += done
+        self.dirty = True
+
+    def append(self, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> int:
+        """Append a batch: receive times (int64 ns), true lengths (uint32), slot rows (uint8 n × slot)."""
+        n = packed_size(lengths, data.shape[1])
+        if self._buf.shape[0] < n:
+            self._buf = np.empty(max(n, 2 * self._buf.shape[0]), dtype=np.uint8)
+        used = pack(t_ns, lengths, data, self._buf)
+        self._write(self._buf[:used])
+        return used
+
+    def sync(self) -> None:
+        """Make everything written so far durable."""
+        if self.dirty:
+            try:
+                os.fsync(self.fd)
+            except OSError as exc:
+                raise StoreError(f"{self.path.name}: fsync failed: {exc.strerror or exc}") from exc
+            self.dirty = False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            try:
+                self.sync()
+            finally:
+                os.close(self.fd)
+                self.fd = -1

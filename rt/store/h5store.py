@@ -1,0 +1,248 @@
+"""The HDF5 file of a recording: decoded datagrams, one chunked dataset per field.
+
+Schema of ``data.h5`` (documented in the README)::
+
+    /                               attrs: format, recording_id, created_at
+    /<feed>/<packet kind>/t_ns      int64 (n,)         receive time, ns since the Unix epoch
+    /<feed>/<packet kind>/<field>   (n, *shape)        every decoded field; attrs unit, doc, offset
+    /<feed>/canonical/<channel>     (n,)               the canonical channels (rt.protocols.canonical)
+    /<feed>/canonical/kind          uint8 (n,)         which packet kind a frame came from
+                                                       (attr kinds: the names, by index)
+
+Rows of one packet kind are in arrival order; a feed's canonical frames are its driving packets of
+every kind in receive-time order, and a run's frame markers index them. Plain h5py or pandas
+reads it: ``pd.DataFrame({k: v[:] for k, v in f["ksudp/canonical"].items()})``.
+
+Datasets are chunked along time (~64 KiB a chunk), resizable, and lzf-compressed: measured on
+AC packets, lzf stores 210 instead of 330 bytes per packet and still appends 200 000 rows/s in
+5000-row batches (uncompressed: 560 000), 40× the rate of three feeds at 5 kHz. Appends happen
+once per sync interval, not per batch, because each append costs a resize and a write per field.
+
+The file is derived: after a crash it is checked against the raw files and rebuilt from them
+(:func:`rebuild`). Readers other than the writer open it after the recording stops; the server's
+own analysis reads through the writer's handle after a flush, so no SWMR is needed (SWMR would
+forbid creating the datasets of a packet kind that first appears mid-recording).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import h5py
+import numpy as np
+
+from ..decode import CHUNK, Decoder, classify_batch
+from ..errors import StoreError
+from ..protocols import FEEDS, Protocols
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS, MAPPERS, to_canonical
+from ..protocols.layout import PacketLayout
+from . import rawfile
+from .manifest import iso
+
+FORMAT = "rusty-telemetry/1"
+#: HDF5 files whose writes failed in this process. The HDF5 library then crashes when it shuts
+#: down at process exit (seen with h5py 3.16 on a full disk), so ``serve`` ends with os._exit
+#: once everything else is closed; the recording guard stops recordings before a disk fills.
+FAILED_FILES: list[str] = []
+COMPRESSION = "lzf"
+CHUNK_BYTES = 64 * 1024
+
+
+def _short(exc: Exception) -> str:
+    """The first line of an HDF5 error (they carry a long low-level trace)."""
+    return str(exc).split("(", 1)[0].strip() or type(exc).__name__
+
+
+def _chunk_rows(row_shape: tuple[int, ...], itemsize: int) -> int:
+    row_bytes = itemsize * int(np.prod(row_shape, dtype=np.int64))
+    return int(min(16384, max(64, CHUNK_BYTES // max(row_bytes, 1))))
+
+
+def _append(group: h5py.Group, name: str, values: np.ndarray, attrs: dict | None = None) -> None:
+    ds = group.get(name)
+    if ds is None:
+        shape = values.shape[1:]
+        ds = group.create_dataset(
+            name,
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            dtype=values.dtype,
+            chunks=(_chunk_rows(shape, values.dtype.itemsize), *shape),
+            compression=COMPRESSION,
+        )
+        for key, value in (attrs or {}).items():
+            ds.attrs[key] = value
+    n = ds.shape[0]
+    ds.resize(n + values.shape[0], axis=0)
+    ds[n:] = values
+
+
+class H5Writer:
+    """Buffers decoded batches and appends them to ``data.h5`` on :meth:`flush`."""
+
+    def __init__(self, path: str | Path, recording_id: str, created_at: str | None = None) -> None:
+        self.path = Path(path)
+        try:
+            self.file = h5py.File(self.path, "w", libver="latest")
+            self.file.attrs["format"] = FORMAT
+            self.file.attrs["recording_id"] = recording_id
+            self.file.attrs["created_at"] = created_at or iso()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.path.name}: cannot create: {exc}") from exc
+        self._pending: dict[tuple[str, str], list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
+        self._layouts: dict[str, PacketLayout] = {}
+        self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
+        self.frames: dict[str, int] = {}  # canonical frames written per feed
+
+    def add(self, feed: str, layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
+            canonical: np.ndarray | None) -> None:
+        """Queue one decoded group. Arrays are copied: the caller may reuse its buffers."""
+        self._layouts[layout.name] = layout
+        self._pending.setdefault((feed, layout.name), []).append(
+            (np.array(t_ns, dtype=np.int64), {k: np.array(v) for k, v in columns.items()})
+        )
+        if canonical is not None:
+            self._canonical.setdefault(feed, []).append((np.array(canonical), layout.name))
+
+    def flush(self) -> None:
+        """Append everything queued and flush the file."""
+        try:
+            for (feed, kind), parts in self._pending.items():
+                layout = self._layouts[kind]
+                group = self.file.require_group(f"{feed}/{kind}")
+                if "doc" not in group.attrs:
+                    group.attrs["doc"] = layout.doc
+                    group.attrs["packet_size"] = layout.size
+                    group.attrs["provisional"] = layout.provisional
+                _append(group, "t_ns", np.concatenate([p[0] for p in parts]), {"unit": "ns since Unix epoch"})
+                for f in layout.fields:
+                    values = np.concatenate([p[1][f.name] for p in parts])
+                    _append(group, f.name, values, {"unit": f.unit, "doc": f.doc, "offset": f.offset})
+            self._pending.clear()
+            for feed, parts in self._canonical.items():
+                self._append_canonical(feed, parts)
+            self._canonical.clear()
+            self.file.flush()
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            FAILED_FILES.append(str(self.path))
+            raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
+
+    def _append_canonical(self, feed: str, parts: list[tuple[np.ndarray, str]]) -> None:
+        group = self.file.require_group(f"{feed}/canonical")
+        kinds = list(group.attrs.get("kinds", []))
+        rows = np.concatenate([p[0] for p in parts])
+        kind_ids = []
+        for canon, kind in parts:
+            if kind not in kinds:
+                kinds.append(kind)
+            kind_ids.append(np.full(len(canon), kinds.index(kind), dtype=np.uint8))
+        group.attrs["kinds"] = kinds
+        ids = np.concatenate(kind_ids)
+        order = np.argsort(rows["t_ns"], kind="stable")  # kinds of one batch come grouped, not in time order
+        rows, ids = rows[order], ids[order]
+        for name in CANONICAL_DTYPE.names:
+            _append(group, name, np.ascontiguousarray(rows[name]), {"unit": CANONICAL_UNITS[name]})
+        _append(group, "kind", ids, {"unit": "index into the group's 'kinds' attribute"})
+        self.frames[feed] = group["t_ns"].shape[0]
+
+    def close(self) -> None:
+        try:
+            if str(self.path) not in FAILED_FILES:
+                self.flush()
+        finally:
+            try:
+                self.file.close()
+            except Exception:  # noqa: BLE001 - a broken file must still let go of its handle
+                FAILED_FILES.append(str(self.path))
+
+
+# ---- reading, checking and rebuilding ---------------------------------------------------------
+
+
+def kind_counts(path: str | Path) -> dict[tuple[str, str], int]:
+    """Rows per (feed, packet kind or "canonical") in an HDF5 file; StoreError if unreadable."""
+    counts: dict[tuple[str, str], int] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for feed in f:
+                for kind in f[feed]:
+                    counts[(feed, kind)] = int(f[feed][kind]["t_ns"].shape[0])
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise StoreError(f"{Path(path).name}: unreadable: {exc}") from exc
+    return counts
+
+
+def raw_kind_counts(raw_path: str | Path, feed: str, protocols: Protocols) -> dict[tuple[str, str], int]:
+    """Well-formed datagrams per (feed, packet kind) in a raw feed file, and its canonical frames."""
+    data = np.fromfile(raw_path, dtype=np.uint8)
+    _, offsets, lengths, _ = rawfile.parse(data)
+    kinds, _ = classify_batch(protocols.feed_rules[feed].rules, data, offsets, lengths)
+    counts: dict[tuple[str, str], int] = {}
+    ids, n = np.unique(kinds[kinds >= 0], return_counts=True)
+    for kind_id, count in zip(ids.tolist(), n.tolist()):
+        counts[(feed, protocols.kinds[kind_id].name)] = count
+    frames = sum(c for (_, kind), c in counts.items() if kind in MAPPERS)
+    if frames:
+        counts[(feed, "canonical")] = frames
+    return counts
+
+
+def agrees_with_raw(recording_dir: str | Path, protocols: Protocols) -> bool:
+    """True when ``data.h5`` is readable and holds exactly what the raw files hold."""
+    recording_dir = Path(recording_dir)
+    try:
+        h5 = kind_counts(recording_dir / "data.h5")
+    except StoreError:
+        return False
+    raw: dict[tuple[str, str], int] = {}
+    for feed in FEEDS:
+        path = recording_dir / f"{feed}.bin"
+        if path.exists() and path.stat().st_size > len(rawfile.MAGIC):
+            raw.update(raw_kind_counts(path, feed, protocols))
+    return h5 == raw
+
+
+def _raw_groups(raw_path, feed: str, protocols: Protocols) -> Iterable[tuple[PacketLayout, dict, np.ndarray, np.ndarray]]:
+    """Decoded groups of a raw file, chunk by chunk, in file order: (layout, columns, t_ns, canonical)."""
+    data = np.fromfile(raw_path, dtype=np.uint8)
+    t_ns, offsets, lengths, _ = rawfile.parse(data)
+    rules = protocols.feed_rules[feed].rules
+    decoders: dict[str, Decoder] = {}
+    step = CHUNK * 4
+    for start in range(0, len(t_ns), step):
+        sl = slice(start, start + step)
+        kinds, _ = classify_batch(rules, data, offsets[sl], lengths[sl])
+        present = np.unique(kinds)
+        for kind_id in present[present >= 0].tolist():
+            layout = protocols.kinds[kind_id]
+            sel = kinds == kind_id
+            dec = decoders.get(layout.name) or decoders.setdefault(layout.name, Decoder(layout))
+            cols = dec.columns(data, offsets[sl][sel])
+            group_t = t_ns[sl][sel]
+            yield layout, cols, group_t, to_canonical(layout.name, cols, group_t)
+
+
+def rebuild(recording_dir: str | Path, recording_id: str, protocols: Protocols, created_at: str | None = None) -> Path:
+    """Write ``data.h5`` anew from the recording's raw files (temp file, then an atomic rename)."""
+    recording_dir = Path(recording_dir)
+    target = recording_dir / "data.h5"
+    tmp = recording_dir / ".data.h5.rebuild"
+    writer = H5Writer(tmp, recording_id, created_at)
+    try:
+        for feed in FEEDS:
+            raw = recording_dir / f"{feed}.bin"
+            if not raw.exists() or raw.stat().st_size <= len(rawfile.MAGIC):
+                continue
+            for layout, cols, t_ns, canon in _raw_groups(raw, feed, protocols):
+                writer.add(feed, layout, cols, t_ns, canon)
+                if sum(len(p) for p in writer._pending.values()) > 64:
+                    writer.flush()
+        writer.close()
+        os.replace(tmp, target)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return target

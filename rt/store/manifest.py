@@ -1,0 +1,52 @@
+"""Small JSON files replaced atomically: write a temp file, fsync it, rename it over, fsync the folder.
+
+A crash at any moment leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+
+from ..errors import StoreError
+
+
+def iso(t_ns: int | None = None) -> str:
+    """UTC ISO 8601 with microseconds and a Z, of ``t_ns`` (ns since the epoch) or now."""
+    dt = datetime.now(timezone.utc) if t_ns is None else datetime.fromtimestamp(t_ns / 1e9, timezone.utc)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def write_atomic(path: str | Path, obj) -> None:
+    """Replace ``path`` by the JSON of ``obj`` so that a crash leaves the old or the new file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise StoreError(f"{path.name}: {exc.strerror or exc}") from exc
+
+
+def read(path: str | Path):
+    """The parsed JSON of ``path``; :class:`~rt.errors.StoreError` if it is missing or broken."""
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise StoreError(f"{Path(path).name}: {exc}") from exc

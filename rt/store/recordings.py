@@ -1,0 +1,393 @@
+"""Recordings: their lifecycle, the sink that writes them, and recovery after a crash.
+
+One directory per recording under DATA_DIR::
+
+    <id>/manifest.json   id, name, game, …, status, times, per-feed counters (replaced atomically)
+    <id>/<feed>.bin      raw datagrams of each feed (rt.store.rawfile), the source of truth
+    <id>/data.h5         decoded, derived (rt.store.h5store), rebuildable from the raw files
+
+While a recording is active the consumer thread hands it every batch (:meth:`on_raw`,
+:meth:`on_decoded`): raw batches are written at once (one ``write`` each), decoded ones are
+queued. Every :data:`SYNC_S` (and at stop) the raw files are fsynced, the queued rows appended
+to HDF5 and flushed, and the manifest rewritten: a crash loses at most that last interval.
+
+A disk running full stops the recording before it is full (MIN_FREE_MB, checked at every sync),
+and a write error (read-only directory, I/O error, file too large) stops it at once: raw files are
+cut back to their last whole record, the manifest says ``stopped`` with the error, and
+``/api/live`` shows it; the feeds, the API and all other recordings carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import StoreError
+from ..protocols import FEEDS, Protocols
+from ..protocols.layout import PacketLayout
+from . import h5store, rawfile
+from .manifest import iso, read, write_atomic
+
+log = logging.getLogger(__name__)
+
+#: Longest time between two syncs of an active recording, s (the most a crash can lose).
+SYNC_S = 0.5
+STATUSES = ("recording", "stopped", "interrupted")
+
+
+class NotFound(Exception):
+    """No recording with that id."""
+
+
+class Conflict(Exception):
+    """The request clashes with the recording's state (already active, still being written, …)."""
+
+
+def _empty_counters() -> dict:
+    return {"packets": 0, "bytes": 0, "malformed": 0, "dropped": 0, "first_time": None, "last_time": None}
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+
+
+@dataclass
+class Active:
+    """The state of the recording being written."""
+
+    id: str
+    dir: Path
+    manifest: dict
+    raw: dict[str, rawfile.RawWriter]
+    h5: h5store.H5Writer
+    dropped_base: dict[str, int]
+    synced_bytes: int = 0  # raw bytes written up to the last sync
+    first_ns: dict[str, int] = field(default_factory=dict)
+    last_ns: dict[str, int] = field(default_factory=dict)
+    last_sync: float = field(default_factory=time.monotonic)
+
+
+class RecordingManager:
+    """All recordings of DATA_DIR; the active one (at most one) is written from the consumer thread."""
+
+    def __init__(self, data_dir: str | Path, protocols: Protocols, rings: dict | None = None,
+                 min_free_mb: float = 100.0) -> None:
+        self.data_dir = Path(data_dir)
+        self.min_free_bytes = int(min_free_mb * 1024 * 1024)
+        self.protocols = protocols
+        self.rings = rings or {}  # feed name → PacketRing, for the dropped counters
+        self.lock = threading.RLock()
+        self.active: Active | None = None
+        self.last_error: dict | None = None  # the last recording that stopped on an error
+        self._manifests: dict[str, dict] = {}
+
+    # ---- start-up ---------------------------------------------------------------------------
+
+    def open(self) -> list[str]:
+        """Create DATA_DIR if needed, list every recording, repair those a dead process left open.
+
+        Returns the ids that were repaired.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        repaired = []
+        for entry in sorted(self.data_dir.iterdir()):
+            if not entry.is_dir() or not _is_uuid(entry.name):
+                continue
+            try:
+                manifest = read(entry / "manifest.json")
+            except StoreError as exc:
+                log.warning("recording %s has no readable manifest (%s); skipped", entry.name, exc)
+                continue
+            if manifest.get("status") == "recording":
+                manifest = self.recover(entry.name, manifest)
+                repaired.append(entry.name)
+            self._manifests[entry.name] = manifest
+        return repaired
+
+    def recover(self, rec_id: str, manifest: dict | None = None, force_rebuild: bool = False) -> dict:
+        """Repair a recording: trim torn raw records, recount, check or rebuild ``data.h5``.
+
+        A recording that was still open becomes ``interrupted``; one that was stopped keeps its
+        status. ``force_rebuild`` rebuilds ``data.h5`` even when it agrees (``redecode``).
+        """
+        rec_dir = self.data_dir / rec_id
+        manifest = manifest or read(rec_dir / "manifest.json")
+        feeds = {}
+        for feed in FEEDS:
+            path = rec_dir / f"{feed}.bin"
+            counters = _empty_counters()
+            counters["dropped"] = manifest.get("feeds", {}).get(feed, {}).get("dropped", 0)
+            if path.exists():
+                cut = rawfile.trim(path)
+                if cut:
+                    log.info("recording %s: %s.bin: cut a torn last record of %d bytes", rec_id, feed, cut)
+                data = np.fromfile(path, dtype=np.uint8)
+                t_ns, offsets, lengths, _ = rawfile.parse(data)
+                if len(t_ns):
+                    from ..decode import classify_batch
+
+                    kinds, bad = classify_batch(self.protocols.feed_rules[feed].rules, data, offsets, lengths)
+                    counters.update(packets=len(t_ns), bytes=int(lengths.sum()), malformed=int(bad),
+                                    first_time=iso(int(t_ns[0])), last_time=iso(int(t_ns[-1])))
+            feeds[feed] = counters
+        if force_rebuild or not h5store.agrees_with_raw(rec_dir, self.protocols):
+            log.info("recording %s: rebuilding data.h5 from the raw files", rec_id)
+            h5store.rebuild(rec_dir, rec_id, self.protocols, manifest.get("created_at"))
+        if manifest.get("status") == "recording":
+            manifest["status"] = "interrupted"
+            manifest["stopped_at"] = max((c["last_time"] for c in feeds.values() if c["last_time"]), default=None)
+        manifest["feeds"] = feeds
+        manifest["size_bytes"] = _dir_size(rec_dir)
+        write_atomic(rec_dir / "manifest.json", manifest)
+        with self.lock:
+            self._manifests[rec_id] = manifest
+        return manifest
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    def list(self) -> list[dict]:
+        """Every recording's manifest, newest first."""
+        with self.lock:
+            items = [self.get(rec_id) for rec_id in self._manifests]
+        return sorted(items, key=lambda m: m["created_at"], reverse=True)
+
+    def get(self, rec_id: str) -> dict:
+        with self.lock:
+            if self.active is not None and self.active.id == rec_id:
+                return self._live_manifest(self.active)
+            manifest = self._manifests.get(rec_id)
+            if manifest is None:
+                raise NotFound(rec_id)
+            return dict(manifest)
+
+    def raw_file(self, rec_id: str, feed: str) -> tuple[Path, int]:
+        """Path of a feed's raw file and how many bytes of it are whole records right now."""
+        with self.lock:
+            if rec_id not in self._manifests:
+                raise NotFound(rec_id)
+            if feed not in FEEDS:
+                raise NotFound(feed)
+            path = self.data_dir / rec_id / f"{feed}.bin"
+            if self.active is not None and self.active.id == rec_id:
+                return path, self.active.raw[feed].size
+        if not path.exists():
+            raise NotFound(feed)
+        return path, path.stat().st_size
+
+    def summary(self) -> dict | None:
+        """``recording`` of /api/live."""
+        with self.lock:
+            if self.active is None:
+                return None
+            m = self.active.manifest
+            return {"id": m["id"], "name": m["name"], "status": m["status"]}
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self, meta: dict) -> dict:
+        """Start a recording with ``meta`` (name, game, track, car, use_case, notes: all optional)."""
+        with self.lock:
+            if self.active is not None:
+                raise Conflict(f"recording {self.active.id} is already active; stop it first")
+            low = self._low_disk(0)
+            if low:
+                raise StoreError(f"cannot start a recording: {low}")
+            rec_id = str(uuid.uuid4())
+            rec_dir = self.data_dir / rec_id
+            now = iso()
+            manifest = {
+                "id": rec_id,
+                "name": meta.get("name") or f"Recording {now[:19].replace('T', ' ')}",
+                "game": meta.get("game"),
+                "track": meta.get("track"),
+                "car": meta.get("car"),
+                "use_case": meta.get("use_case"),
+                "notes": meta.get("notes"),
+                "status": "recording",
+                "created_at": now,
+                "stopped_at": None,
+                "feeds": {feed: _empty_counters() for feed in FEEDS},
+                "size_bytes": 0,
+            }
+            raw: dict[str, rawfile.RawWriter] = {}
+            try:
+                rec_dir.mkdir(parents=True)
+                write_atomic(rec_dir / "manifest.json", manifest)
+                for feed in FEEDS:
+                    raw[feed] = rawfile.RawWriter(rec_dir / f"{feed}.bin")
+                h5 = h5store.H5Writer(rec_dir / "data.h5", rec_id, now)
+            except (OSError, StoreError) as exc:
+                for writer in raw.values():
+                    writer.close()
+                shutil.rmtree(rec_dir, ignore_errors=True)
+                raise StoreError(f"cannot start a recording in {self.data_dir}: {exc}") from exc
+            dropped = {feed: ring.dropped for feed, ring in self.rings.items()}
+            self.active = Active(rec_id, rec_dir, manifest, raw, h5, dropped)
+            self._manifests[rec_id] = manifest
+            self.last_error = None
+            log.info("recording %s started (%s)", rec_id, manifest["name"])
+            return self._live_manifest(self.active)
+
+    def stop(self, rec_id: str | None = None, error: str | None = None) -> dict:
+        """Stop the active recording (``rec_id`` must name it, if given); returns its manifest."""
+        with self.lock:
+            act = self.active
+            if act is None or (rec_id is not None and act.id != rec_id):
+                if rec_id is not None and rec_id not in self._manifests:
+                    raise NotFound(rec_id)
+                raise Conflict("no recording is active" if rec_id is None else f"recording {rec_id} is not active")
+            problems = [error] if error else []
+            try:
+                act.h5.close()
+            except StoreError as exc:
+                problems.append(str(exc))
+            for writer in act.raw.values():
+                try:
+                    writer.close()
+                except StoreError as exc:
+                    problems.append(str(exc))
+            manifest = self._live_manifest(act)
+            manifest["status"] = "stopped"
+            manifest["stopped_at"] = iso()
+            if problems:
+                manifest["error"] = "; ".join(dict.fromkeys(problems))
+                self.last_error = {"id": act.id, "name": manifest["name"], "status": "stopped", "error": manifest["error"]}
+            manifest["size_bytes"] = _dir_size(act.dir)
+            try:
+                write_atomic(act.dir / "manifest.json", manifest)
+            except StoreError as exc:
+                # The disk is gone: the old manifest says "recording", so the next start
+                # repairs it as interrupted; the raw files are intact up to their last record.
+                log.error("recording %s: manifest not written: %s", act.id, exc)
+            self._manifests[act.id] = manifest
+            self.active = None
+            log.info("recording %s stopped%s", act.id, f" ({manifest['error']})" if problems else "")
+            return dict(manifest)
+
+    def delete(self, rec_id: str) -> None:
+        with self.lock:
+            if rec_id not in self._manifests:
+                raise NotFound(rec_id)
+            if self.active is not None and self.active.id == rec_id:
+                raise Conflict(f"recording {rec_id} is being written; stop it first")
+            shutil.rmtree(self.data_dir / rec_id)
+            del self._manifests[rec_id]
+
+    def close(self) -> None:
+        """Stop the active recording, if any (server shutdown)."""
+        with self.lock:
+            if self.active is not None:
+                self.stop()
+
+    # ---- the sink: called from the consumer thread ------------------------------------------
+
+    def on_raw(self, feed, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> None:
+        with self.lock:
+            act = self.active
+            if act is None:
+                return
+            try:
+                act.raw[feed.name].append(t_ns, lengths, data)
+            except StoreError as exc:
+                self._fail(exc)
+                return
+            c = act.manifest["feeds"][feed.name]
+            c["packets"] += len(t_ns)
+            c["bytes"] += int(lengths.sum())
+            c["malformed"] += malformed
+            act.first_ns.setdefault(feed.name, int(t_ns[0]))
+            act.last_ns[feed.name] = int(t_ns[-1])
+
+    def on_decoded(self, feed, layout: PacketLayout, columns, t_ns, canonical) -> None:
+        with self.lock:
+            if self.active is not None:
+                self.active.h5.add(feed.name, layout, columns, t_ns, canonical)
+
+    def tick(self) -> None:
+        """Sync the active recording if its interval is up (consumer thread, after each pass)."""
+        with self.lock:
+            act = self.active
+            if act is None or time.monotonic() - act.last_sync < SYNC_S:
+                return
+            self.sync()
+
+    def sync(self) -> None:
+        """Make the active recording durable: fsync raw files, flush HDF5, rewrite the manifest."""
+        with self.lock:
+            act = self.active
+            if act is None:
+                return
+            written = sum(w.size for w in act.raw.values()) - act.synced_bytes
+            low = self._low_disk(written)
+            if low:
+                self._fail(StoreError(low))
+                return
+            try:
+                for writer in act.raw.values():
+                    writer.sync()
+                act.h5.flush()
+                write_atomic(act.dir / "manifest.json", self._live_manifest(act))
+            except StoreError as exc:
+                self._fail(exc)
+                return
+            act.last_sync = time.monotonic()
+            act.synced_bytes += written
+
+    def _low_disk(self, recent_bytes: int) -> str | None:
+        """Why the data disk is too full to go on, or None.
+
+        The guard keeps MIN_FREE_MB free, plus room for a few more sync intervals at the rate
+        just seen, so the HDF5 library never meets a full disk (it cannot recover from one).
+        """
+        try:
+            st = os.statvfs(self.data_dir)
+        except OSError:
+            return None
+        free = st.f_bavail * st.f_frsize
+        need = self.min_free_bytes + 4 * recent_bytes
+        if free < need:
+            return (f"disk nearly full: {free / 2**20:.1f} MiB free on {self.data_dir}, "
+                    f"{need / 2**20:.1f} MiB kept free (RUSTY_TELEMETRY_MIN_FREE_MB)")
+        return None
+
+    def _fail(self, exc: Exception) -> None:
+        log.error("recording %s stopped on a write error: %s", self.active.id if self.active else "?", exc)
+        self.stop(error=str(exc))
+
+    def _live_manifest(self, act: Active) -> dict:
+        m = dict(act.manifest)
+        feeds = {}
+        for feed, c in act.manifest["feeds"].items():
+            c = dict(c)
+            ring = self.rings.get(feed)
+            if ring is not None:
+                c["dropped"] = ring.dropped - act.dropped_base.get(feed, 0)
+            if feed in act.first_ns:
+                c["first_time"] = iso(act.first_ns[feed])
+                c["last_time"] = iso(act.last_ns[feed])
+            feeds[feed] = c
+        m["feeds"] = feeds
+        m["size_bytes"] = sum(w.size for w in act.raw.values()) + _file_size(act.dir / "data.h5")
+        return m
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -1,0 +1,260 @@
+"""Recordings through the running server: raw files byte for byte, HDF5 in agreement, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import PCARS1
+from rigs import ScriptedSim, free_udp_port, wait_until
+from rt.protocols import default_protocols
+from rt.sim.game import AcServer, PushSender, pcars2_telemetry, sim_source, tt_driver
+from rt.store import rawfile
+from rt.store.h5store import agrees_with_raw
+from rt.store.recordings import SYNC_S
+
+P = default_protocols()
+
+
+def live_feeds(srv):
+    return srv.get("/api/live")[1]["feeds"]
+
+
+def send(port: int, payloads: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for p in payloads:
+            out.sendto(p, ("127.0.0.1", port))
+
+
+def download(srv, rec_id: str, feed: str, headers=None):
+    return srv.request("GET", f"/api/recordings/{rec_id}/data/{feed}", headers=headers)
+
+
+def test_recording_holds_every_datagram_byte_for_byte_and_decoded(server_factory, tmp_path):
+    ac = AcServer(sim_source("ac", ScriptedSim(), rate_hz=300), "127.0.0.1", 0).start()
+    try:
+        srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(ac.port))
+        wait_until(lambda: live_feeds(srv)["ksudp"]["health"] == "healthy", timeout=10)
+        status, rec = srv.call("POST", "/api/recordings", {"name": "byte for byte", "game": "assetto_corsa",
+                                                             "use_case": "general", "unknown_field": 1})
+        assert status == 201 and rec["status"] == "recording" and rec["use_case"] == "general"
+        assert srv.get("/api/live")[1]["recording"] == {"id": rec["id"], "name": "byte for byte", "status": "recording"}
+        feeds = live_feeds(srv)
+        tt = [row.tobytes() for row in tt_driver(ScriptedSim().step_block(500), 7)]
+        rng = np.random.default_rng(5)
+        junk = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in rng.integers(1, 900, 40)]
+        tt_sent = tt[:250] + junk[:20] + tt[250:] + junk[20:]
+        pc = [(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes(), (PCARS1 / "jamesremuscat_packet_1.bin").read_bytes()]
+        pc += [row.tobytes() for row in pcars2_telemetry(ScriptedSim().step_block(30), 0)]
+        base = {name: f["packets"] for name, f in live_feeds(srv).items()}
+        send(feeds["telemetry_tool"]["port"], tt_sent)
+        send(feeds["pcars"]["port"], pc)
+        wait_until(lambda: (f := live_feeds(srv))["telemetry_tool"]["packets"] - base["telemetry_tool"] == len(tt_sent)
+                   and f["pcars"]["packets"] - base["pcars"] == len(pc), timeout=10)
+        # downloadable while it is being written
+        status, headers, live_raw = download(srv, rec["id"], "telemetry_tool")
+        assert status == 200 and int(headers["Content-Length"]) == len(live_raw)
+        status, stopped = srv.call("POST", "/api/recordings/stop")
+        assert status == 200 and stopped["status"] == "stopped" and stopped["stopped_at"]
+    finally:
+        ac.stop()
+
+    rec_id = rec["id"]
+    got = {}
+    for feed in ("ksudp", "telemetry_tool", "pcars"):
+        status, headers, body = download(srv, rec_id, feed)
+        assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+        assert headers["Content-Disposition"].startswith("attachment")
+        assert int(headers["Content-Length"]) == len(body)
+        t_ns, offsets, lengths, end = rawfile.parse(body)
+        assert end == len(body) and (np.diff(t_ns) >= 0).all()
+        got[feed] = [body[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
+    assert got["telemetry_tool"] == tt_sent  # every datagram, in order, with its length, junk included
+    assert got["pcars"] == pc
+    assert len(got["ksudp"]) > 20 and all(len(p) == 328 for p in got["ksudp"])  # AC streamed throughout
+
+    m = stopped["feeds"]
+    assert m["telemetry_tool"]["packets"] == len(tt_sent) and m["telemetry_tool"]["malformed"] == 40
+    assert m["telemetry_tool"]["bytes"] == sum(map(len, tt_sent))
+    assert m["pcars"]["packets"] == len(pc) and m["ksudp"]["packets"] == len(got["ksudp"])
+
+    h5_path = tmp_path / "data" / rec_id / "data.h5"
+    with h5py.File(h5_path, "r") as f:
+        assert f["telemetry_tool/tt_driver/t_ns"].shape == (500,)
+        assert f["telemetry_tool/tt_driver/packet_id"][:].tolist() == list(range(7, 507))
+        assert f["telemetry_tool/tt_driver/speed_kmh"].attrs["unit"] == "km/h"
+        assert f["pcars/pcars1_telemetry/sBuildVersionNumber"][:].tolist() == [1122]
+        assert f["pcars/pcars1_participant_strings/t_ns"].shape == (1,)
+        assert f["pcars/pcars2_telemetry_559/t_ns"].shape == (30,)
+        assert f["pcars/canonical/gear"].shape == (31,)
+        assert f["ksudp/ac_car_info/t_ns"].shape[0] == sum(len(p) == 328 for p in got["ksudp"])
+        assert np.allclose(f["ksudp/canonical/speed_kmh"][:], 108.0)
+        assert (np.diff(f["pcars/canonical/t_ns"][:]) >= 0).all()
+    assert agrees_with_raw(h5_path.parent, P)
+
+    # a range of the raw file, and the list / get / delete round
+    status, headers, part = download(srv, rec_id, "pcars", {"Range": "bytes=8-19"})
+    assert status == 206 and headers["Content-Range"].startswith("bytes 8-19/") and len(part) == 12
+    status, _, part = download(srv, rec_id, "pcars", {"Range": "bytes=-5"})
+    assert status == 206 and part == pc[-1][-5:]
+    status, body = srv.call("GET", f"/api/recordings/{rec_id}/data/pcars", headers={"Range": "bytes=999999999-"})
+    assert status == 416 and body["error"]["code"] == "range_not_satisfiable"
+    assert [r["id"] for r in srv.get("/api/recordings")[1]] == [rec_id]
+    assert srv.get(f"/api/recordings/{rec_id}")[1]["feeds"] == stopped["feeds"]
+    assert srv.call("DELETE", f"/api/recordings/{rec_id}") == (204, None)
+    assert not h5_path.parent.exists()
+    assert srv.get(f"/api/recordings/{rec_id}")[0] == 404
+
+
+def test_recording_api_errors(server_factory):
+    srv = server_factory()
+    status, body = srv.call("POST", "/api/recordings", {"game": "gran_turismo"})
+    assert status == 422 and body["error"]["code"] == "unknown_game" and "assetto_corsa" in body["error"]["message"]
+    assert srv.call("POST", "/api/recordings", {"use_case": "drifting"})[1]["error"]["code"] == "unknown_use_case"
+    assert srv.call("POST", "/api/recordings", {"name": 5})[0] == 400
+    status, _, data = srv.request("POST", "/api/recordings", raw=b"{not json")
+    assert status == 400 and b"malformed_json" in data
+    assert srv.call("POST", "/api/recordings", [1, 2])[0] == 400
+    assert srv.call("POST", "/api/recordings/stop")[0] == 409
+    status, rec = srv.call("POST", "/api/recordings", None)  # empty body: every field is optional
+    assert status == 201 and rec["name"]
+    status, body = srv.call("POST", "/api/recordings", {})
+    assert status == 409 and body["error"]["code"] == "recording_conflict"
+    assert srv.call("DELETE", f"/api/recordings/{rec['id']}")[0] == 409  # still being written
+    for bad in ("../../etc/passwd", "..%2F..%2Fetc", "not-a-uuid", str(uuid.uuid4())):
+        assert srv.get(f"/api/recordings/{bad}")[0] == 404
+    for feed in ("..%2Fmanifest.json", "manifest.json", "data.h5", "acc", "%00"):
+        status, body = srv.call("GET", f"/api/recordings/{rec['id']}/data/{feed}")
+        assert status == 404 and body["error"]["code"] in ("feed_not_found", "not_found"), feed
+    assert srv.call("POST", f"/api/recordings/{uuid.uuid4()}/stop")[0] == 404
+    assert srv.call("POST", f"/api/recordings/{rec['id']}/stop")[0] == 200
+    assert srv.call("POST", f"/api/recordings/{rec['id']}/stop")[0] == 409
+
+
+def test_sigkill_mid_recording_leaves_an_interrupted_readable_recording(server_factory, tmp_path):
+    srv = server_factory()
+    port = live_feeds(srv)["telemetry_tool"]["port"]
+    status, rec = srv.call("POST", "/api/recordings", {"name": "crash"})
+    sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=4000), "127.0.0.1", port).start()
+    try:
+        wait_until(lambda: live_feeds(srv)["telemetry_tool"]["packets"] > 6000, timeout=20)
+        killed_at = time.time_ns()
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+    finally:
+        sender.stop()
+    rec_dir = tmp_path / "data" / rec["id"]
+    assert rawfile.read(rec_dir / "telemetry_tool.bin")  # readable as it was left
+    srv2 = server_factory()  # same data directory
+    status, m = srv2.get(f"/api/recordings/{rec['id']}")
+    assert status == 200 and m["status"] == "interrupted" and m["stopped_at"]
+    status, _, body = download(srv2, rec["id"], "telemetry_tool")
+    t_ns, offsets, lengths, end = rawfile.parse(body)
+    assert end == len(body) and (lengths == 357).all()
+    ids = np.array([int.from_bytes(body[o + 1 : o + 5], "little") for o in offsets.tolist()])
+    assert (np.diff(ids) == 1).all()  # nothing missing in the middle, nothing torn
+    assert m["feeds"]["telemetry_tool"]["packets"] == len(t_ns) > 3000
+    # at most the last sync interval (plus a receive period and a consumer tick) is missing
+    assert (killed_at - t_ns[-1]) / 1e9 < SYNC_S + 0.3
+    assert agrees_with_raw(rec_dir, P)
+    with h5py.File(rec_dir / "data.h5", "r") as f:
+        assert f["telemetry_tool/tt_driver/packet_id"][:].tolist() == ids.tolist()
+
+
+def _fill_until_stopped(srv, rate_hz: float) -> tuple[dict, dict]:
+    """Record Telemetry Tool datagrams at ``rate_hz`` until the server stops the recording itself."""
+    status, rec = srv.call("POST", "/api/recordings", {"name": "fills the disk"})
+    assert status == 201
+    return _fill_until_stopped_again(srv, rec, rate_hz)
+
+
+def _fill_until_stopped_again(srv, rec: dict, rate_hz: float) -> tuple[dict, dict]:
+    port = live_feeds(srv)["telemetry_tool"]["port"]
+    sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=rate_hz), "127.0.0.1", port).start()
+    try:
+        live = wait_until(lambda: (b := srv.get("/api/live")[1])["recording"] is None and b, timeout=40)
+    finally:
+        sender.stop()
+    return rec, live
+
+
+def _check_clean_stop(srv, rec: dict, live: dict, words: tuple[str, ...]) -> None:
+    err = live["recording_error"]
+    assert err["id"] == rec["id"] and err["status"] == "stopped"
+    assert any(w in err["error"].lower() for w in words), err["error"]
+    assert live["feeds"]["telemetry_tool"]["health"] in ("healthy", "stale")  # the feed lives on
+    status, m = srv.get(f"/api/recordings/{rec['id']}")
+    assert status == 200 and m["status"] == "stopped" and m["error"] == err["error"]
+    status, _, body = download(srv, rec["id"], "telemetry_tool")
+    t_ns, offsets, lengths, end = rawfile.parse(body)
+    assert status == 200 and end == len(body) and len(t_ns) > 1000 and (lengths == 357).all()
+    ids = np.array([int.from_bytes(body[o + 1 : o + 5], "little") for o in offsets.tolist()])
+    assert (np.diff(ids) == 1).all()  # everything written is intact and in order
+    assert srv.get("/api/recordings")[0] == 200
+
+
+def test_disk_running_full_stops_the_recording_before_it_is_full(server_factory, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], capture_output=True, text=True)
+    assert mounted.returncode == 0, f"this test needs a small file system (root may mount a tmpfs): {mounted.stderr}"
+    try:
+        srv = server_factory(RUSTY_TELEMETRY_DATA_DIR=str(small / "data"), RUSTY_TELEMETRY_MIN_FREE_MB="2")
+        rec, live = _fill_until_stopped(srv, 6000)
+        _check_clean_stop(srv, rec, live, ("disk nearly full",))
+        # a new recording starts while MIN_FREE_MB is still free, and its guard stops it again in time
+        status, body = srv.call("POST", "/api/recordings", {"name": "again"})
+        assert status == 201
+        rec2, live2 = _fill_until_stopped_again(srv, body, 6000)
+        assert "disk nearly full" in live2["recording_error"]["error"]
+        code, log = srv.stop()
+        assert code == 0 and "Traceback" not in log
+        assert h5py.File(small / "data" / rec["id"] / "data.h5", "r")  # closed cleanly, readable
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_write_error_stops_the_recording_and_keeps_what_was_written(server_factory, tmp_path):
+    # The server's files are capped at 3 MiB (RLIMIT_FSIZE): the raw file's next write fails with
+    # EFBIG, as a failing disk would fail it.
+    srv = server_factory(RT_TEST_FSIZE_LIMIT=str(3 << 20))
+    rec, live = _fill_until_stopped(srv, 6000)
+    _check_clean_stop(srv, rec, live, ("too large",))
+    status, _ = srv.call("POST", "/api/recordings", {"name": "again"})
+    assert status == 201  # a new recording starts in new files
+    code, log = srv.stop()
+    assert code == 0
+
+
+def test_recover_and_redecode_commands(server_factory, tmp_path):
+    srv = server_factory()
+    port = live_feeds(srv)["telemetry_tool"]["port"]
+    _, rec = srv.call("POST", "/api/recordings", {})
+    send(port, [row.tobytes() for row in tt_driver(ScriptedSim().step_block(100), 0)])
+    wait_until(lambda: srv.get(f"/api/recordings/{rec['id']}")[1]["feeds"]["telemetry_tool"]["packets"] == 100)
+    srv.call("POST", "/api/recordings/stop")
+    srv.stop()
+    rec_dir = tmp_path / "data" / rec["id"]
+    (rec_dir / "data.h5").write_bytes(b"broken")  # e.g. a half-written file
+    with open(rec_dir / "telemetry_tool.bin", "ab") as fh:
+        fh.write(b"\x01\x02\x03")  # a torn record
+    env = dict(os.environ, RUSTY_TELEMETRY_DATA_DIR=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, "-m", "rt", "recover", rec["id"]], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "telemetry_tool 100 datagrams" in out.stdout
+    assert agrees_with_raw(rec_dir, P)
+    out = subprocess.run([sys.executable, "-m", "rt", "redecode", rec["id"]], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "rebuilt" in out.stdout
+    with h5py.File(rec_dir / "data.h5", "r") as f:
+        assert f["telemetry_tool/tt_driver/packet_id"][:].tolist() == list(range(100))
+    out = subprocess.run([sys.executable, "-m", "rt", "redecode", "../etc"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not a recording id" in out.stderr
