@@ -36,6 +36,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "TT_LAYOUT": (None, "path of a corrected Telemetry Tool layout table (JSON)"),
     "RECV_PERIOD_MS": ("10", "how often the receiver drains the sockets, ms (kernel timestamps keep true arrival times)"),
     "RCVBUF_BYTES": ("8388608", "socket receive buffer per feed, bytes"),
+    "MERGE_TOLERANCE_MS": ("1.0", "frames of merged feeds closer than this to a kept frame are duplicates, ms"),
     "MIN_FREE_MB": ("100", "a recording stops cleanly when the data disk has less free space than this, MiB"),
 }
 
@@ -58,6 +59,7 @@ class Config:
     recv_period_ms: float = 10.0
     rcvbuf_bytes: int = 8 * 1024 * 1024
     min_free_mb: float = 100.0
+    merge_tolerance_ms: float = 1.0
 
     def replace(self, **changes) -> "Config":
         """A copy with some settings changed (validated again)."""
@@ -152,4 +154,5 @@ def load(env: Mapping[str, str]) -> Config:
         recv_period_ms=_number("RECV_PERIOD_MS", get("RECV_PERIOD_MS"), 0.5, 100),
         rcvbuf_bytes=int(_number("RCVBUF_BYTES", get("RCVBUF_BYTES"), 65536, 1 << 30)),
         min_free_mb=_number("MIN_FREE_MB", get("MIN_FREE_MB"), 0, 1 << 20),
+        merge_tolerance_ms=_number("MERGE_TOLERANCE_MS", get("MERGE_TOLERANCE_MS"), 0, 1000),
     )

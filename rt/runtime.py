@@ -1,4 +1,4 @@
-"""Everything one server process runs: the feeds and the recordings (sessions come next).
+"""Everything one server process runs: the feeds, the recordings and the sessions.
 
 The API handlers reach it as ``request.app.ctx.runtime``; ``serve`` and ``demo`` start and stop
 it with the server.
@@ -11,25 +11,28 @@ import logging
 from .config import Config
 from .feeds.manager import FeedManager
 from .protocols import protocols_for
+from .sessions.manager import SessionManager
 from .store.recordings import RecordingManager
 
 log = logging.getLogger(__name__)
 
 
 class Runtime:
-    """The feeds and the recordings of one process."""
+    """The feeds, the recordings and the sessions of one process."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.protocols = protocols_for(config.tt_layout)
         self.feeds = FeedManager(config, self.protocols)
         self.recordings = RecordingManager(config.data_dir, self.protocols, min_free_mb=config.min_free_mb)
+        self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
         self.started = False
 
     def start(self) -> None:
         repaired = self.recordings.open()
         for rec_id in repaired:
             log.warning("recording %s was left open by a process that died: repaired, now interrupted", rec_id)
+        self.sessions.open()
         self.feeds.start()
         self.recordings.rings = {name: feed.ring for name, feed in self.feeds.feeds.items()}
         self.feeds.sinks.append(self.recordings)

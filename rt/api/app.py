@@ -14,6 +14,7 @@ from sanic import Sanic
 from .errors import handle_error
 from .live import bp as live_bp
 from .recordings import bp as recordings_bp
+from .sessions import bp as sessions_bp
 
 #: Largest request body accepted (413 beyond).
 MAX_BODY_BYTES = 64 * 1024
@@ -33,6 +34,7 @@ def create_app(runtime, name: str = "rusty_telemetry") -> Sanic:
     app.ctx.runtime = runtime
     app.blueprint(live_bp)
     app.blueprint(recordings_bp)
+    app.blueprint(sessions_bp)
     app.error_handler.add(Exception, handle_error)
 
     @app.before_server_start

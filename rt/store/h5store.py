@@ -161,6 +161,43 @@ class H5Writer:
 # ---- reading, checking and rebuilding ---------------------------------------------------------
 
 
+def read_canonical(f: h5py.File, feed: str, start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical rows ``start:end`` of ``feed`` and their PCARS 1 sector splits (n × 3 s, NaN if none)."""
+    group = f.get(f"{feed}/canonical")
+    if group is None:
+        return np.zeros(0, dtype=CANONICAL_DTYPE), np.zeros((0, 3))
+    total = group["t_ns"].shape[0]
+    end = total if end is None else min(end, total)
+    start = max(0, min(start, end))
+    rows = np.zeros(end - start, dtype=CANONICAL_DTYPE)
+    for name in CANONICAL_DTYPE.names:
+        rows[name] = group[name][start:end]
+    sectors = np.full((end - start, 3), np.nan)
+    kinds = list(group.attrs.get("kinds", []))
+    if "pcars1_telemetry" in kinds and f"{feed}/pcars1_telemetry" in f:
+        # Rows of one kind keep their order in the canonical group: the k-th pcars1 frame there is
+        # row k of the pcars1_telemetry datasets.
+        is_pc1 = group["kind"][:end] == kinds.index("pcars1_telemetry")
+        index = np.cumsum(is_pc1) - 1
+        mine = is_pc1[start:end]
+        rows_pc1 = index[start:end][mine]
+        if rows_pc1.size:
+            src = f[f"{feed}/pcars1_telemetry"]
+            lo, hi = int(rows_pc1[0]), int(rows_pc1[-1]) + 1
+            for k, name in enumerate(("sCurrentSector1Time", "sCurrentSector2Time", "sCurrentSector3Time")):
+                sectors[mine, k] = src[name][lo:hi][rows_pc1 - lo]
+    return rows, sectors
+
+
+def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_canonical` from a closed recording's file."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read_canonical(f, feed, start, end)
+    except (OSError, KeyError, ValueError) as exc:
+        raise StoreError(f"{Path(path).name}: unreadable: {exc}") from exc
+
+
 def kind_counts(path: str | Path) -> dict[tuple[str, str], int]:
     """Rows per (feed, packet kind or "canonical") in an HDF5 file; StoreError if unreadable."""
     counts: dict[tuple[str, str], int] = {}

@@ -70,6 +70,7 @@ class Active:
     h5: h5store.H5Writer
     dropped_base: dict[str, int]
     synced_bytes: int = 0  # raw bytes written up to the last sync
+    frames: dict[str, int] = field(default_factory=dict)  # canonical frames per feed, queued ones included
     first_ns: dict[str, int] = field(default_factory=dict)
     last_ns: dict[str, int] = field(default_factory=dict)
     last_sync: float = field(default_factory=time.monotonic)
@@ -88,6 +89,9 @@ class RecordingManager:
         self.active: Active | None = None
         self.last_error: dict | None = None  # the last recording that stopped on an error
         self._manifests: dict[str, dict] = {}
+        #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
+        #: stops for any reason: runs recording in it end there.
+        self.on_stop: list = []
 
     # ---- start-up ---------------------------------------------------------------------------
 
@@ -182,6 +186,43 @@ class RecordingManager:
             raise NotFound(feed)
         return path, path.stat().st_size
 
+    def frame_counts(self, rec_id: str) -> dict[str, int]:
+        """Canonical frames per feed: live for the active recording, from data.h5 otherwise."""
+        with self.lock:
+            if self.active is not None and self.active.id == rec_id:
+                return dict(self.active.frames)
+            if rec_id not in self._manifests:
+                raise NotFound(rec_id)
+        try:
+            counts = h5store.kind_counts(self.data_dir / rec_id / "data.h5")
+        except StoreError:
+            return {}
+        return {feed: n for (feed, kind), n in counts.items() if kind == "canonical"}
+
+    def dropped_now(self, feed: str) -> int:
+        """The feed ring's dropped counter (for runs' data_truncated)."""
+        ring = self.rings.get(feed)
+        return ring.dropped if ring is not None else 0
+
+    def read_frames(self, rec_id: str, feed: str, start: int, end: int | None):
+        """Canonical frames ``start:end`` of ``feed`` (a structured array) and the PCARS 1 sector
+        splits of those frames (n × 3 seconds, NaN where a frame has none), read from ``data.h5``.
+
+        For the active recording the queued rows are flushed first and the writer's own handle is
+        read, so analysis sees everything up to now.
+        """
+        with self.lock:
+            if self.active is not None and self.active.id == rec_id:
+                try:
+                    self.active.h5.flush()
+                except StoreError as exc:
+                    self._fail(exc)
+                    raise
+                return h5store.read_canonical(self.active.h5.file, feed, start, end)
+            if rec_id not in self._manifests:
+                raise NotFound(rec_id)
+        return h5store.read_canonical_file(self.data_dir / rec_id / "data.h5", feed, start, end)
+
     def summary(self) -> dict | None:
         """``recording`` of /api/live."""
         with self.lock:
@@ -269,6 +310,11 @@ class RecordingManager:
                 log.error("recording %s: manifest not written: %s", act.id, exc)
             self._manifests[act.id] = manifest
             self.active = None
+            for callback in self.on_stop:
+                try:
+                    callback(act.id, dict(act.frames))
+                except Exception:  # noqa: BLE001 - a session bug must not keep a recording open
+                    log.exception("on_stop callback failed")
             log.info("recording %s stopped%s", act.id, f" ({manifest['error']})" if problems else "")
             return dict(manifest)
 
@@ -308,8 +354,11 @@ class RecordingManager:
 
     def on_decoded(self, feed, layout: PacketLayout, columns, t_ns, canonical) -> None:
         with self.lock:
-            if self.active is not None:
-                self.active.h5.add(feed.name, layout, columns, t_ns, canonical)
+            act = self.active
+            if act is not None:
+                act.h5.add(feed.name, layout, columns, t_ns, canonical)
+                if canonical is not None:
+                    act.frames[feed.name] = act.frames.get(feed.name, 0) + len(canonical)
 
     def tick(self) -> None:
         """Sync the active recording if its interval is up (consumer thread, after each pass)."""

@@ -1,0 +1,1 @@
+"""Sessions and runs (guided analysis), persisted under DATA_DIR/sessions."""

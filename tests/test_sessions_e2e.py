@@ -1,0 +1,145 @@
+"""The guided-analysis workflow end to end: a running server fed by the simulator, driven over HTTP.
+
+The simulator runs 40× faster than real time so laps take seconds; the lap and sector times the
+games report are the simulation's own, so they must match its truth to the millisecond.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rigs import free_udp_port, wait_until
+from rt.sim.driver import Simulation
+from rt.sim.game import AcServer, PushSender, pcars1_strings, sim_source
+
+SPEED = 40.0
+RATE_AC = 100.0  # the AC sim's sample rate (×SPEED on the wire)
+RATE_PC = 60.0
+
+
+@pytest.fixture
+def rig(server_factory):
+    """A server with AC (ksudp), the Telemetry Tool app and PCARS 1 all driven by the simulator."""
+    ksudp_port = free_udp_port()
+    srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port), RUSTY_TELEMETRY_MERGE_TOLERANCE_MS="0.5")
+    sims = {
+        "ac": Simulation("gt_coupe", "test_ring", rate_hz=RATE_AC, seed=1, lap_variation=0.02),
+        "tt": Simulation("gt_coupe", "test_ring", rate_hz=RATE_PC, seed=1, lap_variation=0.02),
+        "pcars1": Simulation("gt_coupe", "test_ring", rate_hz=RATE_PC, seed=2, lap_variation=0.02),
+    }
+    feeds = srv.get("/api/live")[1]["feeds"]
+    senders = [
+        AcServer(sim_source("ac", sims["ac"], speed=SPEED), "127.0.0.1", ksudp_port).start(),
+        PushSender(sim_source("tt", sims["tt"], speed=SPEED), "127.0.0.1", feeds["telemetry_tool"]["port"]).start(),
+        PushSender(sim_source("pcars1", sims["pcars1"], speed=SPEED), "127.0.0.1", feeds["pcars"]["port"],
+                   extra=lambda seq: pcars1_strings("RT Sim GT", "RT Test Ring", seq)).start(),
+    ]
+    wait_until(lambda: all(f["health"] == "healthy" for f in srv.get("/api/live")[1]["feeds"].values()), timeout=15)
+    yield srv, sims, senders
+    for s in senders:
+        s.stop()
+
+
+def laps_done(srv) -> dict:
+    return {name: f["lap_count"] or 0 for name, f in srv.get("/api/live")[1]["feeds"].items()}
+
+
+def test_lap_sector_and_general_sessions_through_the_api(rig, server_factory):
+    srv, sims, senders = rig
+    made = {}
+    for use_case in ("lap_times", "sector_analysis", "general"):
+        status, session = srv.call("POST", "/api/sessions", {"use_case": use_case, "label": f"e2e {use_case}"})
+        assert status == 201 and session["status"] == "active" and session["guidance"] and session["runs"] == []
+        made[use_case] = session
+    assert srv.call("POST", "/api/sessions", {"use_case": "drifting"})[0] == 422
+    assert srv.call("POST", "/api/sessions", {"label": "no use case"})[0] == 400
+
+    # runs: lap times on ksudp merged with the Telemetry Tool; sectors on PCARS 1; general on ksudp
+    s_lap, s_sec, s_gen = made["lap_times"], made["sector_analysis"], made["general"]
+    status, run_lap = srv.call("POST", f"/api/sessions/{s_lap['id']}/runs",
+                               {"feed_name": "ksudp", "label": "merged", "merge_feeds": ["telemetry_tool"]})
+    assert status == 201 and run_lap["status"] == "recording" and run_lap["end_marker"] is None
+    assert srv.call("POST", f"/api/sessions/{s_lap['id']}/runs", {"feed_name": "ksudp"})[0] == 409  # one at a time
+    assert srv.call("POST", f"/api/sessions/{s_sec['id']}/runs", {"feed_name": "gt7"})[0] == 422
+    assert srv.call("POST", f"/api/sessions/{s_sec['id']}/runs", {"feed_name": "pcars", "merge_feeds": ["pcars"]})[0] == 422
+    status, run_sec = srv.call("POST", f"/api/sessions/{s_sec['id']}/runs", {"feed_name": "pcars"})
+    status, run_gen = srv.call("POST", f"/api/sessions/{s_gen['id']}/runs", {"feed_name": "ksudp", "label": "all"})
+    assert status == 201
+    rec_id = srv.get(f"/api/sessions/{s_lap['id']}")[1]["recording_id"]
+    assert rec_id and srv.get("/api/live")[1]["recording"]["id"] == rec_id  # the first run started a recording
+
+    start_laps = laps_done(srv)
+    wait_until(lambda: all(laps_done(srv)[f] >= start_laps[f] + 3 for f in ("ksudp", "pcars")), timeout=60)
+    for session, run in ((s_lap, run_lap), (s_sec, run_sec), (s_gen, run_gen)):
+        status, stopped = srv.call("POST", f"/api/sessions/{session['id']}/runs/{run['id']}/stop")
+        assert status == 200 and stopped["status"] == "stopped" and not stopped["data_truncated"]
+        assert stopped["end_marker"] == stopped["start_marker"] + stopped["frame_count"] > 0
+    assert srv.call("POST", f"/api/sessions/{s_lap['id']}/runs/{run_lap['id']}/stop")[0] == 409
+
+    # lap_times: the game's own lap times, equal to the simulation's truth to the ms
+    status, done = srv.call("POST", f"/api/sessions/{s_lap['id']}/complete")
+    assert status == 200 and done["status"] == "completed" and done["completed_at"]
+    analysis = done["analysis"]
+    assert analysis["use_case"] == "lap_times" and analysis["version"] >= 1 and analysis["runs"] == [run_lap["id"]]
+    truth_ms = [round(t * 1000) for t in sims["ac"].truth.lap_times_s]
+    complete = [lap for lap in analysis["laps"] if lap["complete"]]
+    assert len(complete) >= 2
+    for lap in complete:
+        assert lap["source"] == "game"
+        assert any(abs(lap["time_ms"] - t) <= 1 for t in truth_ms), (lap, truth_ms)
+    assert srv.get(f"/api/sessions/{s_lap['id']}/analysis") == (200, analysis)
+
+    # sector_analysis on PCARS 1: the game's splits, equal to the truth to the ms
+    status, done = srv.call("POST", f"/api/sessions/{s_sec['id']}/complete")
+    assert status == 200
+    sec = done["analysis"]
+    assert sec["sector_count"] == 3
+    truth_sectors = [[round(x * 1000) for x in lap] for lap in sims["pcars1"].truth.sector_times_s]
+    full = [lap for lap in sec["laps"] if lap["sectors_ms"] and all(s is not None for s in lap["sectors_ms"])]
+    assert full
+    for lap in full:
+        assert any(np.allclose(lap["sectors_ms"], t, atol=2) for t in truth_sectors), (lap, truth_sectors[:3])
+    assert sec["theoretical_best_ms"] <= sec["best_lap_ms"] + 3
+
+    # general: distance driven matches the simulation over the run's time span
+    status, done = srv.call("POST", f"/api/sessions/{s_gen['id']}/complete")
+    gen = done["analysis"]
+    assert status == 200 and gen["frames"] == run_gen["frame_count"] or gen["frames"] > 0
+    assert 0 < gen["max_speed_kmh"] < 320 and gen["distance_km"] > 3 * 3.89 * 0.9
+
+    # reopen → delete a run → re-analyse (a completed session again) → restart → still there
+    status, reopened = srv.call("POST", f"/api/sessions/{s_gen['id']}/reopen")
+    assert status == 200 and reopened["status"] == "active" and reopened["analysis"] is None
+    assert srv.get(f"/api/sessions/{s_gen['id']}/analysis")[0] == 404
+    assert srv.call("POST", f"/api/sessions/{s_gen['id']}/analyze")[0] == 409  # not completed
+    status, extra = srv.call("POST", f"/api/sessions/{s_gen['id']}/runs", {"feed_name": "ksudp", "label": "short"})
+    assert status == 201
+    wait_until(lambda: srv.get(f"/api/sessions/{s_gen['id']}")[1]["runs"][-1]["frame_count"] > 50, timeout=20)
+    srv.call("POST", f"/api/sessions/{s_gen['id']}/runs/{extra['id']}/stop")
+    assert srv.call("DELETE", f"/api/sessions/{s_gen['id']}/runs/{run_gen['id']}") == (204, None)
+    status, done = srv.call("POST", f"/api/sessions/{s_gen['id']}/complete")
+    assert status == 200 and done["analysis"]["runs"] == [extra["id"]]
+    status, again = srv.call("POST", f"/api/sessions/{s_gen['id']}/analyze")
+    assert status == 200 and again["analysis"]["frames"] == done["analysis"]["frames"]
+
+    before = {s["id"]: s for s in srv.get("/api/sessions")[1]}
+    assert list(before) == [s_gen["id"], s_sec["id"], s_lap["id"]]  # newest first
+    for s in senders:
+        s.stop()
+    assert srv.stop()[0] == 0
+    srv2 = server_factory()
+    after = {s["id"]: s for s in srv2.get("/api/sessions")[1]}
+    assert after == before
+    status, again = srv2.call("POST", f"/api/sessions/{s_lap['id']}/analyze")
+    assert status == 200 and again["analysis"]["laps"] == analysis["laps"]  # the frames are read back from disk
+
+
+def test_completing_a_session_without_frames_is_a_conflict(server_factory):
+    srv = server_factory()
+    _, session = srv.call("POST", "/api/sessions", {"use_case": "lap_times"})
+    status, body = srv.call("POST", f"/api/sessions/{session['id']}/complete")
+    assert status == 409 and body["error"]["code"] == "no_data"
+    assert srv.get(f"/api/sessions/{session['id']}")[1]["status"] == "active"
+    assert srv.call("DELETE", f"/api/sessions/{session['id']}") == (204, None)
+    assert srv.get(f"/api/sessions/{session['id']}")[0] == 404
