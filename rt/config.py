@@ -33,6 +33,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "PCARS_PORT": ("5606", "Project CARS port on LISTEN (0 = any free port)"),
     "CORS_ORIGINS": ("http://localhost:5173,http://127.0.0.1:5173", "origins allowed to call the API from a browser (* allowed)"),
     "API_TOKEN": (None, "if set, every request that changes state needs Authorization: Bearer <token>"),
+    "ALLOW_FROM": (None, "comma-separated source IPs the listening feeds accept (default: any); others are counted as refused"),
     "TT_LAYOUT": (None, "path of a corrected Telemetry Tool layout table (JSON)"),
     "RECV_PERIOD_MS": ("10", "how often the receiver drains the sockets, ms (kernel timestamps keep true arrival times)"),
     "RCVBUF_BYTES": ("8388608", "socket receive buffer per feed, bytes"),
@@ -56,6 +57,7 @@ class Config:
     cors_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
     api_token: str | None = field(default=None, repr=False)  # never printed
     tt_layout: Path | None = None
+    allow_from: tuple[str, ...] = ()
     recv_period_ms: float = 10.0
     rcvbuf_bytes: int = 8 * 1024 * 1024
     min_free_mb: float = 100.0
@@ -92,6 +94,13 @@ def _host(name: str, raw: str) -> str:
     if _HOSTNAME.match(value) and not value.replace(".", "").isdigit():
         return value
     raise ConfigError(f"{PREFIX}{name}={raw!r}: not an IP address or host name")
+
+
+def _ip(name: str, raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}: {raw!r} is not an IP address") from None
 
 
 def _number(name: str, raw: str, low: float, high: float) -> float:
@@ -131,6 +140,8 @@ def load(env: Mapping[str, str]) -> Config:
         if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
             raise ConfigError(f"{PREFIX}CORS_ORIGINS: {origin!r} is not an origin like http://host:port or *")
 
+    allow = tuple(_ip("ALLOW_FROM", a.strip()) for a in (get("ALLOW_FROM") or "").split(",") if a.strip())
+
     tt_layout = get("TT_LAYOUT")
     if tt_layout is not None and not Path(tt_layout).is_file():
         raise ConfigError(f"{PREFIX}TT_LAYOUT={tt_layout!r}: no such file")
@@ -151,6 +162,7 @@ def load(env: Mapping[str, str]) -> Config:
         cors_origins=origins,
         api_token=token,
         tt_layout=Path(tt_layout) if tt_layout else None,
+        allow_from=allow,
         recv_period_ms=_number("RECV_PERIOD_MS", get("RECV_PERIOD_MS"), 0.5, 100),
         rcvbuf_bytes=int(_number("RCVBUF_BYTES", get("RCVBUF_BYTES"), 65536, 1 << 30)),
         min_free_mb=_number("MIN_FREE_MB", get("MIN_FREE_MB"), 0, 1 << 20),

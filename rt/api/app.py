@@ -11,7 +11,9 @@ from __future__ import annotations
 import orjson
 from sanic import Sanic
 
+from . import access
 from .errors import handle_error
+from .openapi import bp as openapi_bp
 from .live import bp as live_bp
 from .recordings import bp as recordings_bp
 from .sessions import bp as sessions_bp
@@ -25,7 +27,7 @@ def _dumps(obj) -> str:
 
 
 def create_app(runtime, name: str = "rusty_telemetry") -> Sanic:
-    """The REST API app; ``runtime`` is started and stopped with the server."""
+    """The REST API app; ``runtime`` (its ``config`` included) is started and stopped with the server."""
     app = Sanic(name, dumps=_dumps)
     app.config.REQUEST_MAX_SIZE = MAX_BODY_BYTES
     app.config.FALLBACK_ERROR_FORMAT = "json"
@@ -35,6 +37,8 @@ def create_app(runtime, name: str = "rusty_telemetry") -> Sanic:
     app.blueprint(live_bp)
     app.blueprint(recordings_bp)
     app.blueprint(sessions_bp)
+    app.blueprint(openapi_bp)
+    access.install(app, runtime.config)
     app.error_handler.add(Exception, handle_error)
 
     @app.before_server_start

@@ -95,7 +95,8 @@ class FeedManager:
             try:
                 sock = _udp_socket(_family(cfg.listen), (cfg.listen, port), cfg.rcvbuf_bytes)
                 self.feeds[name] = Feed(name, sock.getsockname()[1], self.protocols, sock, lost_s=self.lost_s)
-                self._allow[name] = None
+                # ALLOW_FROM limits the listening feeds to those sources (any port); others are refused
+                self._allow[name] = [(ip, 0) for ip in cfg.allow_from] or None
             except OSError as exc:
                 log.warning("%s: cannot bind %s:%d (%s); the feed is not available", name, cfg.listen, port, exc.strerror)
                 self.feeds[name] = Feed(name, port, self.protocols, None, error=f"cannot bind {cfg.listen}:{port}: {exc.strerror}")
