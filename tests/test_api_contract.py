@@ -51,7 +51,7 @@ def test_error_classes_have_their_status_and_code(srv):
         (("GET", "/api/nothing/here"), {}, 404, "not_found"),
         (("POST", "/api/recordings/stop"), {}, 409, "recording_conflict"),
         (("POST", f"/api/sessions/{sid}/analyze"), {}, 409, "session_not_completed"),
-        (("GET", f"/api/sessions/{sid}/analysis"), {}, 404, "analysis_not_found"),
+        (("GET", f"/api/sessions/{sid}/analysis"), {}, 409, "analysis_not_ready"),
         (("POST", "/api/recordings"), dict(raw=b'{"notes": "' + b"x" * 70_000 + b'"}'), 413, "payload_too_large"),
     ]
     for (method, path), kw, status, code in cases:

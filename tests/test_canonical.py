@@ -42,11 +42,11 @@ def test_ac_gear_convention_and_units():
     assert out["speed_kmh"][0] == pytest.approx(100.0)
     assert out["rpm"][0] == 6500.0
     assert out["throttle"][0] == 0.5 and out["brake"][0] == 0.25 and out["clutch"][0] == 1.0
-    assert out["steer"][0] == pytest.approx(-45.0 / AC_STEER_LOCK_DEG)
+    assert out["steer"][0] == pytest.approx(45.0 / AC_STEER_LOCK_DEG)  # AC -45° (to the left) is +left
     assert out["lap_time_ms"][0] == 12345 and out["lap_count"][0] == 2
     assert out["last_lap_ms"][0] == -1 and out["best_lap_ms"][0] == -1  # AC sends 0 for "no lap yet"
     assert out["norm_pos"][0] == 0.25
-    assert (out["pos_x"][0], out["pos_y"][0], out["pos_z"][0]) == (10.0, 2.0, -30.0)
+    assert (out["pos_x"][0], out["pos_y"][0], out["pos_z"][0]) == (10.0, 2.0, 30.0)  # AC is left-handed: z flips
     assert out["t_ns"].tolist() == [0, 10, 20, 30]
 
 

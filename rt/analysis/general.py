@@ -68,23 +68,26 @@ def _run_stats(fr: Frames) -> dict:
         dist_km = moving_km = moving_s = 0.0
     sp_fin = speed[np.isfinite(speed)]
 
-    def share(channel: str, test) -> tuple[float, float]:
-        # (time where the test holds, time where the channel is known), s.
+    def share(channel: str, test, threshold: float) -> tuple[float, float]:
+        # (time where the test holds, time where the channel is known), s. The threshold is
+        # compared in the channel's own precision: a float32 pedal of exactly 0.05 is not > 0.05.
         if channel not in fr:
             return 0.0, 0.0
-        v = np.asarray(fr[channel], dtype=np.float64)
+        v = np.asarray(fr[channel])
+        if v.dtype.kind != "f":
+            v = v.astype(np.float64)
         known = np.isfinite(v)
-        return float(dt[known & test(v)].sum()), float(dt[known].sum())
+        return float(dt[known & test(v, v.dtype.type(threshold))].sum()), float(dt[known].sum())
 
     with np.errstate(invalid="ignore"):
-        thr = share("throttle", lambda v: v >= FULL_THROTTLE)
-        brk = share("brake", lambda v: v > BRAKING)
+        thr = share("throttle", np.greater_equal, FULL_THROTTLE)
+        brk = share("brake", np.greater, BRAKING)
     gears: dict[int, float] = {}
-    if "gear" in fr:
+    if "gear" in fr and n:
         g = np.asarray(fr["gear"], dtype=np.int64)
-        vals, inv = np.unique(g, return_inverse=True)
-        sums = np.bincount(inv, weights=dt, minlength=len(vals))
-        gears = {int(v): float(s) for v, s in zip(vals, sums)}
+        low = int(g.min())
+        sums = np.bincount(g - low, weights=dt)
+        gears = {low + k: float(v) for k, v in enumerate(sums) if v > 0}
     return {
         "frames": n,
         "duration_s": float(dt.sum()),
@@ -141,7 +144,10 @@ def analyze(runs: list[Frames]) -> dict:
         for g, v in s["gears"].items():
             gear_s[g] = gear_s.get(g, 0.0) + v
     gear_total = sum(gear_s.values())
-    gear_pct = {str(g): _round(_pct(gear_s[g], gear_total)) for g in sorted(gear_s)} if gear_total > 0 else {}
+    # Reverse and neutral always appear (0 when unused), then every gear up to the highest used.
+    top = max([g for g, v in gear_s.items() if v > 0], default=0)
+    keys = sorted(set(range(-1, max(top, 0) + 1)) | set(gear_s))
+    gear_pct = {str(g): _round(_pct(gear_s.get(g, 0.0), gear_total)) for g in keys} if gear_total > 0 else {}
     frames = sum(s["frames"] for s in stats)
     lost = sum(s["lost_frames"] for s in stats)
     detail = [

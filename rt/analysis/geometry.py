@@ -33,6 +33,8 @@ START_ON_LINE_LAPS = 0.002
 REWIND_STEP_LAPS = 0.005
 #: A drop of the game's current-lap timer larger than this within one lap is a rewind, ms.
 REWIND_LAP_TIME_MS = 1000
+#: A norm_pos wrap this close (laps) to a lap_count step is the same line crossing.
+COUNTER_NEAR_WRAP_LAPS = 0.1
 #: A complete lap must have positions from below this to above 1 − this (laps).
 COVER_EDGE_LAPS = 0.05
 #: The game's last-lap time is looked for within this long after the line, s …
@@ -57,6 +59,7 @@ class Lap:
         time_ms: lap time, ms (complete laps only, else None): the game's ``last_lap_ms`` when it
             agrees with the measured time, else the measured line-to-line time.
         time_source: ``'game'`` or ``'measured'`` (None when there is no time).
+        whole: the run's unwrapped position (:func:`unwrapped_position`) minus ``whole`` is ``p``.
         p: lap-relative position, laps (≈0 at the start line, ≈1 at the finish; may go a hair
             below 0 or above 1 around the line; NaN where ``norm_pos`` is unknown).
         t: time of each frame, s since the run's first frame.
@@ -72,6 +75,7 @@ class Lap:
     rewind: bool
     time_ms: float | None
     time_source: str | None
+    whole: int
     p: np.ndarray = field(repr=False)
     t: np.ndarray = field(repr=False)
     frames: Frames = field(repr=False)
@@ -119,8 +123,8 @@ def split_laps(runs: list[Frames]) -> list[Lap]:
     """All laps of all runs, in run order then time order (see :class:`Lap`).
 
     A new lap starts at the first frame of a run and wherever ``lap_count`` changes between two
-    frames that both know it; where ``lap_count`` is unknown (-1) on either side, wherever
-    ``norm_pos`` wraps from > 0.9 to < 0.1. A lap starts "at the line" if its start is such a
+    frames that both know it; where ``lap_count`` is unknown (-1) on either side, or does not
+    step near the wrap (a stuck counter), wherever ``norm_pos`` wraps from > 0.9 to < 0.1. A lap starts "at the line" if its start is such a
     step of +1 lap (a jump of ``lap_count`` by anything else — a restart — does not count) or if
     it is the first lap of a run and its first position is within :data:`START_ON_LINE_LAPS` of
     the line; it is complete if it starts and ends at the line and its positions cover the lap.
@@ -144,7 +148,23 @@ def split_laps(runs: list[Frames]) -> list[Lap]:
         pf = p_run[fin_idx]
         # Frames where the unwrapped position passes a whole lap (a wrap of norm_pos).
         wrap_at = fin_idx[1:][np.floor(pf[1:]) > np.floor(pf[:-1])] if len(pf) > 1 else np.zeros(0, np.int64)
-        wrap_at = wrap_at[~(known[wrap_at] & known[wrap_at - 1])]  # only where lap_count can't say
+        # A wrap is a boundary where lap_count can't say, or where the counter does not step
+        # within COUNTER_NEAR_WRAP_LAPS of it (a counter stuck at one value, as in some practice
+        # sessions); near a counter step it is the same line crossing, told once by the counter.
+        step_at = np.flatnonzero(step_lc) + 1
+        unsure = ~(known[wrap_at] & known[wrap_at - 1])
+        if len(step_at) and len(wrap_at):
+            # The counter steps just before and just after each wrap (in frame order), and how
+            # far along the lap each is from the wrap.
+            p_step = _ffill(p_run)[step_at]
+            after = np.minimum(np.searchsorted(step_at, wrap_at), len(step_at) - 1)
+            before = np.maximum(after - 1, 0)
+            near = np.minimum(np.abs(p_step[after] - p_run[wrap_at]), np.abs(p_step[before] - p_run[wrap_at]))
+            lonely = ~(near < COUNTER_NEAR_WRAP_LAPS)
+        else:
+            lonely = np.ones(len(wrap_at), bool)
+        counter_stuck = bool((lonely & ~unsure).any())
+        wrap_at = wrap_at[unsure | lonely]
         bounds = np.concatenate((np.flatnonzero(step_lc) + 1, wrap_at))
         is_line = np.concatenate((line_lc[step_lc], np.ones(len(wrap_at), bool)))
         order = np.argsort(bounds, kind="stable")
@@ -183,15 +203,48 @@ def split_laps(runs: list[Frames]) -> list[Lap]:
             p = ps - whole
             pmin, pmax = float(p[fin].min()), float(p[fin].max())
             at_line_start = bool(start_line[i]) or (i == 0 and float(p[fin][0]) <= START_ON_LINE_LAPS)
-            complete = at_line_start and bool(end_line[i]) and pmin <= COVER_EDGE_LAPS and pmax >= 1 - COVER_EDGE_LAPS
+            complete = (
+                at_line_start
+                and bool(end_line[i])
+                and pmin <= COVER_EDGE_LAPS
+                and pmax >= 1 - COVER_EDGE_LAPS
+            )
             rewind = bool(rew_cum[b] - rew_cum[a + 1] > 0) if b > a + 1 else False
             mid = (a + b) // 2
-            number = int(lc[mid]) + 1 if known[mid] else counter
+            number = int(lc[mid]) + 1 if known[mid] and not counter_stuck else counter
             time_ms, source = None, None
             if complete:
                 time_ms, source = _lap_time_ms(fr, t, p_run, a, b, whole)
-            laps.append(Lap(r, rid, number, a, b, complete, rewind, time_ms, source, p, t[a:b], fr))
+            laps.append(
+                Lap(
+                    r,
+                    rid,
+                    number,
+                    a,
+                    b,
+                    complete,
+                    rewind,
+                    time_ms,
+                    source,
+                    whole,
+                    p,
+                    t[a:b],
+                    fr,
+                )
+            )
     return laps
+
+
+def _ffill(values: np.ndarray) -> np.ndarray:
+    """NaNs replaced by the last finite value before them (leading NaNs by the first finite one)."""
+    fin = np.isfinite(values)
+    if fin.all() or not fin.any():
+        return values
+    idx = np.where(fin, np.arange(len(values)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    out[: int(np.argmax(fin))] = values[int(np.argmax(fin))]
+    return out
 
 
 def _crossing_time(t: np.ndarray, p: np.ndarray, lo: int, hi: int, level: float) -> float:
@@ -243,8 +296,13 @@ def best_lap(laps: list[Lap]) -> Lap | None:
 
 
 # ---------------------------------------------------------------------------------------- closed curves
-def closed_line_from_positions(norm: np.ndarray, x: np.ndarray, z: np.ndarray, bins: int = 1000,
-                               max_gap_laps: float = 0.02) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def closed_line_from_positions(
+    norm: np.ndarray,
+    x: np.ndarray,
+    z: np.ndarray,
+    bins: int = 1000,
+    max_gap_laps: float = 0.02,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """A closed line through world positions, averaged per ``norm_pos`` bin.
 
     Args:
@@ -301,7 +359,9 @@ def cumulative_length(x: np.ndarray, z: np.ndarray) -> np.ndarray:
     return np.concatenate(([0.0], np.cumsum(np.hypot(np.diff(x), np.diff(z)))))
 
 
-def resample_closed(x: np.ndarray, z: np.ndarray, step_m: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def resample_closed(
+    x: np.ndarray, z: np.ndarray, step_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """A closed polyline (first point repeated last) resampled at equal arc-length steps.
 
     Returns ``(s, rx, rz, length)``: arc length of each new point (m, 0 .. length − step, not
@@ -309,7 +369,7 @@ def resample_closed(x: np.ndarray, z: np.ndarray, step_m: float) -> tuple[np.nda
     """
     s_in = cumulative_length(x, z)
     length = float(s_in[-1])
-    n = max(8, int(round(length / step_m)))
+    n = max(8, round(length / step_m))
     s = np.arange(n) * (length / n)
     return s, np.interp(s, s_in, x), np.interp(s, s_in, z), length
 
@@ -319,7 +379,7 @@ def smooth_periodic(values: np.ndarray, sigma_samples: float) -> np.ndarray:
     v = np.asarray(values, dtype=np.float64)
     if sigma_samples <= 0:
         return v.copy()
-    half = int(math.ceil(4.0 * sigma_samples))
+    half = math.ceil(4.0 * sigma_samples)
     k = np.exp(-0.5 * (np.arange(-half, half + 1) / sigma_samples) ** 2)
     k /= k.sum()
     n = len(v)
@@ -370,8 +430,13 @@ class CornerStretch:
     peak_kappa: float
 
 
-def find_corners(kappa: np.ndarray, ds: float, threshold: float = 1.0 / 400.0, merge_gap_m: float = 30.0,
-                 min_turn_deg: float = 10.0) -> list[CornerStretch]:
+def find_corners(
+    kappa: np.ndarray,
+    ds: float,
+    threshold: float = 1.0 / 400.0,
+    merge_gap_m: float = 30.0,
+    min_turn_deg: float = 10.0,
+) -> list[CornerStretch]:
     """Corners of a closed line from its curvature (1/m, sampled every ``ds`` m), in order of points.
 
     A corner is a contiguous stretch where |κ| > ``threshold`` with one sign; stretches of the
@@ -395,8 +460,11 @@ def find_corners(kappa: np.ndarray, ds: float, threshold: float = 1.0 / 400.0, m
         edges = np.flatnonzero(np.diff(rs) != 0) + 1
         starts = np.concatenate(([0], edges))
         ends = np.concatenate((edges, [n])) - 1
-        stretches = [((a + shift) % n, (e + shift) % n, int(rs[a])) for a, e in zip(starts.tolist(), ends.tolist())
-                     if rs[a] != 0]
+        stretches = [
+            ((a + shift) % n, (e + shift) % n, int(rs[a]))
+            for a, e in zip(starts.tolist(), ends.tolist())
+            if rs[a] != 0
+        ]
         # Merge same-sign neighbours separated by a short gap (in order round the lap).
         merged: list[list[int]] = []
         for a, e, sg in stretches:
@@ -404,7 +472,11 @@ def find_corners(kappa: np.ndarray, ds: float, threshold: float = 1.0 / 400.0, m
                 merged[-1][1] = e
             else:
                 merged.append([a, e, sg])
-        if len(merged) > 1 and merged[0][2] == merged[-1][2] and ((merged[0][0] - merged[-1][1]) % n) * ds <= merge_gap_m:
+        if (
+            len(merged) > 1
+            and merged[0][2] == merged[-1][2]
+            and ((merged[0][0] - merged[-1][1]) % n) * ds <= merge_gap_m
+        ):
             merged[0][0] = merged[-1][0]
             merged.pop()
         stretches = [tuple(m) for m in merged]
@@ -424,6 +496,34 @@ def find_corners(kappa: np.ndarray, ds: float, threshold: float = 1.0 / 400.0, m
 
 
 # ---------------------------------------------------------------------------------------- signals
+#: A step of the game's lap timer longer than this is not trusted as elapsed time (pause, jump), s.
+MAX_GAME_STEP_S = 1.0
+
+
+def run_clock(frames: Frames) -> tuple[np.ndarray, str]:
+    """Time of each frame for rates and durations, s from the run's first frame, and its source.
+
+    Receive times come in bursts (the Monza capture has a dozen AC packets stamped within a
+    millisecond after a 0.3 s stall), which no windowed fit can undo. The game's own lap timer
+    (``lap_time_ms``) advances with game time, so where it is known its steps are used: the clock
+    advances by the timer's step where both frames know it and the step is 0..:data:`MAX_GAME_STEP_S`
+    (not at the reset on the line, not over a pause), else by the receive-time step. Returns
+    ``(t, 'game')``, or ``(receive times, 'receive')`` when fewer than 90 % of frames have a timer.
+    """
+    t = frames.t_s
+    if "lap_time_ms" not in frames or len(t) < 2:
+        return t, "receive"
+    lt = np.asarray(frames["lap_time_ms"], dtype=np.float64)
+    valid = lt >= 0
+    if valid.mean() < 0.9:
+        return t, "receive"
+    d_game = np.diff(lt) / 1000.0
+    d_recv = np.diff(t)
+    use = valid[1:] & valid[:-1] & (d_game >= 0) & (d_game <= MAX_GAME_STEP_S)
+    inc = np.where(use, d_game, d_recv)
+    return np.concatenate(([0.0], np.cumsum(inc))), "game"
+
+
 def windowed_slope(t: np.ndarray, v: np.ndarray, half_window: float) -> np.ndarray:
     """d v/d t at every sample from a least-squares line over samples within ±``half_window`` s.
 
@@ -463,4 +563,4 @@ def fnum(value, digits: int = 4):
     if value is None:
         return None
     v = float(value)
-    return round(v, digits) if math.isfinite(v) else None
+    return round(v, digits) + 0.0 if math.isfinite(v) else None  # + 0.0: no "-0.0" in the JSON

@@ -14,34 +14,49 @@ the engine's torque shape is rebuilt from all gears at once and the crossing is 
 
 Method (all in "acceleration units", because the car's mass is unknown)
 -----------------------------------------------------------------------
-1. Ratios. Per gear, kₙ = median(rpm / speed) in rpm per m/s (engaged, > 3 m/s). Wheel torque
-   is proportional to the overall ratio and so to kₙ (no tyre slip assumed).
+1. Ratios. Per gear, kₙ = median(rpm / speed) in rpm per m/s (engaged samples above 3 m/s).
+   Wheel torque is proportional to the overall ratio and so to kₙ (no tyre slip assumed).
 2. Clean samples: throttle ≥ 0.98, brake ≤ 0.02, clutch ≥ 0.98 (engaged), |steer| ≤ 0.1,
-   |g_lat| ≤ 0.15 g, a forward gear, speed ≥ 2 m/s, rpm within 3 % of kₙ·speed (no clutch slip
-   or wheelspin) and below 99.7 % of the highest rpm (no limiter bounce). Consecutive clean
-   samples of one gear without a receive gap > 0.1 s form a stretch; ``SETTLE_S`` is cut off
-   both ends (a shift's transient).
-3. Accelerations: each stretch is cut into windows of ``WINDOW_S`` (twice, offset by half a
-   window); a(window) is the least-squares slope of speed against receive time over the window
-   (never a difference of neighbouring samples, so receive-time jitter averages out).
+   |g_lat| ≤ 0.15 g (unknown channels pass), a forward gear, speed ≥ 2 m/s, rpm within 3 % of
+   kₙ·speed (no clutch slip or wheelspin), below 99.7 % of the highest rpm (no fuel cut) and at
+   least ``SHIFT_GUARD_S`` after a gear change. Consecutive clean samples of one gear without a
+   receive gap > ``MAX_GAP_S`` form a stretch; ``SETTLE_START_S``/``SETTLE_END_S`` are cut off.
+3. Accelerations: every stretch is cut into windows of ``WINDOW_S`` several times (offset
+   partitions, and one counted back from the stretch's end, so the top rpm of a fast first-gear
+   sweep is in a full window). a(window) is the least-squares slope of speed against receive
+   time over the window: never a difference of neighbouring samples, so receive-time jitter
+   (15.6 ms Windows timer steps, duplicated timestamps) averages out.
 4. Joint fit, linear least squares over all windows of all gears:
-   ``a + c0 + c2·v² = kₙ·T̃(rpm)`` with T̃ piecewise linear on an rpm grid (shared by all gears),
-   c0 [m/s²] and c2 [1/m] the resistance deceleration. A window's slope is a kernel-weighted
-   average of the acceleration along it (in first gear a 0.2 s window spans ~500 rpm), so the
-   model side of each row is the *same* linear operator applied to the model's acceleration at
-   every sample of the window (trapezoid quadrature): no smoothing bias at torque kinks.
-   Huber reweighting (3 rounds) makes it robust to odd windows; a tiny second-difference
-   penalty keeps T̃ defined between sparse rpm.
+   ``a + c0 + c2·v² = kₙ·T̃(rpm)``, with T̃ piecewise linear on a round-rpm grid and shared by
+   all gears, and the resistance deceleration r(v) = c0 [m/s²] + c2 [1/m]·v². A window's slope
+   is a kernel-weighted average of the acceleration along it (in first gear a 0.3 s window spans
+   ~800 rpm), so the model side of each row is the *same* linear operator applied to the model's
+   acceleration at every sample of the window (trapezoid quadrature): long windows damp the
+   jitter without blurring the torque curve's kinks. Huber reweighting (3 rounds) makes it
+   robust to odd windows; a second-difference penalty (``SMOOTHNESS``, relative to the data's
+   weight) keeps T̃ tame where only one fast sweep covers the rpm.
 5. Crossing: the margin ``kₙ·T̃(r) − kₙ₊₁·T̃(r·kₙ₊₁/kₙ)`` is piecewise linear in r, so its first
-   + → − sign change over gear n's observed rpm range is found exactly at the breakpoints. If
-   gear n stays stronger up to its highest observed rpm, the recommendation is the limiter.
+   + → − sign change is found exactly at the breakpoints, over the rpm of gear n where both
+   gears' rpm are backed by data (resistance cancels at equal speed). No crossing: if the
+   margin's trend over the top ``TREND_FRAC`` of the data reaches zero below the limiter, there
+   ("trend", for a driver who already shifts at the optimum); otherwise the limiter.
 
-Confidence (0..1, per gear) = ``(1 − exp(−sₙ/τ))·(1 − exp(−sₙ₊₁/τ))·exp(−ε/ε₀)`` with sₙ the
-seconds of clean full-throttle data in gear n (τ = ``CONFIDENCE_TAU_S``), ε the robust RMS
-residual of the joint fit relative to the RMS acceleration (ε₀ = ``CONFIDENCE_RESID_REF``), and
-a factor 0.5 when the answer needs the torque curve outside the rpm range the data covers.
-Gear n+1 only needs a ratio (from any engaged samples), so a top gear with no clean pulls still
-gets an entry, with low confidence.
+Confidence, 0..1 per gear, is the product of
+  * data: ``(1 − exp(−sₙ/τ))·(1 − exp(−sₙ₊₁/τ))``, sₙ the seconds of clean full-throttle data
+    in gear n, τ = ``CONFIDENCE_TAU_S``;
+  * fit: ``exp(−ε/ε₀)``, ε the robust RMS window residual over the RMS acceleration,
+    ε₀ = ``CONFIDENCE_RESID_REF``;
+  * precision: at a crossing ``1/(1 + (δr/(0.01·r))²)`` with δr the rpm standard error (the
+    margin's standard error from the fit's covariance over its slope; also reported as
+    ``uncertainty_rpm``); for "limiter" ``1 − exp(−z²/2)`` with z the margin at the top of the
+    data in standard errors;
+  * 0.5 when the answer lies above the rpm the data covers ("trend", or a limiter well above it).
+Gear n+1 only needs a ratio (from any engaged samples), so a top gear without clean pulls still
+gives gear n an entry, with low confidence.
+
+Limits: grade is not modelled (on the test ring it is the bulk of the fit residual); the
+limiter is the highest rpm seen unless a run's meta ``max_rpm`` is higher; all runs are taken
+to be the same car.
 """
 
 from __future__ import annotations
@@ -67,23 +82,32 @@ MIN_SPEED_MS = 2.0
 RATIO_TOL = 0.03
 #: Samples at or above this fraction of the highest rpm are limiter territory (fuel cut).
 LIMITER_FRAC = 0.997
+#: Samples this soon after a gear change (s) are part of the shift, whatever the pedals say.
+SHIFT_GUARD_S = 0.2
 #: A receive gap longer than this (s) ends a clean stretch.
 MAX_GAP_S = 0.1
-#: Cut from both ends of a clean stretch (s): shift transients, pedal lag.
-SETTLE_S = 0.05
+#: Cut from the start of a clean stretch (s): the drivetrain settles after a shift or pedal move.
+SETTLE_START_S = 0.05
+#: Cut from its end (s): what ends a stretch (lift, clutch, shift) shows in the channels at once.
+SETTLE_END_S = 0.02
 #: Regression window (s) for the acceleration.
-WINDOW_S = 0.2
+WINDOW_S = 0.3
 #: Number of partitions of each stretch into windows, offset by WINDOW_S / WINDOW_OFFSETS: more
 #: (overlapping) equations, so the torque shape is resolved finer than one window's rpm span.
 WINDOW_OFFSETS = 4
+#: Above this many clean samples, fewer offset partitions are used (see accel_windows).
+OFFSET_BUDGET = 100_000
 #: Minimum samples in a window, and minimum covered fraction of WINDOW_S.
 MIN_WINDOW_SAMPLES = 4
 MIN_WINDOW_SPAN = 0.6
 #: Upshift rpm = highest rpm in this many seconds before the gear change (the driver may lift).
 UPSHIFT_LOOKBACK_S = 0.25
+#: Top fraction of the data's rpm range whose margin trend is continued above it (see recommend_upshift).
+TREND_FRAC = 0.03
 #: Confidence scales (see the module docstring).
 CONFIDENCE_TAU_S = 5.0
 CONFIDENCE_RESID_REF = 0.05
+PRECISION_REF = 0.01
 #: Relative weight of the second-difference smoothness penalty on T̃.
 SMOOTHNESS = 1e-2
 #: Points per plotted curve.
@@ -215,11 +239,12 @@ class Windows:
     rpm: np.ndarray  # mean rpm of the window
     gear: np.ndarray
     sample: np.ndarray  # index into the sample arrays
-    weight: np.ndarray  # cᵢ, 1/s·s = dimensionless per sample (Σ per window = 1)
+    weight: np.ndarray  # cᵢ, dimensionless (Σ per window = 1: the slope of t itself)
     window: np.ndarray  # window index of each (sample, weight)
+    overlap: int = 1  # number of partitions: every sample sits in this many windows
 
 
-def _stretches(t_s: np.ndarray, mask: np.ndarray, gear: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _stretches(t_s: np.ndarray, mask: np.ndarray, gear: np.ndarray) -> tuple[np.ndarray, ...]:
     """Indices of masked samples, their stretch id, and stretch start/end time per sample."""
     idx = np.flatnonzero(mask)
     if idx.size == 0:
@@ -236,44 +261,49 @@ def _stretches(t_s: np.ndarray, mask: np.ndarray, gear: np.ndarray) -> tuple[np.
 
 
 def accel_windows(t_s: np.ndarray, speed_ms: np.ndarray, rpm: np.ndarray, gear: np.ndarray, clean: np.ndarray,
-                  window_s: float = WINDOW_S, settle_s: float = SETTLE_S) -> Windows:
+                  window_s: float | None = None) -> Windows:
     """Windowed accelerations from clean samples (pure; vectorised, no per-sample loop).
 
-    ``t_s`` receive time (s, non-decreasing), ``speed_ms`` m/s, ``clean`` the usable samples.
-    Stretches of consecutive clean samples (same gear, no gap > MAX_GAP_S) lose ``settle_s`` at
-    both ends and are cut into windows of ``window_s`` twice (offset by half a window).
+    ``t_s`` receive time (s, non-decreasing), ``speed_ms`` m/s, ``rpm``, ``gear`` per sample,
+    ``clean`` the usable samples. Stretches of consecutive clean samples (same gear, no gap >
+    MAX_GAP_S) lose SETTLE_START_S / SETTLE_END_S at their ends and are cut into windows of
+    ``window_s`` (default WINDOW_S) WINDOW_OFFSETS times, each partition starting WINDOW_S /
+    WINDOW_OFFSETS later, plus once counted back from the stretch's end, so the last samples of
+    a fast sweep (the top rpm of first gear) always sit in a full window.
     """
+    window_s = WINDOW_S if window_s is None else window_s
     idx, sid, t0, t1 = _stretches(t_s, clean, gear)
-    keep = (t_s[idx] - t0 >= settle_s) & (t1 - t_s[idx] >= settle_s)
-    idx, sid, t0 = idx[keep], sid[keep], t0[keep]
-    out = [_partition(t_s, speed_ms, rpm, gear, idx, sid, t0 + settle_s + off, window_s)
-           for off in np.arange(WINDOW_OFFSETS) * (window_s / WINDOW_OFFSETS)]
-    nwin = 0
+    t = t_s[idx]
+    keep = (t - t0 >= SETTLE_START_S) & (t1 - t >= SETTLE_END_S)
+    idx, sid, t0, t1, t = idx[keep], sid[keep], t0[keep] + SETTLE_START_S, t1[keep] - SETTLE_END_S, t[keep]
+    # Overlapping partitions add equations where data is scarce; with plenty (long sessions at
+    # high rates) fewer suffice, and the work stays proportional to ~OFFSET_BUDGET samples.
+    offsets = int(np.clip(round(WINDOW_OFFSETS * OFFSET_BUDGET / max(idx.size, 1)), 1, WINDOW_OFFSETS))
+    blocks = [np.floor((t - t0 - off) / window_s) for off in np.arange(offsets) * (window_s / offsets)]
+    blocks.append(np.floor((t1 - t) / window_s))
     parts = []
-    for w in out:
-        parts.append((w[0], w[1], w[2], w[3], w[4], w[5], w[6] + nwin))
+    nwin = 0
+    for block in blocks:
+        inside = block >= 0  # the offset partitions skip the head of each stretch
+        w = _partition(t_s, speed_ms, rpm, gear, idx[inside], sid[inside], block[inside].astype(np.int64), window_s)
+        parts.append(w[:6] + (w[6] + nwin,))
         nwin += len(w[0])
-    cat = [np.concatenate([p[i] for p in parts]) for i in range(7)]
-    return Windows(*cat)
+    return Windows(*[np.concatenate([p[i] for p in parts]) for i in range(7)], overlap=len(blocks))
 
 
-def _partition(t_s, speed_ms, rpm, gear, idx, sid, origin, window_s):
-    """One partition of the stretches into windows: see :func:`accel_windows`."""
-    empty = (np.zeros(0),) * 3 + (np.zeros(0, np.int64),) * 2 + (np.zeros(0), np.zeros(0, np.int64))
-    tau_all = t_s[idx] - origin  # s since the partition's origin in this stretch
-    inside = tau_all >= 0.0
-    idx, sid, tau = idx[inside], sid[inside], tau_all[inside]
+def _partition(t_s, speed_ms, rpm, gear, idx, sid, block, window_s):
+    """One partition of the stretches into windows (consecutive samples with one (sid, block))."""
     if idx.size == 0:
-        return empty
-    block = np.floor(tau / window_s).astype(np.int64)
+        return (np.zeros(0),) * 3 + (np.zeros(0, np.int64),) * 2 + (np.zeros(0), np.zeros(0, np.int64))
     new = np.ones(idx.size, dtype=bool)
     new[1:] = (sid[1:] != sid[:-1]) | (block[1:] != block[:-1])
     wid = np.cumsum(new) - 1
     starts = np.flatnonzero(new)
     ends = np.append(starts[1:], idx.size)  # exclusive
     n = (ends - starts).astype(np.float64)
-    # Centre time and speed per window for numerical safety (an hour of cumsums otherwise).
-    tc = tau - tau[starts][wid]
+    # Time and speed relative to each window's first sample: an hour of cumsums stays exact.
+    t = t_s[idx]
+    tc = t - t[starts][wid]
     v = speed_ms[idx]
     vc = v - v[starts][wid]
     st = np.add.reduceat(tc, starts)
@@ -286,11 +316,10 @@ def _partition(t_s, speed_ms, rpm, gear, idx, sid, origin, window_s):
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (stv - st * sv / n) / sxx
         tbar = st / n
-    # Regression weights wᵢ = (tᵢ − t̄)/Sxx; the slope of any trapezoid-integrated speed is
-    # Σ_seg I_seg·W_seg with W_seg the sum of wᵢ after the segment, so cᵢ = ½(q_{i−1} + qᵢ)
-    # with q_seg = dt_seg·W_seg.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.where(good[wid], (tc - tbar[wid]) / sxx[wid], 0.0)  # NaN-free: cs runs across windows
+        # Regression weights wᵢ = (tᵢ − t̄)/Sxx; the slope of any trapezoid-integrated speed is
+        # Σ_seg I_seg·W_seg with W_seg the sum of wᵢ after the segment, so cᵢ = ½(q_{i−1} + qᵢ)
+        # with q_seg = dt_seg·W_seg. Zero for bad windows: cs runs across windows, keep it finite.
+        w = np.where(good[wid], (tc - tbar[wid]) / sxx[wid], 0.0)
     cs = np.cumsum(w)
     tail = cs[ends - 1][wid] - cs  # Σ of w after sample i within its window
     dt = np.zeros(idx.size)
@@ -326,10 +355,19 @@ class TorqueFit:
     residuals: np.ndarray  # per window, m/s²
     rpm_lo: float  # rpm range the windows cover
     rpm_hi: float
+    cov: np.ndarray  # covariance of (torque…, c0, c2), inflated for the overlap of the windows
 
     def torque_at(self, rpm) -> np.ndarray:
         """T̃ at ``rpm`` (held flat outside the knots)."""
         return np.interp(rpm, self.knots_rpm, self.torque)
+
+    def margin(self, rpm, ratio_n: float, ratio_next: float) -> tuple[np.ndarray, np.ndarray]:
+        """``kₙ·T̃(r) − kₙ₊₁·T̃(r·kₙ₊₁/kₙ)`` at ``rpm`` (in gear n) and its standard error."""
+        r = np.atleast_1d(np.asarray(rpm, dtype=np.float64))
+        g = ratio_n * _hat(self.knots_rpm, r) - ratio_next * _hat(self.knots_rpm, r * ratio_next / ratio_n)
+        nk = len(self.knots_rpm)
+        var = np.einsum("ij,jk,ik->i", g, self.cov[:nk, :nk], g)
+        return g @ self.torque, np.sqrt(np.maximum(var, 0.0))
 
     def accel_ms2(self, speed_ms, ratio: float) -> np.ndarray:
         """Fitted full-throttle acceleration, m/s², at ``speed_ms`` in a gear of ``ratio`` rpm per m/s."""
@@ -337,12 +375,23 @@ class TorqueFit:
         return ratio * self.torque_at(v * ratio) - self.c0 - self.c2 * v * v
 
 
+def _hat(knots: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation weights (len(r) × len(knots)), flat outside the knots."""
+    u = np.clip((r - knots[0]) / (knots[1] - knots[0]), 0.0, len(knots) - 1.0)
+    j = np.minimum(np.floor(u).astype(np.int64), len(knots) - 2)
+    out = np.zeros((len(r), len(knots)))
+    rows = np.arange(len(r))
+    out[rows, j] = 1.0 - (u - j)
+    out[rows, j + 1] = u - j
+    return out
+
+
 def _knots(lo: float, hi: float) -> np.ndarray:
     """A grid at a round rpm step (so kinks at round rpm fall on knots), ≤ _MAX_KNOTS points."""
     span = max(hi - lo, 1.0)
     step = next((s for s in _NICE_STEPS_RPM if span / s <= _MAX_KNOTS - 2), _NICE_STEPS_RPM[-1])
     a = np.floor(lo / step) * step
-    b = np.ceil(hi / step) * step
+    b = max(np.ceil(hi / step) * step, a + step)
     return np.arange(a, b + 0.5 * step, step)
 
 
@@ -383,19 +432,42 @@ def fit_torque(win: Windows, speed_ms: np.ndarray, rpm: np.ndarray, ratios: dict
         i = np.arange(nk - 2)
         D[i, i], D[i, i + 1], D[i, i + 2] = 1.0, -2.0, 1.0
     lam = np.sqrt(SMOOTHNESS * float(np.sum(A[:, :nk] ** 2)) / max(nk, 1))
+    # Normal equations on scaled columns (ncol ≈ 50, so this is cheap even for 10⁵ windows).
+    col = np.sqrt(np.sum(A * A, axis=0)) + 1e-300
+    As = A / col
+    Ds = lam * D / col
+    P = Ds.T @ Ds
     weights = np.ones(nwin)
+    # Resistance is physical only when c0, c2 ≥ 0: a coefficient that comes out negative (too
+    # little speed range to separate it from the torque shape) is pinned to 0 from then on.
+    active = np.ones(ncol, dtype=bool)
     for _ in range(iterations + 1):
-        sw = np.sqrt(weights)
-        M = np.vstack([A * sw[:, None], lam * D])
-        rhs = np.concatenate([y * sw, np.zeros(D.shape[0])])
-        theta = np.linalg.lstsq(M, rhs, rcond=None)[0]
+        N = As.T @ (As * weights[:, None]) + P
+        for _ in range(3):
+            theta = np.zeros(ncol)
+            theta[active] = _solve(N[np.ix_(active, active)], (As.T @ (weights * y))[active]) / col[active]
+            neg = (theta < 0.0) & (np.arange(ncol) >= nk)
+            if not neg.any():
+                break
+            active &= ~neg
         res = y - A @ theta
         scale = 1.4826 * float(np.median(np.abs(res - np.median(res)))) + 1e-9
         # Huber weights: full weight within 1.345 robust sigmas, 1/|r| beyond.
         weights = np.minimum(1.0, 1.345 * scale / np.maximum(np.abs(res), 1e-12))
     robust_rms = float(np.sqrt(np.sum(weights * res ** 2) / np.sum(weights)))
+    # Every sample sits in win.overlap windows, so the rows are not independent: inflate.
+    cov = np.zeros((ncol, ncol))
+    cov[np.ix_(active, active)] = np.linalg.pinv(N[np.ix_(active, active)]) / np.outer(col[active], col[active])
+    cov *= robust_rms ** 2 * win.overlap
     return TorqueFit(knots, theta[:nk], float(theta[nk]), float(theta[nk + 1]), robust_rms,
-                     float(np.sqrt(np.mean(y ** 2))), res, lo, hi)
+                     float(np.sqrt(np.mean(y ** 2))), res, lo, hi, cov)
+
+
+def _solve(N: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(N, b)
+    except np.linalg.LinAlgError:  # singular (e.g. one gear only): least-norm answer
+        return np.linalg.lstsq(N, b, rcond=None)[0]
 
 
 # ---------------------------------------------------------------------------------------- crossing
@@ -409,6 +481,8 @@ def upshift_crossing_rpm(knots_rpm, torque, ratio_n: float, ratio_next: float, r
     Returns None if gear n is at least as strong over the whole range; rpm_lo if gear n+1 is
     stronger already there.
     """
+    if not rpm_lo <= rpm_hi:
+        raise ValueError(f"empty rpm range {rpm_lo}..{rpm_hi}")
     kr = np.asarray(knots_rpm, dtype=np.float64)
     tq = np.asarray(torque, dtype=np.float64)
     rho = ratio_next / ratio_n
@@ -422,6 +496,34 @@ def upshift_crossing_rpm(knots_rpm, torque, ratio_n: float, ratio_next: float, r
         return None
     i = int(cross[0])
     return float(pts[i] + (pts[i + 1] - pts[i]) * m[i] / (m[i] - m[i + 1]))
+
+
+def recommend_upshift(knots_rpm, torque, ratio_n: float, ratio_next: float, rpm_lo: float, rpm_top: float,
+                      limiter_rpm: float) -> tuple[float, str]:
+    """The recommended upshift rpm out of gear n and how it was found (pure).
+
+    ``rpm_lo``..``rpm_top`` is where the torque curve is backed by data for both gears (rpm in
+    gear n). Returns (rpm, basis) with basis ``"crossing"`` (the torque crossing inside the
+    data), ``"lowest_rpm"`` (gear n+1 is stronger already at rpm_lo), ``"trend"`` (gear n is
+    still stronger at rpm_top, but the margin's straight-line trend over the top ``TREND_FRAC``
+    of the range reaches zero below the limiter: a driver who shifts right at the optimum leaves
+    no data above it) or ``"limiter"``.
+    """
+    top = min(rpm_top, limiter_rpm)
+    lo = min(rpm_lo, top)
+    cross = upshift_crossing_rpm(knots_rpm, torque, ratio_n, ratio_next, lo, top)
+    if cross is not None:
+        return (cross, "crossing") if cross > lo else (lo, "lowest_rpm")
+    r = np.linspace(max(lo, top * (1.0 - TREND_FRAC)), top, 32)
+    kr, tq = np.asarray(knots_rpm, dtype=np.float64), np.asarray(torque, dtype=np.float64)
+    m = ratio_n * np.interp(r, kr, tq) - ratio_next * np.interp(r * ratio_next / ratio_n, kr, tq)
+    if r[-1] > r[0]:
+        slope, icept = np.polyfit(r - top, m, 1)
+        if slope < 0.0:
+            at = top + icept / -slope  # where the continued trend reaches zero margin
+            if at < limiter_rpm:
+                return float(max(at, top)), "trend"
+    return float(limiter_rpm), "limiter"
 
 
 # ---------------------------------------------------------------------------------------- analysis
@@ -438,7 +540,34 @@ def _clean_mask(s: _Samples, ratios: dict[int, float], limiter: float) -> np.nda
         ok &= _ok_or_unknown(s.steer, lambda x: np.abs(x) <= MAX_STEER)
         ok &= _ok_or_unknown(s.g_lat, lambda x: np.abs(x) <= MAX_G_LAT)
         ok &= np.abs(s.rpm / (s.v * kmap[gi]) - 1.0) <= RATIO_TOL
+    # Not within a shift: without a clutch channel (or with flat shifts, where the game cuts the
+    # ignition and the pedal stays down) only the gear channel says a shift just happened.
+    change = np.flatnonzero(s.gear[1:] != s.gear[:-1]) + 1
+    if change.size:
+        k = np.searchsorted(change, np.arange(len(s.t)), side="right") - 1
+        since = s.t - s.t[change[np.maximum(k, 0)]]
+        ok &= (k < 0) | (since >= SHIFT_GUARD_S)
     return ok
+
+
+def _precision(fit: TorqueFit, kn: float, kn1: float, rec: float, basis: str) -> tuple[float | None, float]:
+    """(standard error of the answer in rpm or None, precision factor 0..1) from the fit's covariance.
+
+    At a crossing the margin's standard error σₘ over its slope is the rpm uncertainty δr, and the
+    factor is 1 / (1 + (δr / (PRECISION_REF · r))²). For "limiter" it is how clearly gear n still
+    wins at the top of the data: z = margin / σₘ there, factor 1 − exp(−z²/2).
+    """
+    at = min(rec, fit.rpm_hi)
+    if basis == "limiter":
+        m, sd = fit.margin([at], kn, kn1)
+        z = float(m[0] / sd[0]) if sd[0] > 0 else np.inf
+        return None, float(1.0 - np.exp(-0.5 * z * z)) if z > 0 else 0.0
+    m, sd = fit.margin([at - 25.0, at, at + 25.0], kn, kn1)
+    slope = abs(float(m[2] - m[0])) / 50.0
+    if slope <= 0.0:
+        return None, 0.0
+    d_rpm = float(sd[1]) / slope
+    return d_rpm, float(1.0 / (1.0 + (d_rpm / (PRECISION_REF * rec)) ** 2))
 
 
 def analyze(runs: list[Frames]) -> dict:
@@ -447,7 +576,9 @@ def analyze(runs: list[Frames]) -> dict:
     Returns ``gears`` (one entry per gear n whose next gear was seen: ``gear``, ``upshifts``
     (count of observed n → n+1), ``observed_rpm`` {mean, spread (std), count} of the rpm at those
     upshifts, ``recommended_rpm``, ``recommended_speed_kmh``, ``confidence`` 0..1, plus
-    ``ratio_rpm_per_kmh``, ``clean_s``, ``basis`` ("crossing" | "limiter" | "lowest_rpm")),
+    ``uncertainty_rpm`` (standard error, None for "limiter"), ``ratio_rpm_per_kmh``, ``clean_s``
+    (s of clean full-throttle data in gear n) and ``basis`` ("crossing" | "trend" | "limiter" |
+    "lowest_rpm", see :func:`recommend_upshift`)),
     ``max_rpm`` (highest rpm seen, or the game's reported maximum if higher), ``curves`` (fitted
     acceleration in m/s² against speed in km/h per gear; the rebuilt torque curve, relative to
     its peak, against rpm, both as one fit and per gear) and ``summary``.
@@ -477,7 +608,7 @@ def analyze(runs: list[Frames]) -> dict:
     fit = fit_torque(win, s.v, s.rpm, ratios)
 
     # Clean seconds per gear: every partition covers the clean time once.
-    clean_s = {int(g): WINDOW_S / WINDOW_OFFSETS * int(np.sum(win.gear == g)) for g in win_gears}
+    clean_s = {int(g): WINDOW_S / win.overlap * int(np.sum(win.gear == g)) for g in win_gears}
     ev_gear, ev_rpm = upshift_events(s.t, s.rpm, s.gear)
     resid_rel = fit.residual_rms / max(fit.accel_rms, 1e-9)
     fit_factor = float(np.exp(-resid_rel / CONFIDENCE_RESID_REF))
@@ -488,25 +619,25 @@ def analyze(runs: list[Frames]) -> dict:
         if g + 1 not in ratios:
             continue
         kn, kn1 = ratios[g], ratios[g + 1]
-        sel = clean & (s.gear == g)
-        lo_n, hi_n = float(s.rpm[sel].min()), float(s.rpm[(s.gear == g) & np.isfinite(s.rpm)].max())
-        hi_n = min(hi_n, limiter)
-        # Search only where gear n+1's rpm is inside the data (T̃ is flat-extrapolated below).
-        lo_search = min(max(lo_n, fit.rpm_lo * kn / kn1), hi_n)
-        cross = upshift_crossing_rpm(fit.knots_rpm, fit.torque, kn, kn1, lo_search, hi_n)
-        if cross is None:
-            rec, basis = limiter, "limiter"
-        elif cross <= lo_search:
-            rec, basis = lo_search, "lowest_rpm"
-        else:
-            rec, basis = cross, "crossing"
+        # From gear n's lowest clean rpm, but only where gear n+1's rpm is backed by data too
+        # (T̃ is held flat below the data), up to the top of the data (any gear: one engine).
+        lo_n = float(s.rpm[clean & (s.gear == g)].min())
+        rec, basis = recommend_upshift(fit.knots_rpm, fit.torque, kn, kn1, max(lo_n, fit.rpm_lo * kn / kn1),
+                                       fit.rpm_hi, limiter)
         s1 = clean_s.get(g, 0.0)
         s2 = clean_s.get(g + 1, 0.0)
         conf = (1.0 - np.exp(-s1 / CONFIDENCE_TAU_S)) * (1.0 - np.exp(-s2 / CONFIDENCE_TAU_S)) * fit_factor
-        # Extrapolated: gear n+1's rpm at the answer lies below what the data covers.
-        if rec * kn1 / kn < fit.rpm_lo - 1.0 or (basis == "limiter" and hi_n < 0.98 * limiter):
+        sigma_rpm, precision = _precision(fit, kn, kn1, rec, basis)
+        conf *= precision
+        # The answer lies above the rpm the data covers: a continued trend, not a measurement.
+        if basis == "trend":
             conf *= 0.5
-            notes.append(f"gear {g}: answer relies on the torque curve outside the observed rpm range")
+            notes.append(f"gear {g}: still the stronger gear at {fit.rpm_hi:.0f} rpm, the top of the data; "
+                         f"{rec:.0f} rpm continues the trend of the torque curve there")
+        elif basis == "limiter" and fit.rpm_hi < 0.98 * limiter:
+            conf *= 0.5
+            notes.append(f"gear {g}: still the stronger gear at {fit.rpm_hi:.0f} rpm, the top of the data; "
+                         f"no data up to the limiter ({limiter:.0f} rpm)")
         if basis == "lowest_rpm":
             notes.append(f"gear {g}: gear {g + 1} already pulls harder at the lowest observed rpm")
         ups = ev_rpm[(ev_gear == g) & np.isfinite(ev_rpm)]
@@ -521,6 +652,7 @@ def analyze(runs: list[Frames]) -> dict:
             "recommended_rpm": float(rec),
             "recommended_speed_kmh": float(rec / kn * KMH),
             "confidence": float(np.clip(conf, 0.0, 1.0)),
+            "uncertainty_rpm": sigma_rpm,
             "basis": basis,
             "ratio_rpm_per_kmh": float(kn / KMH),
             "clean_s": float(s1),
@@ -530,12 +662,16 @@ def analyze(runs: list[Frames]) -> dict:
 
     curves = _curves(fit, win, s, ratios, sorted(clean_s))
     for g in gears:
-        for key in ("recommended_rpm", "recommended_speed_kmh", "confidence", "ratio_rpm_per_kmh", "clean_s"):
+        for key in ("recommended_rpm", "recommended_speed_kmh", "confidence", "ratio_rpm_per_kmh", "clean_s",
+                    "uncertainty_rpm"):
+            if g[key] is None:
+                continue
             g[key] = plain([g[key]])[0]
         for key in ("mean", "spread"):
             if g["observed_rpm"][key] is not None:
                 g["observed_rpm"][key] = plain([g["observed_rpm"][key]])[0]
-    line = ", ".join(f"{g['gear']}→{g['gear'] + 1} {g['recommended_rpm']:.0f} rpm" for g in gears)
+    line = ", ".join(f"{g['gear']}→{g['gear'] + 1} {g['recommended_rpm']:.0f} rpm"
+                     + (f" ({g['basis']})" if g["basis"] != "crossing" else "") for g in gears)
     overall = min(g["confidence"] for g in gears)
     return {
         "gears": gears,
@@ -545,18 +681,21 @@ def analyze(runs: list[Frames]) -> dict:
             "line": line,
             "recommended_rpm": {str(g["gear"]): g["recommended_rpm"] for g in gears},
             "confidence": plain([overall])[0],
-            "windows": int(len(win.accel_ms2)),
+            "windows": len(win.accel_ms2),
             "fit_residual_ms2": plain([fit.residual_rms])[0],
-            "resistance": {"c0_ms2": plain([fit.c0])[0], "c2_per_m": plain([fit.c2])[0]},
+            # r(v) = c0 + c2·v²; c2 is tiny in SI, so give the drag part at 100 km/h instead.
+            "resistance": {"c0_ms2": plain([fit.c0])[0],
+                           "drag_at_100kmh_ms2": plain([fit.c2 * (100.0 / KMH) ** 2])[0]},
             "notes": notes,
+            "accel_unit": "m/s²",
         },
     }
 
 
 def _curves(fit: TorqueFit, win: Windows, s: _Samples, ratios: dict[int, float], gears: list[int]) -> dict:
     """Chart data: ≤ CURVE_POINTS points per list."""
-    peak = float(np.max(fit.torque)) or 1.0
     rpm_grid = np.linspace(fit.rpm_lo, fit.rpm_hi, CURVE_POINTS)
+    peak = float(np.max(fit.torque_at(rpm_grid))) or 1.0  # the peak within the data
     per_gear = []
     for g in gears:
         k = ratios[g]
@@ -565,6 +704,7 @@ def _curves(fit: TorqueFit, win: Windows, s: _Samples, ratios: dict[int, float],
         vg = np.linspace(v_lo, v_hi, CURVE_POINTS)
         # Each window's own torque estimate: (a + r(v)) / kₙ, what this gear says about the engine.
         pts = np.flatnonzero(sel)[downsample(int(sel.sum()), CURVE_POINTS)]
+        pts = pts[np.argsort(win.speed_ms[pts], kind="stable")]
         tq = (win.accel_ms2[pts] + fit.c0 + fit.c2 * win.speed_ms[pts] ** 2) / k / peak
         per_gear.append({
             "gear": g,

@@ -8,7 +8,9 @@ How it is made
    grid and closed (:func:`rt.analysis.geometry.closed_line_from_positions`). More laps average
    out line differences and noise. When no lap is complete, the frames of all (partial, not
    rewound) laps are used together, as long as their union goes round the whole lap — a recording
-   that starts mid-lap and ends early in the next still gives a map.
+   that starts mid-lap and ends early in the next still gives a map. A run that starts at a
+   standstill (the pit box) then counts only from the first frame above :data:`PIT_EXIT_KMH`, so
+   the pit lane beside the track is not averaged into it.
 2. ``length_m`` is the polyline length of the closed line.
 3. Curvature (1/m, + = left) is the change of heading per metre of the line resampled every
    :data:`CURVATURE_STEP_M` m and smoothed with a Gaussian of σ = :data:`SMOOTH_M` m. A corner is
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .frames import MAX_PLOT_POINTS, Frames, plain
+from .frames import MAX_PLOT_POINTS, Frames, downsample, plain
 from .geometry import (
     Lap,
     closed_line_from_positions,
@@ -41,8 +43,8 @@ from .geometry import (
 )
 
 VERSION = 1
-#: norm_pos bins of the averaged line (≈ 4 m on a 4 km track); also the points of the outline.
-BINS = 1000
+#: norm_pos bins of the averaged line (≈ 2 m on a 4 km track; the outline returned is downsampled).
+BINS = 2000
 #: Arc-length step of the curvature computation, m.
 CURVATURE_STEP_M = 2.0
 #: σ of the Gaussian smoothing before differentiating, m: removes position noise of a few cm
@@ -56,6 +58,11 @@ MERGE_GAP_M = 30.0
 MIN_TURN_DEG = 10.0
 #: Largest hole in norm_pos coverage that is bridged by interpolation, laps.
 MAX_GAP_LAPS = 0.02
+#: A run whose first frame is slower than this (km/h) starts at a standstill (pit box or grid) …
+STANDSTILL_KMH = 5.0
+#: … and, when the map is made of partial laps, counts from the first frame faster than this
+#: (km/h): above the pit-lane speed limit of any series (60–80 km/h), so surely on the track.
+PIT_EXIT_KMH = 100.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class TrackLine:
     source: str
     laps_used: int
     frames_used: int
+    pit_frames_skipped: int = 0
 
 
 def line_from_laps(laps: list[Lap], bins: int = BINS) -> TrackLine:
@@ -87,17 +95,42 @@ def line_from_laps(laps: list[Lap], bins: int = BINS) -> TrackLine:
         source = "partial laps"
         if not use:
             raise ValueError("no usable laps: every lap was rewound")
-    norm = np.concatenate([lap.p for lap in use])
-    x = np.concatenate([lap.channel("pos_x") for lap in use]) if all("pos_x" in lap.frames for lap in use) else None
-    z = np.concatenate([lap.channel("pos_z") for lap in use]) if all("pos_z" in lap.frames for lap in use) else None
-    if x is None or z is None or not (np.isfinite(x) & np.isfinite(z)).any():
+    if not all("pos_x" in lap.frames and "pos_z" in lap.frames for lap in use):
         raise ValueError("no world positions (pos_x, pos_z) in the runs: a track map needs them")
-    try:
-        g, lx, lz, cov = closed_line_from_positions(norm, x, z, bins, MAX_GAP_LAPS)
-    except ValueError as exc:
-        raise ValueError(f"cannot close the track from {source}: {exc}") from None
-    ok = np.isfinite(norm) & np.isfinite(x) & np.isfinite(z)
-    return TrackLine(g, lx, lz, float(np.hypot(np.diff(lx), np.diff(lz)).sum()), cov, source, len(use), int(ok.sum()))
+    firsts = [_first_on_track(lap) if source == "partial laps" else 0 for lap in use]
+    attempts = [firsts, [0] * len(use)] if any(firsts) else [firsts]
+    for k, first in enumerate(attempts):
+        norm = np.concatenate([lap.p[f:] for lap, f in zip(use, first)])
+        x = np.concatenate([lap.channel("pos_x")[f:] for lap, f in zip(use, first)])
+        z = np.concatenate([lap.channel("pos_z")[f:] for lap, f in zip(use, first)])
+        ok = np.isfinite(norm) & np.isfinite(x) & np.isfinite(z)
+        if not ok.any():
+            raise ValueError("no world positions (pos_x, pos_z) with a known norm_pos in the runs")
+        try:
+            g, lx, lz, cov = closed_line_from_positions(norm, x, z, bins, MAX_GAP_LAPS)
+        except ValueError as exc:
+            if k + 1 < len(attempts):
+                continue  # without the pit-lane frames there is a hole: keep them after all
+            raise ValueError(f"cannot close the track from {source}: {exc}") from None
+        length = float(np.hypot(np.diff(lx), np.diff(lz)).sum())
+        return TrackLine(g, lx, lz, length, cov, source, len(use), int(ok.sum()), int(sum(first)))
+    raise AssertionError("unreachable")
+
+
+def _first_on_track(lap: Lap) -> int:
+    """Index (within the lap) of the first frame that surely is on the track.
+
+    A run that starts at a standstill usually starts in the pit box: the pit lane runs beside the
+    track with the same norm_pos, and averaging it with the track (or joining it to the track where
+    partial laps meet) would draw a phantom chicane. Such a lap's frames count only from the first
+    one faster than any pit-lane limit (:data:`PIT_EXIT_KMH`). Other laps start at frame 0."""
+    if lap.start != 0 or "speed_kmh" not in lap.frames:
+        return 0
+    v = np.asarray(lap.channel("speed_kmh"), dtype=np.float64)
+    if not (len(v) and v[0] < STANDSTILL_KMH):
+        return 0
+    fast = np.flatnonzero(v >= PIT_EXIT_KMH)
+    return int(fast[0]) if len(fast) else 0
 
 
 def corners_of_line(norm_pos: np.ndarray, x: np.ndarray, z: np.ndarray) -> list[dict]:
@@ -113,16 +146,18 @@ def corners_of_line(norm_pos: np.ndarray, x: np.ndarray, z: np.ndarray) -> list[
     out = []
     for c in found:
         np_apex = float(np.interp(s[c.apex], s_line, norm_pos))
-        out.append({
-            "norm_pos": np_apex,
-            "x": float(sx[c.apex]),
-            "z": float(sz[c.apex]),
-            "direction": "left" if c.turn_rad > 0 else "right",
-            "radius_m": c.radius_m,
-            "angle_deg": math.degrees(abs(c.turn_rad)),
-            "start_norm_pos": float(np.interp(s[c.first], s_line, norm_pos)),
-            "end_norm_pos": float(np.interp(s[c.last], s_line, norm_pos)),
-        })
+        out.append(
+            {
+                "norm_pos": np_apex,
+                "x": float(sx[c.apex]),
+                "z": float(sz[c.apex]),
+                "direction": "left" if c.turn_rad > 0 else "right",
+                "radius_m": c.radius_m,
+                "angle_deg": math.degrees(abs(c.turn_rad)),
+                "start_norm_pos": float(np.interp(s[c.first], s_line, norm_pos)),
+                "end_norm_pos": float(np.interp(s[c.last], s_line, norm_pos)),
+            }
+        )
     out.sort(key=lambda c: c["norm_pos"])
     for i, c in enumerate(out):
         c["number"] = i + 1
@@ -149,10 +184,7 @@ def analyze(runs: list[Frames]) -> dict:
     laps = split_laps(runs)
     line = line_from_laps(laps)
     corners = corners_of_line(line.norm_pos, line.x, line.z)
-    step = max(1, int(math.ceil(len(line.x) / MAX_PLOT_POINTS)))
-    idx = np.arange(0, len(line.x), step)
-    if idx[-1] != len(line.x) - 1:
-        idx = np.append(idx, len(line.x) - 1)
+    idx = downsample(len(line.x), MAX_PLOT_POINTS)  # keeps the first and the (closing) last point
     turn = total_turn_deg(line.x, line.z)
     return {
         "x": plain(line.x[idx]),
@@ -184,6 +216,7 @@ def analyze(runs: list[Frames]) -> dict:
             "laps_used": line.laps_used,
             "laps_complete": sum(lap.good for lap in laps),
             "frames_used": line.frames_used,
+            "pit_frames_skipped": line.pit_frames_skipped,
             "coverage": fnum(line.coverage, 3),
             "bins": BINS,
             "corner_threshold_per_m": fnum(CORNER_KAPPA, 6),

@@ -22,7 +22,6 @@ from .errors import ApiError
 CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALLOWED_HEADERS = "Content-Type, Authorization, Range"
 EXPOSED_HEADERS = "Content-Length, Content-Range, Content-Disposition"
-METHODS = "GET, POST, DELETE, OPTIONS"
 
 
 def origin_allowed(origins: tuple[str, ...], origin: str | None) -> bool:
@@ -56,21 +55,28 @@ def install(app, config) -> None:
             response.headers["Vary"] = "Origin"
 
     async def _preflight(request: Request, **_path):
+        allow = ", ".join(methods_of[request.route.path])
         origin = request.headers.get("origin")
         if not origin_allowed(origins, origin) or not request.headers.get("access-control-request-method"):
-            return empty(status=204, headers={"Allow": METHODS})
+            return empty(status=204, headers={"Allow": allow})
         return empty(
             status=204,
             headers={
+                "Allow": allow,
                 "Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Methods": METHODS,
+                "Access-Control-Allow-Methods": allow,
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS,
                 "Access-Control-Max-Age": "600",
                 "Vary": "Origin",
             },
         )
 
-    # An OPTIONS route beside every route (registered after the blueprints, hence last here).
-    paths = sorted({route.path for route in app.router.routes})
-    for k, path in enumerate(paths):
+    # An OPTIONS route beside every route (registered after the blueprints, hence last here),
+    # answering with exactly the methods of its path.
+    methods_of: dict[str, list[str]] = {}
+    for route in app.router.routes:
+        methods_of.setdefault(route.path, []).extend(route.methods)
+    for k, path in enumerate(sorted(methods_of)):
+        methods_of[path] = sorted(set(methods_of[path]) | {"OPTIONS"})
         app.add_route(_preflight, "/" + path.lstrip("/"), methods=["OPTIONS"], name=f"preflight_{k}")
+    app.ctx.methods_of = methods_of

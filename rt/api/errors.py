@@ -39,16 +39,34 @@ def error_body(status: int, code: str, message: str) -> dict:
     return {"error": {"status": status, "code": code, "message": message}}
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the router accepts for this request's path."""
+    allowed = []
+    for method in ("GET", "POST", "DELETE", "OPTIONS"):
+        try:
+            request.app.router.get(request.path, method, request.headers.get("host"))
+        except Exception:  # noqa: BLE001 - not routed for this method
+            continue
+        allowed.append(method)
+    return allowed
+
+
 def handle_error(request: Request, exc: Exception) -> HTTPResponse:
     """Sanic error handler: every exception becomes the JSON error shape."""
     if isinstance(exc, ApiError):
         return json(error_body(exc.status_code, exc.code, str(exc)), status=exc.status_code, headers=exc.headers)
     if isinstance(exc, SanicException):
         status = exc.status_code
+        headers = dict(getattr(exc, "headers", None) or {})
+        if status == 405 and "Allow" not in headers:
+            # Sanic rejects unknown methods (TRACE, …) before routing, without an Allow header.
+            allow = _allowed_methods(request)
+            if allow:
+                headers["Allow"] = ", ".join(allow)
         code = _SANIC_CODES.get(status, "error")
         message = str(exc) or code.replace("_", " ")
         if status == 404:
             message = f"no such endpoint: {request.method} {request.path}"
-        return json(error_body(status, code, message), status=status, headers=getattr(exc, "headers", None))
+        return json(error_body(status, code, message), status=status, headers=headers)
     log.exception("unhandled error on %s %s", request.method, request.path)
     return json(error_body(500, "internal_error", "internal error; see the server log"), status=500)

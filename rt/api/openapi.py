@@ -21,7 +21,11 @@ TIME = {"type": "string", "format": "date-time"}
 
 
 def _nullable(schema: dict) -> dict:
-    return {**schema, "nullable": True}
+    # OpenAPI 3.0: an enum must list null itself for null to be valid.
+    out = {**schema, "nullable": True}
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
 
 
 def _str(max_len: int | None = None, nullable: bool = True) -> dict:
@@ -196,7 +200,8 @@ SCHEMAS = {
         "properties": {
             "feed_name": {"type": "string", "enum": list(FEEDS)},
             "label": _str(200),
-            "merge_feeds": _nullable({"type": "array", "items": {"type": "string", "enum": list(FEEDS)}}),
+            "merge_feeds": _nullable({"type": "array", "items": {"type": "string", "enum": list(FEEDS)},
+                                      "description": "the run's own feed and repeats are ignored"}),
         },
     },
 }
@@ -254,8 +259,8 @@ PATHS = {
                                                "responses": {**_ok(200, "stopped", _ref("Recording")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/recordings/{rec_id}/data/{feed_name}": {"get": {
         "summary": "A feed's raw file (RTFEED1 records), streamed; honours Range",
-        "parameters": [*REC, {"name": "feed_name", "in": "path", "required": True, "schema": {"type": "string", "enum": list(FEEDS)}},
-                       {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}}],
+        "description": "Honours one HTTP Range (bytes=START-END, bytes=START-, bytes=-N); a malformed Range is ignored.",
+        "parameters": [*REC, {"name": "feed_name", "in": "path", "required": True, "schema": {"type": "string", "enum": list(FEEDS)}}],
         "responses": {**_ok(200, "the raw file", {"type": "string", "format": "binary"}, "application/octet-stream"),
                       **_ok(206, "a range of it", {"type": "string", "format": "binary"}, "application/octet-stream"),
                       **_errors(404, 416)}}},
@@ -271,7 +276,7 @@ PATHS = {
     "/api/sessions/{session_id}/complete": {"post": {"summary": "Stop a recording run, analyse, complete", "parameters": SES,
                                                      "responses": {**_ok(200, "completed", _ref("Session")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/sessions/{session_id}/analysis": {"get": {"summary": "The analysis", "parameters": SES,
-                                                    "responses": {**_ok(200, "analysis", _ref("Analysis")), **_errors(404)}}},
+                                                    "responses": {**_ok(200, "analysis", _ref("Analysis")), **_errors(404, 409)}}},
     "/api/sessions/{session_id}/analyze": {"post": {"summary": "Analyse a completed session again", "parameters": SES,
                                                     "responses": {**_ok(200, "analysed", _ref("Session")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/sessions/{session_id}/reopen": {"post": {"summary": "Back to active, analysis cleared", "parameters": SES,

@@ -99,8 +99,7 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     match = _RANGE.match(header.strip())
     if not match or (not match.group(1) and not match.group(2)):
-        raise ApiError(416, "range_not_satisfiable", f"unsupported Range {header!r}: one range, bytes=START-END",
-                       headers={"Content-Range": f"bytes */{size}"})
+        return None  # RFC 9110: a Range the server does not understand is ignored (whole file)
     first, last = match.group(1), match.group(2)
     if first:
         start = int(first)

@@ -118,10 +118,8 @@ async def start_run(request: Request, session_id: str):
     for name in merge:
         if name not in FEEDS:
             raise ApiError(422, "unknown_feed", f"merge_feeds: {name!r} is not one of {', '.join(FEEDS)}")
-        if name == feed_name:
-            raise ApiError(422, "invalid_merge", f"merge_feeds must not repeat the run's own feed {feed_name!r}")
-    if len(set(merge)) != len(merge):
-        raise ApiError(422, "invalid_merge", "merge_feeds names a feed twice")
+    # Merging a feed with itself, or twice, adds nothing: ignored rather than refused.
+    merge = [name for name in dict.fromkeys(merge) if name != feed_name]
     run = await _call(_sessions(request).start_run, session_id, feed_name, label, merge)
     return json(run, status=201)
 

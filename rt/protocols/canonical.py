@@ -13,19 +13,25 @@ channel                 dtype    meaning (unit)
 ``throttle``            float32  0..1 pedal
 ``brake``               float32  0..1 pedal
 ``clutch``              float32  0..1 engagement: 1 = pedal released (drive engaged), 0 = pressed
-``steer``               float32  -1..1 (AC: degrees of wheel / :data:`AC_STEER_LOCK_DEG`, clipped)
+``steer``               float32  -1..1, positive = left (AC: −degrees of wheel / :data:`AC_STEER_LOCK_DEG`, clipped)
 ``lap_count``           int32    completed laps (-1 unknown)
 ``lap_time_ms``         int32    current lap time, ms (-1 unknown)
 ``last_lap_ms``         int32    last lap time, ms (-1 unknown or none yet)
 ``best_lap_ms``         int32    best lap time, ms (-1 unknown or none yet)
 ``norm_pos``            float32  0..1 along the lap (NaN unknown)
-``pos_x/pos_y/pos_z``   float32  world position, m (NaN unknown)
+``pos_x/pos_y/pos_z``   float32  world position, m, right-handed with y up (NaN unknown)
 ``g_lat``               float32  lateral acceleration, g
 ``g_long``              float32  longitudinal acceleration, g (positive = speeding up)
 ======================  =======  ==============================================================
 
 The game's own fields are all kept beside these in the HDF5 file; the mapping of each packet kind
 lives in :data:`MAPPERS`, next to nothing else.
+
+Handedness: Assetto Corsa's world is left-handed (seen from above its x and z turn the other way
+round), and its steering angle is positive to the right. Checked on the real Monza capture: with
+AC's raw x/z the clockwise circuit comes out counter-clockwise, and the raw steer sign agrees with
+right turns. The canonical frame flips z and the steer sign for AC (and for the Telemetry Tool app,
+which reads the same engine), so left and right mean what a driver means in every feed.
 """
 
 from __future__ import annotations
@@ -123,14 +129,14 @@ def _ac_car_info(c: Columns, out: np.ndarray) -> None:
     out["throttle"] = c["gas"]
     out["brake"] = c["brake"]
     out["clutch"] = c["clutch"]
-    out["steer"] = np.clip(c["steer"] / AC_STEER_LOCK_DEG, -1.0, 1.0)
+    out["steer"] = np.clip(-c["steer"] / AC_STEER_LOCK_DEG, -1.0, 1.0)
     out["lap_count"] = c["lapCount"]
     out["lap_time_ms"] = c["lapTime"]
     out["last_lap_ms"] = np.where(c["lastLap"] > 0, c["lastLap"], -1)
     out["best_lap_ms"] = np.where(c["bestLap"] > 0, c["bestLap"], -1)
     out["norm_pos"] = c["carPositionNormalized"]
     pos = c["carCoordinates"]
-    out["pos_x"], out["pos_y"], out["pos_z"] = pos[:, 0], pos[:, 1], pos[:, 2]
+    out["pos_x"], out["pos_y"], out["pos_z"] = pos[:, 0], pos[:, 1], -pos[:, 2]
     out["g_lat"] = c["accG_horizontal"]
     out["g_long"] = c["accG_frontal"]
 
@@ -147,7 +153,7 @@ def _tt_driver(c: Columns, out: np.ndarray) -> None:
     put("throttle", "gas")
     put("brake", "brake")
     put("clutch", "clutch")
-    put("steer", "steer", lambda v: np.clip(v / AC_STEER_LOCK_DEG, -1.0, 1.0))
+    put("steer", "steer", lambda v: np.clip(-v / AC_STEER_LOCK_DEG, -1.0, 1.0))
     put("lap_count", "lap_count")
     put("lap_time_ms", "lap_time_ms")
     put("last_lap_ms", "last_lap_ms", lambda v: np.where(v > 0, v, -1))
@@ -155,7 +161,7 @@ def _tt_driver(c: Columns, out: np.ndarray) -> None:
     put("norm_pos", "spline_position")
     if "world_position" in c:
         pos = c["world_position"]
-        out["pos_x"], out["pos_y"], out["pos_z"] = pos[:, 0], pos[:, 1], pos[:, 2]
+        out["pos_x"], out["pos_y"], out["pos_z"] = pos[:, 0], pos[:, 1], -pos[:, 2]
     if "acc_g" in c:
         out["g_lat"] = c["acc_g"][:, 0]
         out["g_long"] = c["acc_g"][:, 2]

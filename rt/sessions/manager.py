@@ -160,7 +160,7 @@ class SessionManager:
         with self.lock:
             session = self._session(session_id)
             if session["analysis"] is None:
-                raise SessionError(404, "analysis_not_found", "the session has no analysis yet; complete it first")
+                raise SessionError(409, "analysis_not_ready", "the session has no analysis yet; complete it first")
             return session["analysis"]
 
     def reopen(self, session_id: str) -> dict:

@@ -94,10 +94,10 @@ def ac_car_info(s: State) -> np.ndarray:
             "brake": s["brake"],
             "clutch": s["clutch"],
             "engineRPM": s["rpm"],
-            "steer": s["steer"] * AC_STEER_LOCK_DEG,
+            "steer": -s["steer"] * AC_STEER_LOCK_DEG,  # AC: degrees, positive to the right
             "gear": s["gear"].astype(np.int32) + 1,  # AC: 0 = R, 1 = N, 2 = 1st
             "carPositionNormalized": s["norm_pos"],
-            "carCoordinates": np.stack([s["x"], s["y"], s["z"]], axis=1),
+            "carCoordinates": np.stack([s["x"], s["y"], -s["z"]], axis=1),  # AC's world is left-handed
         },
         n,
     )
@@ -119,13 +119,13 @@ def tt_driver(s: State, first_id: int) -> np.ndarray:
         "gas": s["throttle"],
         "brake": s["brake"],
         "clutch": s["clutch"],
-        "steer": s["steer"] * AC_STEER_LOCK_DEG,
+        "steer": -s["steer"] * AC_STEER_LOCK_DEG,
         "lap_count": s["lap_count"],
         "lap_time_ms": _ms(s["lap_time_s"], 0),
         "last_lap_ms": _ms(s["last_lap_s"], 0),
         "best_lap_ms": _ms(s["best_lap_s"], 0),
         "spline_position": s["norm_pos"],
-        "world_position": np.stack([s["x"], s["y"], s["z"]], axis=1),
+        "world_position": np.stack([s["x"], s["y"], -s["z"]], axis=1),
         "velocity": np.stack([s["vx"], s["vy"], s["vz"]], axis=1),
         "acc_g": np.stack([s["g_lat"], np.zeros(n), s["g_long"]], axis=1),
     }
@@ -283,8 +283,11 @@ class SimSource:
         return [row.tobytes() for row in rows]
 
     def skip(self, elapsed_s: float) -> None:
-        """Let the clock run without sending (AC with no subscriber)."""
-        self.taken = max(self.taken, int(elapsed_s * self.rate_hz * self.speed))
+        """Let the car drive on without sending (AC with no subscriber): the game's clock runs."""
+        due = int(elapsed_s * self.rate_hz * self.speed) - self.taken
+        if due > 0:
+            self.sim.step_block(due)
+            self.taken += due
 
 
 class ReplaySource:

@@ -56,7 +56,11 @@ def _empty_counters() -> dict:
 
 
 def _dir_size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    """Bytes of the files in ``path`` (0 if it is gone: someone deleted it under us)."""
+    try:
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    except OSError:
+        return 0
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Frames from the simulator, through the real packet builders, decoder and canonical mapping.
+"""Frames from the simulator, through the real packet builders, decoder and canonical mapping (tests, benchmarks).
 
 So an analysis test sees exactly what a recording of that game would hold (the game's units,
 quantisation and missing channels), while the simulation's ``truth`` says what the right answer is.

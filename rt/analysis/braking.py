@@ -1,0 +1,442 @@
+"""Braking analysis: where each braking zone starts, how hard and how long, lap by lap.
+
+How it is made
+--------------
+1. Braking events come from the brake pedal (0..1): an event starts where the pedal rises above
+   :data:`BRAKE_ON` and ends where it falls back below it. The onset time is interpolated between
+   the two frames either side of the crossing (sub-sample), and its lap position is read off the
+   run's unwrapped ``norm_pos`` at that time. Events less than :data:`MERGE_GAP_S` apart are one
+   (pedal chatter around the threshold); events shorter than :data:`MIN_DURATION_S` or starting
+   slower than :data:`MIN_ENTRY_KMH` are ignored (brushing the pedal, the pit box). Events cut off
+   by the start or the end of a recording are ignored (their onset or release was not seen).
+2. Each event belongs to the lap its onset lies in; laps that were rewound are left out.
+3. Events are matched across laps by clustering their onsets along the lap (single linkage with
+   a tolerance of :data:`CLUSTER_TOL_M` m, round the start line too); two events of one lap in
+   one cluster are one zone of that lap (a dab and the real stop). Zones are numbered in driving
+   order from the start line.
+4. Metres: ``norm_pos × track length``, with ``meta["track_length_m"]`` when the game reports it,
+   else the length of the track map made from the same runs (:mod:`rt.analysis.track_map`).
+
+Per event: ``entry_speed_kmh`` (at the onset, interpolated), ``min_speed_kmh`` (lowest while
+braking), ``peak_brake`` (pedal 0..1), ``peak_decel_g`` (from the speed: the steepest
+least-squares slope over ±:data:`DECEL_HALF_WINDOW_S` s windows while braking — the same in every
+game and immune to receive-time jitter, where ``g_long`` is missing in some feeds and noisy with
+kerbs in others), ``duration_s``, ``distance_braking_m`` (onset to release along the lap) and
+``trail_braking_share`` (share of the braking time with |steer| > :data:`TRAIL_STEER`).
+A zone's own values are the medians over its laps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .frames import Frames
+from .geometry import (
+    Lap,
+    best_lap,
+    fnum,
+    run_clock,
+    split_laps,
+    unwrapped_position,
+    windowed_slope,
+)
+from .track_map import line_from_laps
+
+VERSION = 1
+#: Pedal position (0..1) above which the driver is braking.
+BRAKE_ON = 0.05
+#: Braking events separated by less than this are one event, s.
+MERGE_GAP_S = 0.25
+#: Shorter braking events are ignored, s.
+MIN_DURATION_S = 0.1
+#: Events starting slower than this are ignored (manoeuvring, pit box), km/h.
+MIN_ENTRY_KMH = 30.0
+#: Onsets closer than this along the lap are the same braking zone (in different laps), m.
+CLUSTER_TOL_M = 30.0
+#: The same, as a fraction of the lap, when the track length is unknown.
+CLUSTER_TOL_LAPS = 0.006
+#: |steer| (−1..1) above which braking counts as trail braking (braking while turning).
+TRAIL_STEER = 0.1
+#: Half width of the least-squares window for the deceleration, s.
+DECEL_HALF_WINDOW_S = 0.15
+#: Frame intervals longer than this (packet loss) count only this long in time shares, s.
+MAX_DT_S = 0.1
+G = 9.80665
+
+
+def braking_events(
+    t: np.ndarray,
+    brake: np.ndarray,
+    threshold: float = BRAKE_ON,
+    merge_gap_s: float = MERGE_GAP_S,
+    min_duration_s: float = MIN_DURATION_S,
+):
+    """Braking events of one run: ``(on, off)`` frame indices (int arrays).
+
+    ``on`` is the first frame above ``threshold``, ``off`` the first frame below it again (so the
+    event holds frames ``on..off-1``). ``t`` in s, ``brake`` 0..1 (NaN = not braking). Events
+    whose onset or release lies outside the recording are dropped.
+    """
+    b = np.asarray(brake, dtype=np.float64)
+    above = b > threshold  # NaN compares False: unknown = not braking
+    if len(above) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    d = np.diff(above.astype(np.int8))
+    on = np.flatnonzero(d == 1) + 1
+    off = np.flatnonzero(d == -1) + 1
+    if above[0]:
+        off = off[1:]  # braking when the recording starts: the onset was not seen
+    on = on[: len(off)]  # still braking at the end: the release was not seen
+    if len(on) == 0:
+        return on, off
+    t = np.asarray(t, dtype=np.float64)
+    # Merge events separated by a short release (chatter around the threshold).
+    gap = t[on[1:]] - t[off[:-1] - 1]
+    keep_on = np.concatenate(([True], gap >= merge_gap_s))
+    keep_off = np.concatenate((gap >= merge_gap_s, [True]))
+    on, off = on[keep_on], off[keep_off]
+    long_enough = t[off - 1] - t[on - 1] >= min_duration_s
+    return on[long_enough], off[long_enough]
+
+
+def _cross(t, v, i, threshold):
+    """Fraction of the way from frame i-1 to frame i where ``v`` crosses ``threshold`` (0..1)."""
+    a, b = v[i - 1], v[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = (threshold - a) / (b - a)
+    return np.clip(np.nan_to_num(f, nan=1.0), 0.0, 1.0)
+
+
+def _at_fraction(t, v, i, f, tq):
+    """v a fraction f of the way from frame i-1 to frame i (the same fraction as the pedal
+    crossing, so positions need no clock); where either frame lacks v, interpolated in time over
+    the frames that have it."""
+    a, b = v[i - 1], v[i]
+    out = a + f * (b - a)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out[bad] = _interp_finite(tq[bad], t, v)
+    return out
+
+
+def _interp_finite(tq, t, v):
+    """v at times tq, interpolated over the finite samples of v (NaN if none)."""
+    fin = np.isfinite(v)
+    if not fin.any():
+        return np.full(np.shape(tq), np.nan)
+    return np.interp(tq, t[fin], v[fin])
+
+
+def zone_metrics(
+    t: np.ndarray,
+    brake: np.ndarray,
+    speed_kmh: np.ndarray,
+    p: np.ndarray,
+    steer: np.ndarray | None,
+    on: np.ndarray,
+    off: np.ndarray,
+    threshold: float = BRAKE_ON,
+) -> dict[str, np.ndarray]:
+    """Measurements of braking events ``on``/``off`` (from :func:`braking_events`) of one run.
+
+    Inputs per frame: ``t`` s, ``brake`` 0..1, ``speed_kmh``, ``p`` position along the lap in
+    laps (continuous over the run, NaN unknown), ``steer`` −1..1 (or None).
+    Returns arrays, one value per event: ``t_on``/``t_off`` s, ``p_on``/``p_off`` laps,
+    ``entry_speed_kmh``, ``min_speed_kmh``, ``peak_brake``, ``peak_decel_g`` (g, positive =
+    slowing), ``duration_s``, ``trail_braking_share`` (0..1, NaN without steering data).
+    """
+    t = np.asarray(t, dtype=np.float64)
+    b = np.nan_to_num(np.asarray(brake, dtype=np.float64), nan=0.0)
+    v = np.asarray(speed_kmh, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    fon = _cross(t, b, on, threshold)
+    foff = _cross(t, b, off, threshold)
+    t_on = t[on - 1] + fon * (t[on] - t[on - 1])
+    t_off = t[off - 1] + foff * (t[off] - t[off - 1])
+    out: dict[str, np.ndarray] = {
+        "t_on": t_on,
+        "t_off": t_off,
+        "p_on": _at_fraction(t, p, on, fon, t_on),
+        "p_off": _at_fraction(t, p, off, foff, t_off),
+        "entry_speed_kmh": _at_fraction(t, v, on, fon, t_on),
+        "duration_s": t_off - t_on,
+    }
+    k = len(on)
+    if k == 0:
+        for key in (
+            "min_speed_kmh",
+            "peak_brake",
+            "peak_decel_g",
+            "trail_braking_share",
+        ):
+            out[key] = np.zeros(0)
+        return out
+    pairs = np.empty(2 * k, np.int64)
+    pairs[0::2], pairs[1::2] = on, off
+    vv = np.where(np.isfinite(v), v, np.inf)
+    out["min_speed_kmh"] = np.minimum.reduceat(vv, pairs)[0::2]
+    out["min_speed_kmh"][~np.isfinite(out["min_speed_kmh"])] = np.nan
+    out["peak_brake"] = np.maximum.reduceat(b, pairs)[0::2]
+    # Trail braking: time-weighted share of frames with the wheel turned, packet gaps capped.
+    dt = np.minimum(np.diff(t, append=t[-1]), MAX_DT_S)
+    if steer is not None and np.isfinite(steer).any():
+        s = np.asarray(steer, dtype=np.float64)
+        known = np.isfinite(s)
+        turned = known & (np.abs(np.where(known, s, 0.0)) > TRAIL_STEER)
+        tot = np.add.reduceat(dt * known, pairs)[0::2]
+        trn = np.add.reduceat(dt * turned, pairs)[0::2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["trail_braking_share"] = np.where(tot > 0, trn / tot, np.nan)
+    else:
+        out["trail_braking_share"] = np.full(k, np.nan)
+    # Deceleration: least-squares slope of speed over short windows, per event (short arrays).
+    decel = np.full(k, np.nan)
+    n = len(t)
+    for i in range(k):
+        a = int(np.searchsorted(t, t_on[i] - 2 * DECEL_HALF_WINDOW_S))
+        e = min(n, int(np.searchsorted(t, t_off[i] + 2 * DECEL_HALF_WINDOW_S, side="right")))
+        slope = windowed_slope(t[a:e], v[a:e], DECEL_HALF_WINDOW_S)
+        inside = (t[a:e] >= t_on[i]) & (t[a:e] <= t_off[i]) & np.isfinite(slope)
+        if inside.any():
+            decel[i] = -float(slope[inside].min()) / 3.6 / G
+    out["peak_decel_g"] = decel
+    return out
+
+
+def cluster_positions(p: np.ndarray, tol: float) -> np.ndarray:
+    """Cluster labels (0..k-1, in order of position) of positions ``p`` along a lap (laps, taken
+    modulo 1): single linkage, neighbours closer than ``tol`` laps join, also across the line."""
+    q = np.mod(np.asarray(p, dtype=np.float64), 1.0)
+    n = len(q)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(q, kind="stable")
+    qs = q[order]
+    new = np.concatenate(([True], np.diff(qs) > tol))
+    lab_sorted = np.cumsum(new) - 1
+    if lab_sorted[-1] > 0 and qs[0] + 1.0 - qs[-1] <= tol:
+        lab_sorted[lab_sorted == lab_sorted[-1]] = 0  # the last cluster continues over the line
+    labels = np.empty(n, np.int64)
+    labels[order] = lab_sorted
+    return labels
+
+
+def _med(values) -> float:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    return float(np.median(a)) if len(a) else math.nan
+
+
+def _std(values) -> float | None:
+    a = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    return float(np.std(a)) if len(a) >= 2 else None
+
+
+def _track_length(runs: list[Frames], laps: list[Lap]) -> tuple[float | None, str | None]:
+    for fr in runs:
+        length = fr.meta.get("track_length_m")
+        if length is not None and math.isfinite(float(length)) and float(length) > 0:
+            return float(length), "meta"
+    try:
+        return line_from_laps(laps).length_m, "track_map"
+    except ValueError:
+        return None, None
+
+
+def analyze(runs: list[Frames]) -> dict:
+    """Braking zones of the runs, matched across laps (see the module docstring).
+
+    Returns a JSON-ready dict: ``zones`` (each: ``number``, ``norm_pos``, ``distance_m``, the
+    medians ``entry_speed_kmh``, ``min_speed_kmh``, ``peak_brake``, ``peak_decel_g``,
+    ``duration_s``, ``distance_braking_m``, ``trail_braking_share``; ``laps`` with the same per
+    lap plus ``lap``, ``run_id``, ``delta_to_best_m``; ``spread`` {``onset_m``,
+    ``min_speed_kmh``} standard deviations over the laps; ``delta_to_best_m``, one per entry of
+    ``laps``: the lap's onset minus the best lap's, m, + = braking later) and ``summary``.
+    Raises ValueError for no runs, no brake channel or no usable laps.
+    """
+    if not runs or not any(len(fr) for fr in runs):
+        raise ValueError("braking_analysis needs at least one run with frames")
+    if not any("brake" in fr and np.isfinite(fr["brake"]).any() for fr in runs):
+        raise ValueError("braking_analysis needs the brake pedal channel, and no run has it")
+    laps = split_laps(runs)
+    usable = [lap for lap in laps if not lap.rewind]
+    if not usable:
+        raise ValueError("no usable laps: no frames with a known norm_pos, or every lap was rewound")
+    length, length_source = _track_length(runs, laps)
+    tol = CLUSTER_TOL_M / length if length else CLUSTER_TOL_LAPS
+    best = best_lap(laps)
+
+    # Events of every run, each tied to the lap its onset lies in.
+    ev_lap: list[Lap] = []
+    ev: dict[str, list] = {}
+    clocks: set[str] = set()
+    for r, fr in enumerate(runs):
+        if len(fr) < 2 or "brake" not in fr or "norm_pos" not in fr:
+            continue
+        run_laps = [lap for lap in laps if lap.run == r]
+        if not run_laps:
+            continue
+        t, clock = run_clock(fr)
+        clocks.add(clock)
+        on, off = braking_events(t, fr["brake"])
+        if len(on) == 0:
+            continue
+        starts = np.asarray([lap.start for lap in run_laps])
+        owner = np.searchsorted(starts, on, side="right") - 1
+        # Two events of one lap closer than the tolerance are one zone: join them first.
+        p_run = unwrapped_position(fr["norm_pos"])
+        steer = fr["steer"] if "steer" in fr else None  # noqa: SIM401 (Frames has no .get)
+        m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off)
+        if len(on) > 1:
+            close = (owner[1:] == owner[:-1]) & (np.diff(m["p_on"]) < tol)
+            if close.any():
+                keep_on = np.concatenate(([True], ~close))
+                keep_off = np.concatenate((~close, [True]))
+                on, off, owner = on[keep_on], off[keep_off], owner[keep_on]
+                m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off)
+        ok = np.isfinite(m["p_on"]) & (m["entry_speed_kmh"] >= MIN_ENTRY_KMH)
+        for i in np.flatnonzero(ok).tolist():
+            if owner[i] < 0:
+                continue  # before the first frame with a known position
+            lap = run_laps[int(owner[i])]
+            if lap.rewind or on[i] >= lap.stop:
+                continue
+            ev_lap.append(lap)
+            for key, arr in m.items():
+                val = float(arr[i])
+                if key in ("p_on", "p_off"):
+                    val -= lap.whole  # lap-relative
+                ev.setdefault(key, []).append(val)
+
+    zones = []
+    if ev_lap:
+        p_on = np.asarray(ev["p_on"])
+        labels = cluster_positions(p_on, tol)
+        for c in range(int(labels.max()) + 1):
+            members = np.flatnonzero(labels == c)
+            if len(members) == 0:
+                continue
+            # Positions of a cluster that straddles the line: continue past 1 rather than wrap to 0.
+            pos = np.mod(p_on[members], 1.0)
+            if pos.max() - pos.min() > 0.5:
+                pos = np.where(pos < 0.5, pos + 1.0, pos)
+            # One entry per lap: the earliest event of the lap in this cluster.
+            pos_of = dict(zip(members.tolist(), pos.tolist()))
+            seen: dict[tuple[int, int], int] = {}
+            for j in sorted(pos_of, key=pos_of.__getitem__):
+                seen.setdefault((ev_lap[j].run, ev_lap[j].start), j)
+            entries = [(ev_lap[j], j, pos_of[j]) for j in seen.values()]
+            entries.sort(key=lambda e: (e[0].run, e[0].start))
+            zones.append(_zone(entries, ev, length, best))
+        zones.sort(key=lambda z: z["_pos"])
+        for i, z in enumerate(zones):
+            z["number"] = i + 1
+            del z["_pos"]
+    zones = [_order_keys(z) for z in zones]
+
+    hardest = max(zones, key=lambda z: z["peak_decel_g"] or 0.0) if zones else None
+    return {
+        "zones": zones,
+        "summary": {
+            "zones": len(zones),
+            "laps": len(usable),
+            "laps_complete": sum(lap.good for lap in laps),
+            "events": len(ev_lap),
+            "best_lap": None
+            if best is None
+            else {
+                "lap": best.lap,
+                "run_id": best.run_id,
+                "time_ms": fnum(best.time_ms, 1),
+            },
+            "track_length_m": fnum(length, 2),
+            "track_length_source": length_source,
+            "hardest_zone": None if hardest is None else hardest["number"],
+            "peak_decel_source": f"speed: least-squares slope over ±{DECEL_HALF_WINDOW_S} s",
+            "clock": "/".join(sorted(clocks)) or None,
+            "thresholds": {
+                "brake_on": BRAKE_ON,
+                "merge_gap_s": MERGE_GAP_S,
+                "min_duration_s": MIN_DURATION_S,
+                "min_entry_kmh": MIN_ENTRY_KMH,
+                "cluster_tol_m": CLUSTER_TOL_M,
+                "trail_steer": TRAIL_STEER,
+            },
+        },
+    }
+
+
+def _zone(
+    entries: list[tuple[Lap, int, float]],
+    ev: dict[str, list],
+    length: float | None,
+    best: Lap | None,
+) -> dict:
+    """One zone from its laps' events (lap, event index, onset position in laps)."""
+
+    def metres(q):
+        return q * length if length else math.nan
+
+    best_q = next((q for lap, _, q in entries if best is not None and lap is best), None)
+    laps_out = []
+    for lap, j, q in entries:
+        span = ev["p_off"][j] - ev["p_on"][j]
+        delta = (q - best_q) * length if (best_q is not None and length) else math.nan
+        laps_out.append(
+            {
+                "lap": lap.lap,
+                "run_id": lap.run_id,
+                "norm_pos": fnum(q % 1.0, 6),
+                "distance_m": fnum(metres(q % 1.0), 2),
+                "entry_speed_kmh": fnum(ev["entry_speed_kmh"][j], 2),
+                "min_speed_kmh": fnum(ev["min_speed_kmh"][j], 2),
+                "peak_brake": fnum(ev["peak_brake"][j], 3),
+                "peak_decel_g": fnum(ev["peak_decel_g"][j], 3),
+                "duration_s": fnum(ev["duration_s"][j], 3),
+                "distance_braking_m": fnum(metres(span), 2),
+                "trail_braking_share": fnum(ev["trail_braking_share"][j], 3),
+                "delta_to_best_m": fnum(delta, 2),
+            }
+        )
+    qs = [q for _, _, q in entries]
+    q_med = _med(qs)
+    spans = [ev["p_off"][j] - ev["p_on"][j] for _, j, _ in entries]
+    js = [j for _, j, _ in entries]
+    return {
+        "_pos": q_med % 1.0,
+        "norm_pos": fnum(q_med % 1.0, 6),
+        "distance_m": fnum(metres(q_med % 1.0), 2),
+        "entry_speed_kmh": fnum(_med(ev["entry_speed_kmh"][j] for j in js), 2),
+        "min_speed_kmh": fnum(_med(ev["min_speed_kmh"][j] for j in js), 2),
+        "peak_brake": fnum(_med(ev["peak_brake"][j] for j in js), 3),
+        "peak_decel_g": fnum(_med(ev["peak_decel_g"][j] for j in js), 3),
+        "duration_s": fnum(_med(ev["duration_s"][j] for j in js), 3),
+        "distance_braking_m": fnum(metres(_med(spans)), 2),
+        "trail_braking_share": fnum(_med(ev["trail_braking_share"][j] for j in js), 3),
+        "laps": laps_out,
+        "spread": {
+            "onset_m": fnum(None if (s := _std(qs)) is None or not length else s * length, 2),
+            "min_speed_kmh": fnum(_std([ev["min_speed_kmh"][j] for j in js]), 2),
+        },
+        "delta_to_best_m": [e["delta_to_best_m"] for e in laps_out],
+    }
+
+
+def _order_keys(z: dict) -> dict:
+    order = [
+        "number",
+        "norm_pos",
+        "distance_m",
+        "entry_speed_kmh",
+        "min_speed_kmh",
+        "peak_brake",
+        "peak_decel_g",
+        "duration_s",
+        "distance_braking_m",
+        "trail_braking_share",
+        "laps",
+        "spread",
+        "delta_to_best_m",
+    ]
+    return {k: z[k] for k in order}

@@ -1,0 +1,698 @@
+"""Lap times and sector times of a session's runs.
+
+Both use cases share one lap finder, :func:`find_laps`, which cuts one run into :class:`Lap` s:
+
+* **Game laps** (``source: "game"``), when the feed has the game's lap counter and lap times
+  (AC, the Telemetry Tool, PCARS 1): a lap ends where ``lap_count`` steps up by one, and its
+  time is the game's own ``last_lap_ms`` shown just after the step (exact to the ms). The line
+  crossing itself is placed at ``t − lap_time_ms`` of the frame where the game's lap timer
+  restarts, so sector and plot code get it to the ms too.
+* **Derived laps** (``source: "derived"``), when ``lap_count`` or ``last_lap_ms`` is unknown
+  throughout the run: a lap ends where ``norm_pos`` wraps from > 0.9 to < 0.1 while moving
+  forward above :data:`MIN_SPEED_KMH`, at a time interpolated linearly between the two frames
+  around the wrap; the lap time is the difference of two crossings (error well under one sample
+  period). A feed without ``norm_pos`` either (PCARS 2 telemetry has only world positions) is
+  timed at a line through the first position where the run drives, across the direction of
+  travel: the feed says nothing about where the real start/finish line is, so such laps are
+  "laps from where the run began" (identical to start/finish laps when the run starts there).
+
+``complete`` means the run saw the whole lap, line to line. The first lap of a run is complete
+only if the run starts on the line (the game's lap timer, or ``norm_pos``, is within
+:data:`START_ON_LINE_PERIODS` sample periods of the line at the first frame); the last lap is
+complete only if it was finished. A finished lap keeps the game's time even when incomplete (a
+run that starts mid-lap still learns that lap's time from the game), but only ``valid`` laps
+count for best/mean/stddev.
+
+``valid`` is false for: incomplete laps (out-laps, the unfinished last lap, a ``lap_count`` jump
+or restart), laps the game marks invalid (the canonical channels carry no such flag yet: a
+per-frame ``lap_invalid`` extra is honoured when a feed provides one), laps with a rewind
+(``norm_pos`` going backwards by more than :data:`REWIND_NORM` of a lap, or the game's lap timer
+jumping backwards by more than :data:`REWIND_LAP_TIME_MS` inside a lap; on position-only feeds,
+the car jumping further between two frames than its speed allows). A lap with a hole in
+its frames longer than :data:`MAX_GAP_S` was not seen whole: it is not complete, though a
+finished lap keeps the game's time. ``invalid_reason`` says which rule applied: ``out_lap`` (a
+run's first lap, begun before the run), ``unfinished`` (the run ended first), ``incomplete``
+(cut by a jump or restart of the lap counter), ``gap``, ``no_time``, ``game``, ``rewind``.
+
+Sectors (three per lap): from the game's own splits where the feed has them (``sector_times_s``,
+PCARS 1), else at equal thirds of ``norm_pos`` (thirds of the distance driven, from speed, when
+there is no ``norm_pos``), crossing times interpolated. Each lap's sectors are checked against its
+lap time (:data:`GAME_SPLIT_TOL_MS` for game splits, one sample period for derived ones) and
+flagged ``consistent: false`` when they do not add up.
+
+Units: times in ms in results (ints), seconds internally (``start_s``/``end_s``: s since the
+run's first frame), speeds km/h, ``norm_pos`` in laps (0..1). Everything is vectorised per run;
+Python loops run per lap only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .frames import Frames
+
+VERSION = 1
+
+#: A line crossing only counts when the car moves at least this fast, km/h (no laps from
+#: creeping over the line in the pit lane or jitter while standing on it).
+MIN_SPEED_KMH = 20.0
+#: A run starts "on the line" when the line was crossed at most this many sample periods before
+#: its first frame (the simulator and a well-timed recording start exactly there).
+START_ON_LINE_PERIODS = 2.0
+#: ``norm_pos`` stepping backwards by more than this (laps, ≈ 40 m on a 4 km track) is a rewind.
+REWIND_NORM = 0.01
+#: The game's lap timer dropping by more than this inside a lap is a rewind, ms.
+REWIND_LAP_TIME_MS = 100
+#: The game's lap timer restarting below this near a lap-counter step is the line, not a rewind, ms.
+LAP_TIMER_RESET_MS = 1000
+#: Frames around a lap-counter step where the lap timer may restart (games update them apart).
+STEP_SLACK_FRAMES = 3
+#: The game's ``last_lap_ms`` is looked for within this long after the step, s.
+GAME_TIME_WINDOW_S = 2.0
+#: Game splits must add up to the game's lap time within this, ms.
+GAME_SPLIT_TOL_MS = 2.0
+#: A hole in a lap's frames longer than this means the run did not see the whole lap, s.
+MAX_GAP_S = 1.0
+#: Position-only feeds: the timing line reaches this far either side of the reference point, m …
+LINE_HALF_WIDTH_M = 30.0
+#: … and a crossing counts once the car has been at least this far away from it since the last, m.
+LINE_AWAY_M = 200.0
+#: Position-only feeds: a step between two frames longer than this many times what the speed
+#: allows, plus TELEPORT_SLACK_M, is a jump of the car (a rewind or a reset), not driving.
+TELEPORT_FACTOR = 1.5
+TELEPORT_SLACK_M = 10.0
+#: Number of sectors of a lap.
+SECTOR_COUNT = 3
+
+
+@dataclass
+class Lap:
+    """One lap of one run.
+
+    Attributes:
+        run_id: ``meta["run_id"]`` of the run.
+        lap: lap number, 1-based: ``lap_count + 1`` for game laps, the order in the run for
+            derived laps.
+        start, end: frame slice ``start:end`` of the lap in its run (``end`` exclusive).
+        time_ms: lap time, ms (None when the lap was not finished in the run, or its time is
+            unknown).
+        valid: counts for best/mean/stddev (see the module doc for the rules).
+        complete: the run saw the lap from line to line.
+        source: ``"game"`` (the game's lap counter and time) or ``"derived"`` (line crossings).
+        sectors_ms: [s1, s2, s3] in ms (None until :func:`lap_sectors` fills them).
+        start_s, end_s: line crossings, s since the run's first frame (None when not seen).
+        invalid_reason: why the lap is not valid (None when valid).
+    """
+
+    run_id: object
+    lap: int
+    start: int
+    end: int
+    time_ms: int | None
+    valid: bool
+    complete: bool
+    source: str
+    sectors_ms: list | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    invalid_reason: str | None = None
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def _channel(fr: Frames, name: str, fill, dtype) -> np.ndarray:
+    if name in fr:
+        return np.asarray(fr[name], dtype=dtype)
+    return np.full(len(fr), fill, dtype=dtype)
+
+
+def _period_s(t_s: np.ndarray) -> float:
+    """Typical sample period of a run, s (median of the positive steps; 0 with < 2 frames)."""
+    d = np.diff(t_s)
+    d = d[d > 0]
+    return float(np.median(d)) if len(d) else 0.0
+
+
+def _nonempty(runs: list[Frames] | None) -> list[Frames]:
+    runs = [r for r in (runs or []) if len(r) > 0]
+    if not runs:
+        raise ValueError("no frames")
+    return runs
+
+
+def _fast_enough(speed: np.ndarray) -> np.ndarray:
+    # Unknown speed (NaN) does not veto a crossing: not every feed reports it.
+    return ~(speed < MIN_SPEED_KMH)
+
+
+# ---------------------------------------------------------------------------------------- lap finding
+def find_laps(frames: Frames) -> list[Lap]:
+    """The laps of one run, in time order (see the module doc for how, and :class:`Lap`).
+
+    In a merged run (``feed`` extra) laps are timed on the primary feed's frames: two feeds of one
+    car step their lap counters a sample apart, so their interleaved frames would look like rewinds.
+    """
+    if "feed" in frames and (frames["feed"] != 0).any():
+        frames = frames.take(frames["feed"] == 0)
+    n = len(frames)
+    if n == 0:
+        return []
+    lc = _channel(frames, "lap_count", -1, np.int64)
+    last = _channel(frames, "last_lap_ms", -1, np.int64)
+    if (lc >= 0).any() and (last > 0).any():
+        laps = _game_laps(frames)
+    else:
+        laps = _derived_laps(frames)
+    _judge(frames, laps)
+    return laps
+
+
+def _lap_timer_line_s(t_s: np.ndarray, lt: np.ndarray, b: int) -> float | None:
+    """Time of the line crossing at the lap-counter step on frame ``b``, s since the run start:
+    ``t − lap_time`` at the frame (within a few of ``b``) where the game's lap timer restarts."""
+    n = len(t_s)
+    best = None
+    for j in range(max(1, b - STEP_SLACK_FRAMES), min(n, b + STEP_SLACK_FRAMES + 1)):
+        restart = 0 <= lt[j] < LAP_TIMER_RESET_MS and lt[j - 1] > lt[j]
+        if restart and (best is None or abs(j - b) < abs(best - b)):
+            best = j
+    return None if best is None else float(t_s[best] - lt[best] / 1000.0)
+
+
+def _norm_wrap_line_s(t_s: np.ndarray, norm: np.ndarray, b: int) -> float | None:
+    """Time at which ``norm_pos`` wraps within a few frames of ``b``, interpolated, s."""
+    lo, hi = max(0, b - STEP_SLACK_FRAMES - 1), min(len(t_s), b + STEP_SLACK_FRAMES + 1)
+    v, tt = norm[lo:hi], t_s[lo:hi]
+    w = np.flatnonzero((v[:-1] > 0.9) & (v[1:] < 0.1))
+    if not len(w):
+        return None
+    k = int(w[np.argmin(np.abs(w + lo + 1 - b))])
+    frac = (1.0 - v[k]) / (v[k + 1] + 1.0 - v[k])
+    return float(tt[k] + frac * (tt[k + 1] - tt[k]))
+
+
+def _game_laps(fr: Frames) -> list[Lap]:
+    n = len(fr)
+    t_s = fr.t_s
+    period = _period_s(t_s)
+    lc = _channel(fr, "lap_count", -1, np.int64)
+    lt = _channel(fr, "lap_time_ms", -1, np.int64)
+    last = _channel(fr, "last_lap_ms", -1, np.int64)
+    norm = _channel(fr, "norm_pos", np.nan, np.float64)
+    rid = fr.meta.get("run_id")
+
+    # Steps of the lap counter between frames that both know it (-1 frames are skipped over).
+    known = np.flatnonzero(lc >= 0)
+    kv = lc[known]
+    ch = np.flatnonzero(kv[1:] != kv[:-1])
+    bounds = known[ch + 1]
+    steps = kv[ch + 1] - kv[ch]
+    numbers = np.concatenate(([kv[0]], kv[ch + 1])) + 1
+    starts = np.concatenate(([0], bounds)).tolist()
+    ends = np.concatenate((bounds, [n])).tolist()
+
+    def line_s(b: int) -> float | None:
+        s = _lap_timer_line_s(t_s, lt, b)
+        if s is None:
+            s = _norm_wrap_line_s(t_s, norm, b)
+        return s
+
+    # The run starts on the line when the game's lap timer at the first frame that has it says
+    # the line was crossed at most START_ON_LINE_PERIODS sample periods before the first frame.
+    first_start_s = None
+    lt_known = np.flatnonzero(lt[: ends[0]] >= 0)
+    if len(lt_known):
+        j = int(lt_known[0])
+        s0 = float(t_s[j] - lt[j] / 1000.0)
+        if s0 >= -(START_ON_LINE_PERIODS * period + 0.001):
+            first_start_s = s0
+
+    laps: list[Lap] = []
+    line_times = [line_s(int(b)) for b in bounds]
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        began = first_start_s is not None if i == 0 else bool(steps[i - 1] == 1)
+        finished = i < len(bounds) and bool(steps[i] == 1)
+        start_s = (first_start_s if i == 0 else line_times[i - 1]) if began else None
+        end_s = line_times[i] if finished else None
+        time_ms, source = None, "game"
+        if finished:
+            time_ms = _game_time_ms(t_s, lt, last, b, ends[i + 1], period)
+            if time_ms is None and began and start_s is not None and end_s is not None:
+                # The game never showed a plausible time: measure it between the two crossings.
+                time_ms, source = round((end_s - start_s) * 1000.0), "derived"
+        laps.append(Lap(rid, int(numbers[i]), a, b, time_ms, False, began and finished, source,
+                        start_s=start_s, end_s=end_s))
+    return laps
+
+
+def _game_time_ms(t_s, lt, last, b: int, next_end: int, period: float) -> int | None:
+    """The game's time of the lap that ended at the lap-counter step on frame ``b``, ms.
+
+    ``last_lap_ms`` may update a frame or more after the counter, so the first value in the
+    :data:`GAME_TIME_WINDOW_S` after the step that changed from before the step is taken; an
+    unchanged value is accepted too (two laps of the same time to the ms), but only after any
+    changed one. Where the lap timer is known just before the step, the value must fit it: the
+    lap lasted at least that long and at most one frame gap (plus slack) longer.
+    """
+    hi = min(int(np.searchsorted(t_s, t_s[b] + GAME_TIME_WINDOW_S, side="right")), next_end)
+    vals = last[b:max(hi, b + 1)]
+    prev = last[b - 1]
+    lo_ms = hi_ms = None
+    if lt[b - 1] >= 0:
+        gap_ms = (t_s[b] - t_s[b - 1]) * 1000.0
+        lo_ms = lt[b - 1] - 5
+        hi_ms = lt[b - 1] + gap_ms + 3 * period * 1000.0 + 50
+    ok = vals > 0
+    if lo_ms is not None:
+        ok &= (vals >= lo_ms) & (vals <= hi_ms)
+    changed = np.flatnonzero(ok & (vals != prev))
+    if len(changed):
+        return int(vals[changed[0]])
+    same = np.flatnonzero(ok)
+    return int(vals[same[0]]) if len(same) else None
+
+
+def _derived_laps(fr: Frames) -> list[Lap]:
+    n = len(fr)
+    t_s = fr.t_s
+    norm = _channel(fr, "norm_pos", np.nan, np.float64)
+    if np.isfinite(norm).sum() >= 2:
+        found = _norm_crossings(fr, t_s, norm)
+    else:
+        found = _position_crossings(fr, t_s)
+    if found is None:
+        return []
+    bframes, tcross, first_start_s = found
+    starts = [0] + bframes
+    ends = bframes + [n]
+    start_times = [first_start_s] + tcross
+    end_times = tcross + [None]
+    laps = []
+    for i, (a, b) in enumerate(zip(starts, ends)):
+        s0, s1 = start_times[i], end_times[i]
+        complete = s0 is not None and s1 is not None
+        time_ms = round((s1 - s0) * 1000.0) if complete else None
+        laps.append(Lap(fr.meta.get("run_id"), i + 1, a, b, time_ms, False, complete, "derived",
+                        start_s=s0, end_s=s1))
+    return laps
+
+
+def _norm_crossings(fr: Frames, t_s: np.ndarray, norm: np.ndarray):
+    """(first frames of new laps, crossing times s, start time of the first lap or None)."""
+    speed = _channel(fr, "speed_kmh", np.nan, np.float64)
+    fi = np.flatnonzero(np.isfinite(norm))
+    v = norm[fi]
+    a, b = fi[:-1], fi[1:]
+    fwd = (v[:-1] > 0.9) & (v[1:] < 0.1)
+    back = (v[:-1] < 0.1) & (v[1:] > 0.9)
+    # Laps crossed so far; a forward crossing only starts a new lap when it beats every count
+    # before it, so reversing over the line and driving on does not count a lap twice.
+    count = np.cumsum(fwd.astype(np.int64) - back.astype(np.int64))
+    before = np.concatenate(([0], np.maximum.accumulate(count)[:-1]))
+    new = fwd & (count > before) & _fast_enough(speed[a]) & _fast_enough(speed[b])
+    k = np.flatnonzero(new)
+    v0, v1 = v[k], v[k + 1] + 1.0
+    frac = (1.0 - v0) / (v1 - v0)
+    tc = t_s[a[k]] + frac * (t_s[b[k]] - t_s[a[k]])
+
+    # First lap: the run starts on the line when norm_pos at the first frame is within
+    # START_ON_LINE_PERIODS frames' worth of travel past 0; extrapolate back to the crossing.
+    first_start_s = None
+    if fi[0] == 0 and len(fi) > 1 and _fast_enough(speed[:1])[0]:
+        d = np.diff(v[:21])
+        d = d[(d > 0) & (d < 0.05)]
+        if len(d):
+            step = float(np.median(d))
+            if v[0] <= START_ON_LINE_PERIODS * step + 1e-9:
+                first_start_s = float(t_s[0] - v[0] / step * _period_s(t_s[:21]))
+    return b[k].tolist(), tc.tolist(), first_start_s
+
+
+def _position_crossings(fr: Frames, t_s: np.ndarray):
+    """Laps of a position-only feed, timed at a line through where the run starts driving."""
+    x = _channel(fr, "pos_x", np.nan, np.float64)
+    z = _channel(fr, "pos_z", np.nan, np.float64)
+    speed = _channel(fr, "speed_kmh", np.nan, np.float64)
+    ok = np.isfinite(x) & np.isfinite(z)
+    moving = np.flatnonzero(ok & _fast_enough(speed))
+    if not len(moving):
+        return None
+    i0 = int(moving[0])
+    x0, z0 = x[i0], z[i0]
+    dist = np.hypot(x - x0, z - z0)
+    away = np.flatnonzero(ok & (dist > 2.0))
+    away = away[away > i0]
+    if not len(away):
+        return None
+    j = int(away[0])
+    ux, uz = (x[j] - x0) / dist[j], (z[j] - z0) / dist[j]
+    along = (x - x0) * ux + (z - z0) * uz
+    lateral = np.abs((z - z0) * ux - (x - x0) * uz)
+    fi = np.flatnonzero(ok)
+    fi = fi[fi >= i0]
+    al, la = along[fi], lateral[fi]
+    cand = (al[:-1] < 0) & (al[1:] >= 0) & (la[:-1] < LINE_HALF_WIDTH_M) & (la[1:] < LINE_HALF_WIDTH_M)
+    cand &= _fast_enough(speed[fi[:-1]]) & _fast_enough(speed[fi[1:]])
+    frames, times = [], []
+    last = i0
+    for k in np.flatnonzero(cand).tolist():
+        f = int(fi[k + 1])
+        # Only after the car has really gone round (not jitter or a spin at the line).
+        if dist[last:f].max() < LINE_AWAY_M:
+            continue
+        frac = -al[k] / (al[k + 1] - al[k])
+        times.append(float(t_s[fi[k]] + frac * (t_s[f] - t_s[fi[k]])))
+        frames.append(f)
+        last = f
+    # The reference line is where the car was at frame i0: the first lap starts there, and it
+    # is a whole lap only if that is the run's first frame (else it began from standstill).
+    first_start_s = float(t_s[0]) if i0 == 0 else None
+    return frames, times, first_start_s
+
+
+def _judge(fr: Frames, laps: list[Lap]) -> None:
+    """Set ``valid`` and ``invalid_reason`` of every lap of one run."""
+    if not laps:
+        return
+    n = len(fr)
+    t_s = fr.t_s
+    starts = np.asarray([lap.start for lap in laps])
+
+    def laps_of(frames_idx: np.ndarray) -> set[int]:
+        return set((np.searchsorted(starts, frames_idx, side="right") - 1).tolist())
+
+    # Rewinds of the position: a backwards step of norm_pos (not a forward wrap at the line),
+    # or a backwards wrap (reversing over the line).
+    norm = _channel(fr, "norm_pos", np.nan, np.float64)
+    fi = np.flatnonzero(np.isfinite(norm))
+    v = norm[fi]
+    dv = np.diff(v)
+    rew = ((dv < -REWIND_NORM) & (dv >= -0.5)) | ((dv > 0.5) & (v[:-1] < 0.5))
+    rewound = laps_of(fi[1:][rew])
+    # Rewinds of the game's lap timer: a drop inside a lap; a restart near 0 close to a lap
+    # boundary is the line (games update the counter and the timer a frame or so apart).
+    lt = _channel(fr, "lap_time_ms", -1, np.int64)
+    drop = np.flatnonzero((lt[1:] >= 0) & (lt[:-1] >= 0) & (lt[:-1] - lt[1:] > REWIND_LAP_TIME_MS)) + 1
+    if len(drop):
+        bnd = starts[1:]
+        if len(bnd):
+            pos = np.clip(np.searchsorted(bnd, drop), 0, len(bnd) - 1)
+            near = np.minimum(np.abs(bnd[pos] - drop), np.abs(bnd[np.maximum(pos - 1, 0)] - drop))
+        else:
+            near = np.full(len(drop), n)
+        reset = (lt[drop] < LAP_TIMER_RESET_MS) & (near <= STEP_SLACK_FRAMES)
+        rewound |= laps_of(drop[~reset])
+    # Position-only feeds have neither: a rewind shows as the car jumping (back) further between
+    # two frames than its speed allows.
+    if not len(fi) and "pos_x" in fr and "pos_z" in fr and n > 1:
+        x = np.asarray(fr["pos_x"], dtype=np.float64)
+        z = np.asarray(fr["pos_z"], dtype=np.float64)
+        speed = _channel(fr, "speed_kmh", np.nan, np.float64) / 3.6
+        v = np.fmax(speed[1:], speed[:-1])
+        with np.errstate(invalid="ignore"):
+            jump = np.hypot(np.diff(x), np.diff(z)) > v * np.diff(t_s) * TELEPORT_FACTOR + TELEPORT_SLACK_M
+        rewound |= laps_of(np.flatnonzero(jump) + 1)
+    # Hook: a per-frame "lap invalid" flag from the game, where a feed provides one.
+    game_invalid: set[int] = set()
+    if "lap_invalid" in fr:
+        flag = np.asarray(fr["lap_invalid"])
+        game_invalid = laps_of(np.flatnonzero(flag.astype(bool)))
+    # A hole in the frames (lost packets, a paused recording) means the run did not see all of
+    # the lap; a hole right at a lap's first frame also hides the end of the lap before.
+    holes = np.flatnonzero(np.diff(t_s) > MAX_GAP_S) + 1 if n > 1 else np.zeros(0, np.int64)
+    holed = laps_of(holes) | {int(i) - 1 for i in np.flatnonzero(np.isin(starts, holes)) if i > 0}
+
+    for i, lap in enumerate(laps):
+        reason = None
+        if lap.complete and i in holed:
+            lap.complete = False
+            reason = "gap"
+        elif not lap.complete:
+            # The run's first lap begun before the run (an out-lap), the last one not finished,
+            # or a lap cut by a jump or restart of the game's lap counter.
+            if i == 0:
+                reason = "out_lap"
+            elif lap.time_ms is None and i == len(laps) - 1:
+                reason = "unfinished"
+            else:
+                reason = "incomplete"
+        elif lap.time_ms is None:
+            reason = "no_time"
+        elif i in game_invalid:
+            reason = "game"
+        elif i in rewound:
+            reason = "rewind"
+        lap.valid = reason is None
+        lap.invalid_reason = reason
+
+
+# ---------------------------------------------------------------------------------------- sectors
+def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
+    """Sector times of the finished, complete laps of one run (fills ``lap.sectors_ms``).
+
+    Returns one dict per such lap: ``lap`` (the :class:`Lap`), ``sectors_ms`` ([s1, s2, s3],
+    ints, None where a sector could not be timed), ``source`` (``"game"`` splits or
+    ``"derived"`` thirds) and ``consistent`` (the sectors add up to the lap time).
+    """
+    out = []
+    if not laps:
+        return out
+    t_s = frames.t_s
+    period = _period_s(t_s)
+    splits = None
+    if "sector_times_s" in frames:
+        st = np.asarray(frames["sector_times_s"], dtype=np.float64)
+        if st.ndim == 2 and st.shape[1] == SECTOR_COUNT and (st >= 0).any():
+            splits = st
+    for i, lap in enumerate(laps):
+        if not lap.complete or lap.time_ms is None:
+            continue
+        secs, source = None, None
+        if splits is not None:
+            window_end = laps[i + 1].end if i + 1 < len(laps) else len(frames)
+            secs = _split_sectors(frames, t_s, splits, lap, window_end)
+            source = "game"
+        if secs is None:
+            secs = _derived_sectors(frames, t_s, lap)
+            source = "derived"
+        if secs is None:
+            secs = [None] * SECTOR_COUNT
+        ms = [None if s is None else round(s * 1000.0) for s in secs]
+        tol = GAME_SPLIT_TOL_MS if source == "game" else period * 1000.0 + 1.0
+        consistent = all(m is not None for m in ms) and abs(sum(ms) - lap.time_ms) <= tol
+        lap.sectors_ms = ms
+        out.append({"lap": lap, "sectors_ms": ms, "source": source, "consistent": bool(consistent)})
+    return out
+
+
+def _split_sectors(fr: Frames, t_s, splits, lap: Lap, window_end: int) -> list[float] | None:
+    """The game's splits of one lap, s (None when the frames do not show them).
+
+    Each split's running timer counts on the lap clock from its sector's start, so during sector
+    2 ``lap_time − split2`` is constant and equal to the end of sector 1 (likewise sector 3 and
+    the end of sector 2): that locates the two boundaries to the lap timer's ms. Sector 3 lies
+    between the last running value of split 3 and that plus the next frame gap. The final value
+    of each split is then read where the game shows it frozen (it shows a completed sector's
+    value while another sector runs; which lap's value it shows when differs between games, so
+    the frozen value that fits the located range, nearest its middle, is taken). Only when no
+    frozen value fits is the located value itself used. The lap time is not used, so the sum of
+    the splits can be checked against it.
+    """
+    s, e = lap.start, lap.end
+    lt = _channel(fr, "lap_time_ms", -1, np.int64)[s:e]
+    clock = np.where(lt >= 0, lt / 1000.0, np.nan)
+    if lap.start_s is not None:
+        clock = np.where(np.isfinite(clock), clock, t_s[s:e] - lap.start_s)
+    bounds, last_live = [], 0
+    for c in (1, 2):
+        v = splits[s:e, c]
+        d = clock - v
+        good = (v >= 0) & np.isfinite(d)
+        live = good[:-1] & good[1:] & (np.abs(np.diff(d)) <= 0.0015) & (np.diff(v) > 0)
+        idx = np.flatnonzero(live)
+        if not len(idx):
+            return None
+        bounds.append(float(np.median(d[np.concatenate((idx, idx + 1))])))
+        last_live = int(idx[-1]) + 1
+    b1, b2 = bounds
+    if not 0.0 < b1 < b2:
+        return None
+    r3 = float(splits[s + last_live, 2])
+    after = s + last_live + 1
+    gap = float(t_s[after] - t_s[after - 1]) if after < len(t_s) else _period_s(t_s)
+    tol = 0.0015
+    ranges = [(b1 - tol, b1 + tol), (b2 - b1 - 2 * tol, b2 - b1 + 2 * tol), (r3 - tol, r3 + gap + tol)]
+    fallback = [b1, b2 - b1, lap.time_ms / 1000.0 - b2]
+    result = []
+    for j, (lo, hi) in enumerate(ranges):
+        w = splits[s:window_end, j]
+        frozen = np.unique(w[:-1][(w[:-1] == w[1:]) & (w[:-1] >= 0)])
+        fits = frozen[(frozen >= lo) & (frozen <= hi)]
+        if len(fits):
+            result.append(float(fits[np.argmin(np.abs(fits - 0.5 * (lo + hi)))]))
+        else:
+            result.append(fallback[j])
+    return result
+
+
+def _derived_sectors(fr: Frames, t_s, lap: Lap) -> list[float] | None:
+    """Sectors at equal thirds of the lap, s: where ``norm_pos`` first passes 1/3 and 2/3 going
+    forward (interpolated), or, without ``norm_pos``, thirds of the distance driven."""
+    if lap.start_s is None or lap.end_s is None:
+        return None
+    s, e = lap.start, lap.end
+    levels = [(k + 1) / SECTOR_COUNT for k in range(SECTOR_COUNT - 1)]
+    norm = _channel(fr, "norm_pos", np.nan, np.float64)[s:e]
+    tt = t_s[s:e]
+    cross = []
+    if np.isfinite(norm).sum() >= 2:
+        f0, f1 = norm[:-1], norm[1:]
+        step = f1 - f0
+        for x in levels:
+            hit = np.flatnonzero((f0 < x) & (f1 >= x) & (step > 0) & (step < 0.5))
+            if not len(hit):
+                return None
+            j = int(hit[0])
+            cross.append(float(tt[j] + (x - f0[j]) / step[j] * (tt[j + 1] - tt[j])))
+    else:
+        speed = _channel(fr, "speed_kmh", np.nan, np.float64)
+        after = speed[e] if e < len(fr) else speed[e - 1]
+        T = np.concatenate(([lap.start_s], tt, [lap.end_s]))
+        V = np.concatenate(([speed[s]], speed[s:e], [after]))
+        if not np.isfinite(V).all():
+            return None
+        cum = np.concatenate(([0.0], np.cumsum(0.5 * (V[1:] + V[:-1]) * np.diff(T))))
+        if cum[-1] <= 0:
+            return None
+        cross = [float(np.interp(x, cum / cum[-1], T)) for x in levels]
+    edges = [lap.start_s, *cross, lap.end_s]
+    return [edges[k + 1] - edges[k] for k in range(SECTOR_COUNT)]
+
+
+# ---------------------------------------------------------------------------------------- use cases
+def _all_laps(runs: list[Frames]) -> list[tuple[Frames, list[Lap]]]:
+    out = [(fr, find_laps(fr)) for fr in runs]
+    if not any(laps for _, laps in out):
+        has_any = any(
+            ((_channel(fr, "lap_count", -1, np.int64) >= 0).any())
+            or np.isfinite(_channel(fr, "norm_pos", np.nan, np.float64)).any()
+            or np.isfinite(_channel(fr, "pos_x", np.nan, np.float64)).any()
+            for fr in runs
+        )
+        if not has_any:
+            raise ValueError("the frames carry no lap counter, lap position or world position to find laps with")
+    return out
+
+
+def _stats(times: list[int]) -> tuple[int | None, float | None, float | None]:
+    if not times:
+        return None, None, None
+    arr = np.asarray(times, dtype=np.float64)
+    std = float(arr.std(ddof=1)) if len(arr) > 1 else None
+    return int(arr.min()), float(arr.mean()), std
+
+
+def _r(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def analyze_lap_times(runs: list[Frames]) -> dict:
+    """Lap times of all runs.
+
+    Keys:
+        laps: [{run_id, lap, time_ms, valid, complete, source, invalid_reason}] in run, then
+            time order (``time_ms`` null for an unfinished lap).
+        best_lap_ms: fastest valid lap, ms; mean_lap_ms: mean of the valid laps, ms;
+        stddev_ms: sample standard deviation (n − 1) of the valid laps, ms (null with < 2).
+        summary: {laps, complete_laps, valid_laps, best_lap_ms, runs}.
+
+    Raises ValueError("no frames") for no runs or runs without frames, and ValueError when no
+    run has anything to find laps with.
+    """
+    runs = _nonempty(runs)
+    laps = [lap for _, rl in _all_laps(runs) for lap in rl]
+    times = [lap.time_ms for lap in laps if lap.valid and lap.complete and lap.time_ms is not None]
+    best, mean, std = _stats(times)
+    return {
+        "laps": [
+            {
+                "run_id": lap.run_id,
+                "lap": lap.lap,
+                "time_ms": lap.time_ms,
+                "valid": lap.valid,
+                "complete": lap.complete,
+                "source": lap.source,
+                "invalid_reason": lap.invalid_reason,
+            }
+            for lap in laps
+        ],
+        "best_lap_ms": best,
+        "mean_lap_ms": _r(mean, 3),
+        "stddev_ms": _r(std, 3),
+        "summary": {
+            "laps": len(laps),
+            "complete_laps": sum(lap.complete for lap in laps),
+            "valid_laps": len(times),
+            "best_lap_ms": best,
+            "runs": len(runs),
+        },
+    }
+
+
+def analyze_sectors(runs: list[Frames]) -> dict:
+    """Sector times of all runs' complete laps.
+
+    Keys:
+        sector_count: 3.
+        laps: [{run_id, lap, sectors_ms: [s1, s2, s3], time_ms, valid, source, consistent}] for
+            every complete, finished lap (``source``: ``"game"`` splits or ``"derived"`` thirds).
+        best_sectors_ms: per sector, the best over valid, consistent laps (null if none).
+        theoretical_best_ms: sum of the best sectors (null unless all three are known).
+        best_lap_ms: fastest valid lap, ms.
+        summary: {laps, valid_laps, best_lap_ms, theoretical_best_ms, sector_source}.
+
+    Raises ValueError as :func:`analyze_lap_times`.
+    """
+    runs = _nonempty(runs)
+    entries = []
+    all_laps = []
+    for fr, rl in _all_laps(runs):
+        all_laps.extend(rl)
+        entries.extend(lap_sectors(fr, rl))
+    best = [None] * SECTOR_COUNT
+    for en in entries:
+        if not (en["lap"].valid and en["consistent"]):
+            continue
+        for j, v in enumerate(en["sectors_ms"]):
+            if v is not None and (best[j] is None or v < best[j]):
+                best[j] = v
+    theoretical = sum(best) if all(v is not None for v in best) else None
+    lap_best, _, _ = _stats([lap.time_ms for lap in all_laps if lap.valid and lap.time_ms is not None])
+    sources = sorted({en["source"] for en in entries})
+    return {
+        "sector_count": SECTOR_COUNT,
+        "laps": [
+            {
+                "run_id": en["lap"].run_id,
+                "lap": en["lap"].lap,
+                "sectors_ms": en["sectors_ms"],
+                "time_ms": en["lap"].time_ms,
+                "valid": en["lap"].valid,
+                "source": en["source"],
+                "consistent": en["consistent"],
+            }
+            for en in entries
+        ],
+        "best_sectors_ms": best,
+        "theoretical_best_ms": theoretical,
+        "best_lap_ms": lap_best,
+        "summary": {
+            "laps": len(entries),
+            "valid_laps": sum(1 for en in entries if en["lap"].valid),
+            "best_lap_ms": lap_best,
+            "theoretical_best_ms": theoretical,
+            "sector_source": sources[0] if len(sources) == 1 else ("mixed" if sources else None),
+        },
+    }

@@ -1,0 +1,435 @@
+"""Track map, racing line and their shared geometry, against exact answers.
+
+The simulator's truth (track length, corners, the driven line's offset) and closed-form shapes
+(circles, the test ring's own arcs) say what the right answer is; the real AC capture of Monza
+checks that a map can be assembled from partial laps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import AC_MONZA, AC_MONZA_INDEX
+from rt.sim.frames import frames_from_sim
+
+from rt.analysis import racing_line, track_map
+from rt.analysis.frames import Frames
+from rt.analysis.geometry import (
+    best_lap,
+    closed_line_from_positions,
+    curvature_closed,
+    find_corners,
+    polyline_length,
+    run_clock,
+    smooth_periodic,
+    split_laps,
+    unwrapped_position,
+    windowed_slope,
+)
+from rt.decode import Decoder, concatenated_offsets
+from rt.protocols import default_protocols
+from rt.protocols.canonical import empty, to_canonical
+from rt.sim.driver import Simulation
+from rt.sim.track import TRACKS
+
+RING = TRACKS["test_ring"]
+LAP_S = 87.25  # the GT coupe's lap of the test ring, s (a little over)
+MONZA_LENGTH_M = 5793.0
+
+
+def sim_run(rate_hz: float, laps: float, game: str = "ac", run_id: str = "r", **kw):
+    sim = Simulation("gt_coupe", "test_ring", rate_hz=rate_hz, **kw)
+    frames, state = frames_from_sim(sim, int(rate_hz * (LAP_S * laps + 0.5)), game, meta={"run_id": run_id})
+    return sim, frames, state
+
+
+@pytest.fixture(scope="module")
+def ac_one_lap():
+    return sim_run(100.0, 1.0, seed=1)  # one complete lap (the sim starts on the line)
+
+
+@pytest.fixture(scope="module")
+def ac_three_laps():
+    return sim_run(333.0, 3.2, seed=2, lap_variation=0.04)  # laps up to 4 % slower
+
+
+@pytest.fixture(scope="module")
+def pcars_laps():
+    return sim_run(60.0, 2.0, game="pcars1", seed=3)  # positions quantised to 0.25 m
+
+
+def monza_frames() -> Frames:
+    raw = AC_MONZA.read_bytes()
+    cols = Decoder(default_protocols()["ac_car_info"]).columns(raw, concatenated_offsets(8641, 328))
+    delta_s = np.loadtxt(AC_MONZA_INDEX, delimiter=",", skiprows=1, usecols=1)
+    t_ns = 1_700_000_000 * 10**9 + np.rint(np.cumsum(delta_s) * 1e9).astype(np.int64)
+    return Frames.from_rows(to_canonical("ac_car_info", cols, t_ns), meta={"run_id": "monza"})
+
+
+def synthetic_frames(
+    norm: np.ndarray,
+    lap_count: np.ndarray | None = None,
+    rate_hz: float = 50.0,
+    **channels,
+):
+    """Canonical frames with the given norm_pos (and lap_count, else unknown) at a steady rate."""
+    rows = empty(len(norm))
+    rows["t_ns"] = (np.arange(len(norm)) * (1e9 / rate_hz)).astype(np.int64)
+    rows["norm_pos"] = norm
+    if lap_count is not None:
+        rows["lap_count"] = lap_count
+    for name, values in channels.items():
+        rows[name] = values
+    return Frames.from_rows(rows)
+
+
+# ---------------------------------------------------------------------------------------- geometry core
+@pytest.mark.parametrize("radius", [25.0, 200.0])
+@pytest.mark.parametrize("ccw", [True, False])
+def test_circle_length_and_curvature(radius, ccw):
+    n = 4000
+    rng = np.random.default_rng(0)
+    norm = rng.random(n)  # samples in any order, as several laps would give
+    ang = 2 * np.pi * norm * (1 if ccw else -1)
+    x, z = 50 + radius * np.cos(ang), -20 + radius * np.sin(ang)
+    _, lx, lz, _ = closed_line_from_positions(norm, x, z, bins=1000)
+    assert lx[0] == lx[-1] and lz[0] == lz[-1]  # closed
+    assert polyline_length(lx, lz) == pytest.approx(2 * np.pi * radius, rel=2e-4)
+    s, _, _, kappa, length = curvature_closed(lx, lz)  # 2 m steps, σ = 8 m
+    sign = 1 if ccw else -1  # counter-clockwise (heading from +x towards +z grows) = left = +
+    np.testing.assert_allclose(kappa, sign / radius, rtol=0.01)
+    corners = find_corners(kappa, length / len(s))
+    assert len(corners) == 1 and corners[0].turn_rad == pytest.approx(sign * 2 * np.pi, rel=1e-3)
+    assert corners[0].radius_m == pytest.approx(radius, rel=0.01)
+
+
+def test_closed_line_refuses_a_hole():
+    norm = np.linspace(0, 0.9, 900)
+    with pytest.raises(ValueError, match="do not go round"):
+        closed_line_from_positions(norm, np.cos(norm), np.sin(norm))
+
+
+def test_corners_of_the_exact_test_ring():
+    # The ring's own centre line (closed form), through the same corner finder the map uses.
+    s = np.linspace(0, RING.length_m, 20001)
+    x, z = RING.xz(s)
+    x[-1], z[-1] = x[0], z[0]
+    corners = track_map.corners_of_line(s / RING.length_m, x, z)
+    truth = RING.corners()
+    assert [c["direction"] for c in corners] == [c.direction for c in truth]
+    for c, t in zip(corners, truth):
+        assert c["norm_pos"] * RING.length_m == pytest.approx(t.apex_m, abs=1.0)
+        assert c["angle_deg"] == pytest.approx(t.angle_deg, abs=3.0)
+        assert c["radius_m"] == pytest.approx(t.radius_m, rel=0.06)
+    assert polyline_length(x, z) == pytest.approx(RING.length_m, rel=1e-6)
+    assert track_map.total_turn_deg(x, z) == pytest.approx(360.0, abs=0.5)  # counter-clockwise
+
+
+def test_find_corners_merges_a_dip_and_drops_kinks():
+    ds = 1.0
+    k = np.zeros(2000)
+    k[100:160] = 1 / 50  # a corner …
+    k[160:175] = 1 / 600  # … whose curvature dips below the threshold for 15 m …
+    k[175:220] = 1 / 45  # … and tightens again: one corner
+    k[600:620] = 1 / 300  # a 3.8° kink: not a corner
+    k[1000:1080] = -1 / 80  # a right-hander
+    found = find_corners(k, ds)
+    assert [(c.turn_rad > 0) for c in found] == [True, False]
+    assert found[0].first == 100 and found[0].last == 219
+
+
+def test_smooth_periodic_keeps_constants_and_the_mean():
+    v = np.sin(np.linspace(0, 2 * np.pi, 100, endpoint=False)) + 3
+    out = smooth_periodic(v, 30.0)  # kernel longer than the sequence: wraps more than once
+    assert out.mean() == pytest.approx(3.0)
+    assert np.ptp(out) < np.ptp(v)
+    np.testing.assert_allclose(smooth_periodic(np.full(50, 2.0), 4.0), 2.0)
+
+
+def test_windowed_slope_ignores_jitter():
+    rng = np.random.default_rng(1)
+    t = np.cumsum(rng.uniform(0.005, 0.025, 400))  # jittered receive times
+    v = 200.0 - 30.0 * t
+    slope = windowed_slope(t, v, 0.15)
+    np.testing.assert_allclose(slope[np.isfinite(slope)], -30.0, rtol=1e-9)
+    assert np.isfinite(slope).all()
+
+
+def test_run_clock_uses_the_game_timer_over_bursty_receive_times():
+    n = 300
+    lap_ms = 10_000 + np.arange(n) * 16  # the game's timer: steady 16 ms steps …
+    recv = np.repeat(np.arange(n // 10) * 0.16, 10)  # … received in bursts of ten
+    rows = empty(n)
+    rows["t_ns"] = (recv * 1e9).astype(np.int64)
+    rows["lap_time_ms"] = lap_ms
+    t, source = run_clock(Frames.from_rows(rows))
+    assert source == "game"
+    np.testing.assert_allclose(np.diff(t), 0.016)
+    speed = 250 - 20 * (lap_ms - lap_ms[0]) / 1000.0
+    assert np.nanmedian(windowed_slope(t, speed, 0.15)) == pytest.approx(-20.0)
+
+
+# ---------------------------------------------------------------------------------------- laps
+def test_unwrapped_position_and_rewind():
+    norm = np.array([0.95, 0.99, 0.01, 0.05, 0.5, 0.3, 0.95, 0.02])
+    p = unwrapped_position(norm)
+    np.testing.assert_allclose(p, [0.95, 0.99, 1.01, 1.05, 1.5, 1.3, 1.95, 2.02])
+
+
+def test_split_laps_by_lap_count_and_by_wrap():
+    one = np.linspace(0, 1, 500, endpoint=False)
+    norm = np.concatenate([one[200:], one, one, one[:100]])  # partial, two full, partial
+    lc = np.concatenate([np.zeros(300), np.ones(500), np.full(500, 2), np.full(100, 3)]).astype(np.int32)
+    for count in (
+        lc,
+        None,
+    ):  # with the game's lap counter, and without (norm_pos wraps)
+        laps = split_laps([synthetic_frames(norm, count)])
+        assert [(lap.complete, len(lap)) for lap in laps] == [
+            (False, 300),
+            (True, 500),
+            (True, 500),
+            (False, 100),
+        ]
+        assert laps[1].time_ms == pytest.approx(10_000, abs=1)  # 500 frames at 50 Hz, crossing interpolated
+        assert laps[1].p.min() >= 0 and laps[1].p.max() < 1
+    assert [lap.lap for lap in split_laps([synthetic_frames(norm, lc)])] == [1, 2, 3, 4]
+
+
+def test_split_laps_counter_and_wrap_a_frame_apart():
+    # The game counts the lap a frame before its position wraps: the lap still runs 0..1.
+    one = np.linspace(0, 1, 500, endpoint=False)
+    norm = np.concatenate([one, one, one[:10]])
+    lc = np.concatenate([np.zeros(499), np.ones(500), np.full(11, 2)]).astype(np.int32)
+    laps = split_laps([synthetic_frames(norm, lc)])
+    assert laps[1].complete and laps[1].p[0] == pytest.approx(one[-1] - 1, abs=1e-6)  # float32
+    assert laps[1].time_ms == pytest.approx(10_000, abs=1)
+
+
+def test_split_laps_flags_a_rewind_and_prefers_the_game_time():
+    one = np.linspace(0, 1, 500, endpoint=False)
+    lap2 = np.concatenate([one[:300], one[200:]])  # rewound from 0.6 back to 0.4
+    norm = np.concatenate([one, lap2, one[:50]])
+    lc = np.concatenate([np.zeros(500), np.ones(600), np.full(50, 2)]).astype(np.int32)
+    last = np.concatenate([np.full(500, -1), np.full(600, 9_990), np.full(50, 12_003)]).astype(np.int32)
+    laps = split_laps([synthetic_frames(norm, lc, last_lap_ms=last)])
+    assert laps[0].good and laps[0].time_ms == 9_990 and laps[0].time_source == "game"
+    assert laps[1].complete and laps[1].rewind and not laps[1].good
+    assert laps[1].time_ms == pytest.approx(12_000, abs=5)  # 12 003 by the game
+    assert best_lap(laps) is laps[0]
+
+
+# ---------------------------------------------------------------------------------------- track map
+def check_map(res: dict, sim: Simulation, apex_tol_m: float) -> None:
+    truth = sim.truth
+    assert res["length_m"] == pytest.approx(truth.track_length_m, rel=1e-3)  # brief: 1 %; we do 0.1 %
+    corners = res["corners"]
+    assert [c["number"] for c in corners] == list(range(1, len(truth.corners) + 1))
+    assert [c["direction"] for c in corners] == [c.direction for c in truth.corners]
+    for c, t in zip(corners, truth.corners):
+        assert c["norm_pos"] * truth.track_length_m == pytest.approx(t.apex_m, abs=apex_tol_m)
+        assert c["radius_m"] == pytest.approx(t.radius_m, rel=0.1)
+        x, z = RING.xz(t.apex_m)
+        assert math.hypot(c["x"] - x, c["z"] - z) < apex_tol_m + 1.0
+    assert res["summary"]["rotation"] == "counter-clockwise"  # the ring turns left overall
+    assert len(res["x"]) == len(res["z"]) == len(res["norm_pos"]) <= 2000
+    assert res["x"][0] == res["x"][-1] and res["norm_pos"][-1] == 1.0
+    json.dumps(res, allow_nan=False)
+
+
+def test_track_map_from_one_lap(ac_one_lap):
+    sim, frames, _ = ac_one_lap
+    res = track_map.analyze([frames])
+    assert res["summary"]["laps_used"] == 1 and res["summary"]["source"] == "complete laps"
+    check_map(res, sim, apex_tol_m=3.0)
+
+
+def test_track_map_from_several_laps(ac_three_laps):
+    sim, frames, _ = ac_three_laps
+    res = track_map.analyze([frames])
+    assert res["summary"]["laps_used"] == 3
+    check_map(res, sim, apex_tol_m=3.0)
+
+
+def test_track_map_from_quantised_pcars_positions(pcars_laps):
+    sim, frames, _ = pcars_laps
+    check_map(track_map.analyze([frames]), sim, apex_tol_m=5.0)
+
+
+def test_track_map_follows_the_points_on_the_track(ac_one_lap):
+    _, frames, _ = ac_one_lap
+    res = track_map.analyze([frames])
+    s = np.asarray(res["norm_pos"][:-1]) * RING.length_m
+    x, z = RING.xz(s)
+    err = np.hypot(np.asarray(res["x"][:-1]) - x, np.asarray(res["z"][:-1]) - z)
+    assert err.max() < 0.1  # m: the map is the centre line the car drove
+
+
+def test_track_map_empty_and_unusable():
+    with pytest.raises(ValueError):
+        track_map.analyze([])
+    with pytest.raises(ValueError):
+        track_map.analyze([synthetic_frames(np.zeros(0))])
+    part = synthetic_frames(np.linspace(0.1, 0.5, 200), pos_x=np.arange(200.0), pos_z=np.zeros(200))
+    with pytest.raises(ValueError, match="go round"):
+        track_map.analyze([part])
+    no_pos = synthetic_frames(np.linspace(0, 1, 200, endpoint=False))
+    with pytest.raises(ValueError, match="position"):
+        track_map.analyze([no_pos])
+
+
+def test_track_map_of_monza_from_partial_laps():
+    # The capture starts in the pit box at norm_pos 0.043, drives out and laps to the line, then
+    # goes on to norm_pos 0.05: no complete lap, but together the frames go round once.
+    res = track_map.analyze([monza_frames()])
+    summ = res["summary"]
+    assert summ["source"] == "partial laps" and summ["laps_complete"] == 0
+    assert summ["pit_frames_skipped"] > 300  # the standing start in the pit lane is left out
+    assert res["length_m"] == pytest.approx(MONZA_LENGTH_M, rel=0.05)
+    assert abs(summ["total_turn_deg"]) == pytest.approx(360, abs=1)
+    # The shape: about 1.25 km wide and 2.2 km long, as the real circuit.
+    x, z = np.asarray(res["x"]), np.asarray(res["z"])
+    assert 1100 < np.ptp(x) < 1400 and 2000 < np.ptp(z) < 2300
+    corners = res["corners"]
+
+    def within(lo, hi):
+        return [c for c in corners if lo <= c["norm_pos"] <= hi]
+
+    # Rettifilo and Roggia are two-part chicanes, Ascari three parts, alternating direction;
+    # Parabolica is one long bend of ~170°. (Which way round is "left" depends on AC's frame:
+    # with the simulator's convention the capture turns counter-clockwise, where the real Monza
+    # runs clockwise — so directions are only compared with each other here.)
+    for lo, hi, parts in ((0.15, 0.18, 2), (0.36, 0.39, 2), (0.67, 0.74, 3)):
+        chicane = within(lo, hi)
+        assert len(chicane) == parts
+        dirs = [c["direction"] for c in chicane]
+        assert all(a != b for a, b in itertools.pairwise(dirs))
+        assert all(c["radius_m"] < 120 for c in chicane)
+    parabolica = within(0.88, 0.93)
+    assert len(parabolica) == 1 and parabolica[0]["angle_deg"] == pytest.approx(170, abs=15)
+    json.dumps(res, allow_nan=False)
+
+
+# ---------------------------------------------------------------------------------------- racing line
+def test_lateral_deviation_on_concentric_circles():
+    ang = np.linspace(0, 2 * np.pi, 1000, endpoint=False)
+    r = 100.0
+    for sign in (
+        1,
+        -1,
+    ):  # counter-clockwise: the inside is on the left; clockwise: on the right
+        ref = r * np.cos(sign * ang), r * np.sin(sign * ang)
+        wide = (r + 1.5) * np.cos(sign * ang), (r + 1.5) * np.sin(sign * ang)
+        d = racing_line.lateral_deviation(*ref, *wide)
+        np.testing.assert_allclose(d, -1.5 * sign, atol=1e-6)
+
+
+def test_hotspots_find_the_bumps():
+    g = racing_line.grid(1000)
+    dev = np.zeros((3, 1000))
+    dev[1] = 2.0 * np.exp(-(((g - 0.30) / 0.01) ** 2))
+    dev[2] = -3.0 * np.exp(-(((g - 0.70) / 0.01) ** 2))
+    dev[2, 995] = 1.0  # near the line, round from 0.0
+    spots = racing_line.hotspots(dev, g, count=5)
+    assert [(round(g[i], 3), row) for i, row in spots[:3]] == [
+        (0.7, 2),
+        (0.3, 1),
+        (0.995, 2),
+    ]
+    assert all(np.abs(dev[row, i]) >= 0 for i, row in spots)
+
+
+def test_resample_lap_sorts_by_position():
+    p = np.array([0.0, 0.2, 0.1, 0.3, 0.5, 0.4, 0.9])  # late frames
+    x = p * 10
+    (out,) = racing_line.resample_lap(p, [x], np.array([0.05, 0.35, 0.7]))
+    np.testing.assert_allclose(out, [0.5, 3.5, 7.0])
+
+
+@pytest.fixture(scope="module")
+def offset_runs():
+    runs = {}
+    for i, offset in enumerate((0.0, 1.5, -2.0)):
+        _, frames, _ = sim_run(100.0, 2.0, seed=10 + i, line_offset_m=offset, run_id=f"offset{offset:+.1f}")
+        runs[offset] = frames
+    return runs
+
+
+def _signed(res: dict, run_id: str) -> list[float]:
+    return [lap["deviation_m"]["signed_mean"] for lap in res["laps"] if lap["run_id"] == run_id]
+
+
+@pytest.mark.parametrize("offset", [1.5, -2.0])
+def test_racing_line_measures_the_line_offset(offset_runs, offset):
+    centre, other = offset_runs[0.0], offset_runs[offset]
+    res = racing_line.analyze([centre, other])
+    ref = res["reference_lap"]
+    c_id, o_id = "offset+0.0", f"offset{offset:+.1f}"
+    # Laps of one run are identical: the lines are parallel, so the deviation is the same all round.
+    for rid in (c_id, o_id):
+        for lap in res["laps"]:
+            if lap["run_id"] == rid:
+                dm = lap["deviation_m"]
+                assert dm["max"] - dm["mean_abs"] < 0.2
+    rel = [o - c for o, c in zip(_signed(res, o_id), _signed(res, c_id))]
+    assert len(rel) == 2 and all(r == pytest.approx(offset, abs=0.5) for r in rel)
+    # Against the centre-line reference itself, sign included, when the centre lap is the fastest.
+    if ref["run_id"] == c_id:
+        assert all(s == pytest.approx(offset, abs=0.5) for s in _signed(res, o_id))
+    else:
+        assert all(s == pytest.approx(-offset, abs=0.5) for s in _signed(res, c_id))
+    json.dumps(res, allow_nan=False)
+
+
+def test_racing_line_reference_is_the_fastest_lap(offset_runs):
+    res = racing_line.analyze(list(offset_runs.values()))
+    laps = res["laps"]
+    assert len(laps) == 6 and sum(lap["reference"] for lap in laps) == 1
+    fastest = min(lap["lap_time_ms"] for lap in laps)
+    ref = next(lap for lap in laps if lap["reference"])
+    assert ref["lap_time_ms"] == fastest
+    assert laps.index(ref) == min(
+        i for i, lap in enumerate(laps) if lap["lap_time_ms"] == fastest
+    )  # tie → first
+    assert ref["deviation_m"] == {"mean_abs": 0.0, "max": 0.0, "signed_mean": 0.0}
+    n = len(res["norm_pos"])
+    assert n <= 1000 and all(len(lap[k]) == n for lap in laps for k in ("x", "z", "speed_kmh", "lateral_m"))
+    # The widest gap is between the +1.5 m and −2.0 m lines: 3.5 m.
+    assert res["summary"]["max_deviation_m"] == pytest.approx(3.5, abs=0.3)
+    assert 1 <= len(res["hotspots"]) <= 5
+    for h in res["hotspots"]:
+        assert abs(h["deviation_m"]) == pytest.approx(res["summary"]["max_deviation_m"], abs=0.3)
+
+
+def test_racing_line_speed_follows_the_sim(ac_one_lap):
+    _, frames, state = ac_one_lap
+    res = racing_line.analyze([frames])
+    lap = res["laps"][0]
+    s = np.asarray(res["norm_pos"]) * RING.length_m
+    lap0 = state["lap_count"] == 0
+    v_true = np.interp(s, state["lap_distance_m"][lap0], state["speed_ms"][lap0] * 3.6)
+    assert np.max(np.abs(np.asarray(lap["speed_kmh"]) - v_true)) < 1.0
+    assert res["hotspots"] == [] and res["summary"]["laps"] == 1
+
+
+def test_racing_line_empty_and_no_complete_lap():
+    with pytest.raises(ValueError):
+        racing_line.analyze([])
+    with pytest.raises(ValueError, match="complete lap"):
+        racing_line.analyze([monza_frames()])  # two partial laps
+
+
+def test_split_laps_with_a_stuck_lap_counter():
+    # Some sessions report lap_count but never step it: the wraps of norm_pos split the laps.
+    one = np.linspace(0, 1, 500, endpoint=False)
+    norm = np.concatenate([one, one, one[:100]])
+    laps = split_laps([synthetic_frames(norm, np.zeros(len(norm), np.int32))])
+    assert [(lap.lap, lap.complete, len(lap)) for lap in laps] == [
+        (1, True, 500),
+        (2, True, 500),
+        (3, False, 100),
+    ]
