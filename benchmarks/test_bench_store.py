@@ -7,7 +7,6 @@ and for downloads Sanic's own ``file_stream`` with its default 4 KiB chunks.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys

@@ -95,7 +95,7 @@ def manager_factory():
 def server_factory(tmp_path):
     made = []
 
-    def make(command: str = "serve", **env) -> Server:
+    def make(command: str = "serve", **env):
         from rigs import Server
 
         srv = Server(tmp_path, command, **env)

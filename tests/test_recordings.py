@@ -12,10 +12,9 @@ import uuid
 
 import h5py
 import numpy as np
-import pytest
 
 from conftest import PCARS1
-from rigs import ScriptedSim, free_udp_port, wait_until
+from rigs import ScriptedSim, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import AcServer, PushSender, pcars2_telemetry, sim_source, tt_driver
 from rt.store import rawfile

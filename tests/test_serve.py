@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 

@@ -148,3 +148,28 @@ def test_completing_a_session_without_frames_is_a_conflict(server_factory):
     assert srv.get(f"/api/sessions/{session['id']}")[1]["status"] == "active"
     assert srv.call("DELETE", f"/api/sessions/{session['id']}") == (204, None)
     assert srv.get(f"/api/sessions/{session['id']}")[0] == 404
+
+
+def test_monza_capture_replayed_into_a_run_gives_the_games_lap(server_factory):
+    from conftest import AC_MONZA
+    from rt.replay import load
+    from rt.sim.game import ReplaySource
+
+    port = free_udp_port()
+    srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(port))
+    _, session = srv.call("POST", "/api/sessions", {"use_case": "lap_times", "label": "Monza"})
+    status, run = srv.call("POST", f"/api/sessions/{session['id']}/runs", {"feed_name": "ksudp"})
+    assert status == 201
+    times, payloads = load(AC_MONZA)  # the capture with its original timing, 20× faster
+    ac = AcServer(ReplaySource(times, payloads, speed=20), "127.0.0.1", port).start()
+    try:
+        wait_until(lambda: srv.get("/api/live")[1]["feeds"]["ksudp"]["packets"] >= len(payloads), timeout=60)
+    finally:
+        ac.stop()
+    status, done = srv.call("POST", f"/api/sessions/{session['id']}/complete")
+    assert status == 200
+    laps = done["analysis"]["laps"]
+    timed = [lap for lap in laps if lap["time_ms"] is not None]
+    assert [lap["time_ms"] for lap in timed] == [344684]
+    assert timed[0]["source"] == "game" and timed[0]["complete"] is False  # the run saw only its end
+    assert done["runs"][0]["frame_count"] == len(payloads)

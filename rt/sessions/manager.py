@@ -29,7 +29,6 @@ from rt_ext.merge import merge_timelines
 from ..analysis.frames import Frames
 from ..analysis.registry import GUIDANCE, analyse
 from ..errors import StoreError
-from ..protocols import FEEDS
 from ..store.manifest import iso, read, write_atomic
 from ..store.recordings import NotFound as RecordingNotFound
 
