@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import run_clock
 from .frames import Frames, downsample, plain
 
 VERSION = 1
@@ -150,8 +151,9 @@ def _collect(runs: list[Frames]) -> _Samples:
         n = len(fr)
         if n == 0:
             continue
-        t_ns = np.asarray(fr.channels["t_ns"], dtype=np.int64)
-        t = (t_ns - t_ns[0]) / 1e9
+        # The game's own clock where it has one: receive times come in bursts (timer ticks, a
+        # replay, a busy machine) that no window can undo; the lap timer advances with game time.
+        t, _source = run_clock(fr)
         parts["t"].append(t + offset)
         # Runs never share a stretch: the next run starts far beyond any gap limit.
         offset += float(t[-1]) + 1000.0

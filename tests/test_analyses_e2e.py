@@ -1,0 +1,109 @@
+"""The four driving analyses end to end: simulator → UDP → server → session → analysis, over HTTP.
+
+The simulator runs 40× faster than real time; the analyses take their time base from the games'
+lap timers where they have one, so the results must still match the simulation's truth.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rigs import free_udp_port, wait_until
+from rt.sim.car import CARS
+from rt.sim.driver import Simulation
+from rt.sim.game import AcServer, PushSender, sim_source
+
+SPEED = 40.0
+
+
+def live(srv):
+    return srv.get("/api/live")[1]["feeds"]
+
+
+def start(srv, use_case: str, feed: str) -> tuple[dict, dict]:
+    status, session = srv.call("POST", "/api/sessions", {"use_case": use_case})
+    assert status == 201
+    status, run = srv.call("POST", f"/api/sessions/{session['id']}/runs", {"feed_name": feed})
+    assert status == 201, run
+    return session, run
+
+
+def laps_on(srv, feed: str) -> int:
+    return live(srv)[feed]["lap_count"] or 0
+
+
+def stop_and_complete(srv, session: dict, run: dict) -> dict:
+    assert srv.call("POST", f"/api/sessions/{session['id']}/runs/{run['id']}/stop")[0] == 200
+    status, done = srv.call("POST", f"/api/sessions/{session['id']}/complete")
+    assert status == 200, done
+    return done["analysis"]
+
+
+def test_shift_points_braking_track_map_and_racing_line_through_the_api(server_factory):
+    ksudp_port = free_udp_port()
+    srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port))
+    feeds = live(srv)
+    race = Simulation("gt_coupe", "test_ring", rate_hz=100.0, seed=4)
+    pulls = Simulation("gt_coupe", "test_ring", rate_hz=100.0, seed=5, mode="pulls")
+    senders = [
+        AcServer(sim_source("ac", race, speed=SPEED), "127.0.0.1", ksudp_port).start(),
+        PushSender(sim_source("pcars1", pulls, speed=SPEED), "127.0.0.1", feeds["pcars"]["port"]).start(),
+    ]
+    try:
+        wait_until(lambda: all(live(srv)[f]["health"] == "healthy" for f in ("ksudp", "pcars")), timeout=15)
+        braking, braking_run = start(srv, "braking_analysis", "ksudp")
+        track, track_run = start(srv, "track_map", "ksudp")
+        shift, shift_run = start(srv, "shift_points", "pcars")
+        first = {f: laps_on(srv, f) for f in ("ksudp", "pcars")}
+        wait_until(lambda: laps_on(srv, "ksudp") >= first["ksudp"] + 3 and laps_on(srv, "pcars") >= first["pcars"] + 2,
+                   timeout=60)
+        results = {name: stop_and_complete(srv, s, r)
+                   for name, (s, r) in {"braking": (braking, braking_run), "track": (track, track_run),
+                                        "shift": (shift, shift_run)}.items()}
+    finally:
+        for s in senders:
+            s.stop()
+
+    truth = race.truth
+    track_map = results["track"]
+    assert abs(track_map["length_m"] - truth.track_length_m) / truth.track_length_m < 0.01
+    assert [c["direction"] for c in track_map["corners"]] == [c.direction for c in truth.corners]
+
+    zones = results["braking"]["zones"]
+    assert len(zones) == len(truth.braking_onsets_m)
+    for zone, onset in zip(sorted(zones, key=lambda z: z["distance_m"]), sorted(truth.braking_onsets_m)):
+        assert abs(zone["distance_m"] - onset) < 5.0, (zone["distance_m"], onset)
+
+    car = CARS["gt_coupe"]
+    gears = {g["gear"]: g for g in results["shift"]["gears"]}
+    assert {1, 2, 3, 4} <= set(gears)
+    for gear in (1, 2, 3, 4):
+        true_rpm = car.optimal_upshift_rpm(gear)
+        assert abs(gears[gear]["recommended_rpm"] - true_rpm) / true_rpm < 0.02, (gear, gears[gear], true_rpm)
+
+
+def test_racing_line_of_an_offset_run_through_the_api(server_factory):
+    srv = server_factory()
+    port = live(srv)["telemetry_tool"]["port"]
+    status, session = srv.call("POST", "/api/sessions", {"use_case": "racing_line"})
+    run_ids = []
+    for offset in (0.0, 1.5):
+        sim = Simulation("gt_coupe", "test_ring", rate_hz=60.0, seed=6, line_offset_m=offset)
+        sender = PushSender(sim_source("tt", sim, speed=SPEED), "127.0.0.1", port).start()
+        try:
+            wait_until(lambda: live(srv)["telemetry_tool"]["health"] == "healthy", timeout=15)
+            status, run = srv.call("POST", f"/api/sessions/{session['id']}/runs", {"feed_name": "telemetry_tool"})
+            first = laps_on(srv, "telemetry_tool")
+            wait_until(lambda: laps_on(srv, "telemetry_tool") >= first + 2, timeout=60)
+            srv.call("POST", f"/api/sessions/{session['id']}/runs/{run['id']}/stop")
+            run_ids.append(run["id"])
+        finally:
+            sender.stop()
+    status, done = srv.call("POST", f"/api/sessions/{session['id']}/complete")
+    assert status == 200, done
+    line = done["analysis"]
+    by_run = {}
+    for lap in line["laps"]:
+        by_run.setdefault(lap["run_id"], []).append(lap["deviation_m"]["signed_mean"])
+    centre, offset = np.mean(by_run[run_ids[0]]), np.mean(by_run[run_ids[1]])
+    assert abs((offset - centre) - 1.5) < 0.5, (centre, offset)
