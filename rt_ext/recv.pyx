@@ -15,7 +15,7 @@ falls back to a Python ``recv_into`` loop.
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
 from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify, rt_close_fd, rt_drain_fd,
@@ -31,7 +31,7 @@ HAVE_RECVMMSG = bool(RT_HAVE_RECVMMSG)
 SO_TIMESTAMPNS = RT_SO_TIMESTAMPNS
 
 #: Per-socket counters, columns of :attr:`ReceiverLoop.counters`.
-COUNTER_NAMES = ("accepted", "refused", "dropped", "errors", "batches")
+COUNTER_NAMES = ("accepted", "refused", "dropped", "errors", "batches", "shed")
 
 cdef enum:
     MAX_SOCKETS = 15        # plus the wake-up pipe: 16 poll entries
@@ -56,6 +56,9 @@ cdef class ReceiverLoop:
     cdef volatile int stopping
     cdef object _counters
     cdef int64_t[:, ::1] cnt
+    cdef const int64_t *rules[15]   # classification rules per socket (rows: length, offset, mask, value, kind)
+    cdef int nrules[15]
+    cdef object _rules_keep
     cdef object _scratch
     cdef uint8_t *scratch
     cdef int64_t scratch_ts[64]
@@ -67,8 +70,11 @@ cdef class ReceiverLoop:
         self.wake_w = -1
 
     def __init__(self, sockets, double period_ms=5.0, int notify_fd=-1, double notify_every_ms=100.0):
-        """``sockets``: sequence of ``(fileno, ring, allow)`` where ``allow`` is ``None`` or a list
-        of ``(ip, port)`` sources to accept (port 0 = any port).
+        """``sockets``: sequence of ``(fileno, ring, allow[, rules])`` where ``allow`` is ``None`` or
+        a list of ``(ip, port)`` sources to accept (port 0 = any port), and ``rules`` the feed's
+        classification rules (int64, n × 5, as ``rt.protocols``): when a ring is more than half
+        full, datagrams that match no rule are shed (counted, not kept), so a flood of garbage
+        cannot push well-formed telemetry out of a full ring.
 
         ``notify_fd``: a non-blocking pipe the consumer sleeps on. After a batch arrives the loop
         writes a byte to it, at most once per ``notify_every_ms`` — or at once when a ring is more
@@ -88,7 +94,17 @@ cdef class ReceiverLoop:
         self._scratch = np.zeros(RT_RECV_MAX_BATCH * SCRATCH_SLOT, dtype=np.uint8)
         cdef uint8_t[::1] sv = self._scratch
         self.scratch = &sv[0]
-        for i, (fd, ring, allow) in enumerate(sockets):
+        self._rules_keep = []
+        cdef const int64_t[:, ::1] rv
+        for i, entry in enumerate(sockets):
+            fd, ring, allow = entry[0], entry[1], entry[2]
+            rules = np.ascontiguousarray(entry[3], dtype=np.int64) if len(entry) > 3 and entry[3] is not None else None
+            self.nrules[i] = 0
+            if rules is not None and rules.shape[0]:
+                self._rules_keep.append(rules)
+                rv = rules
+                self.rules[i] = &rv[0, 0]
+                self.nrules[i] = rules.shape[0]
             self.fds[i] = int(fd)
             self.rings.append(ring)
             self.cores[i] = &(<PacketRing?> ring).core
@@ -138,7 +154,7 @@ cdef class ReceiverLoop:
     cdef int64_t _drain(self, int i) noexcept nogil:
         cdef RingCore *ring = self.cores[i]
         cdef Py_ssize_t first, free_slots
-        cdef int64_t accepted = 0, refused = 0, total = 0
+        cdef int64_t accepted = 0, refused = 0, total = 0, kept
         cdef int got
         while True:
             free_slots = ring_reserve(ring, RT_RECV_MAX_BATCH, &first)
@@ -148,6 +164,10 @@ cdef class ReceiverLoop:
                                     ring.ts + first, ring.lens + first, <int> free_slots, self.allow[i], self.nallow[i],
                                     &accepted, &refused)
                 if got > 0:
+                    if self.nrules[i] and ring_pending(ring) * 2 > <uint64_t> ring.capacity:
+                        kept = self._shed(i, ring, first, accepted)
+                        self.cnt[i, 5] += accepted - kept
+                        accepted = kept
                     ring_commit(ring, accepted)
                     self.cnt[i, 0] += accepted
             else:
@@ -169,6 +189,36 @@ cdef class ReceiverLoop:
             self.cnt[i, 4] += 1
         return total
 
+    cdef int64_t _shed(self, int i, RingCore *ring, Py_ssize_t first, int64_t n) noexcept nogil:
+        """Keep only the well-formed of the ``n`` datagrams just received at ``first``; returns how many."""
+        cdef int64_t k, w = 0, length, off, keep
+        cdef int r
+        cdef const int64_t *rule
+        cdef uint8_t *src
+        cdef bint good
+        for k in range(n):
+            length = ring.lens[first + k]
+            src = ring.data + (first + k) * ring.slot_size
+            good = False
+            for r in range(self.nrules[i]):
+                rule = self.rules[i] + 5 * r
+                if rule[0] != length:
+                    continue
+                off = rule[1]
+                if off >= 0 and (off >= length or (src[off] & rule[2]) != rule[3]):
+                    continue
+                good = True
+                break
+            if not good:
+                continue
+            if w != k:
+                keep = length if length <= ring.slot_size else ring.slot_size
+                memcpy(ring.data + (first + w) * ring.slot_size, src, keep)
+                ring.ts[first + w] = ring.ts[first + k]
+                ring.lens[first + w] = ring.lens[first + k]
+            w += 1
+        return w
+
     cdef void _notify(self) noexcept nogil:
         cdef int i
         cdef int64_t now
@@ -188,7 +238,7 @@ cdef class ReceiverLoop:
         if not HAVE_RECVMMSG:
             raise OSError("recvmmsg is not available on this platform")
         cdef int i, r
-        cdef int64_t total = 0, got
+        cdef int64_t total = 0, got = 0
         with nogil:
             while not self.stopping:
                 r = rt_wait_readable(self.fds, self.nsock + 1, 1000)

@@ -62,6 +62,7 @@ SCHEMAS = {
             "malformed": {"type": "integer"},
             "dropped": {"type": "integer"},
             "refused": {"type": "integer"},
+            "shed": {"type": "integer"},
             "sequence_gaps": {"type": "integer"},
             "last_packet_age_ms": NUM,
             "car": _str(),

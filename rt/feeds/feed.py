@@ -62,6 +62,7 @@ class FeedStats:
     malformed: int = 0
     dropped: int = 0
     refused: int = 0  # datagrams from a source that is not allowed (not recorded)
+    shed: int = 0  # malformed datagrams not kept because the ring was over half full (a flood)
     sequence_gaps: int = 0
     errors: int = 0
 
@@ -257,6 +258,7 @@ class Feed:
             best_lap_ms=i("best_lap_ms"),
             sequence_gaps=self.stats.sequence_gaps,
             refused=self.stats.refused,
+            shed=self.stats.shed,
         )
         if self.error:
             out["error"] = self.error

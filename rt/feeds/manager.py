@@ -100,12 +100,14 @@ class FeedManager:
             except OSError as exc:
                 log.warning("%s: cannot bind %s:%d (%s); the feed is not available", name, cfg.listen, port, exc.strerror)
                 self.feeds[name] = Feed(name, port, self.protocols, None, error=f"cannot bind {cfg.listen}:{port}: {exc.strerror}")
-        bound = [(f.sock, f.ring, self._allow.get(f.name)) for f in self.feeds.values() if f.sock is not None]
+        bound = [(f.sock, f.ring, self._allow.get(f.name), self.protocols.feed_rules[f.name].rules)
+                 for f in self.feeds.values() if f.sock is not None]
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         if HAVE_RECVMMSG:
-            self._loop = ReceiverLoop([(s.fileno(), r, a) for s, r, a in bound], cfg.recv_period_ms, self._wake_w, TICK_S * 1000)
+            self._loop = ReceiverLoop([(s.fileno(), r, a, rules) for s, r, a, rules in bound], cfg.recv_period_ms,
+                                      self._wake_w, TICK_S * 1000)
             self._spawn("rt-receive", self._loop.run)
         else:
             self._spawn("rt-receive", lambda: self._python_receive(bound))
@@ -194,6 +196,7 @@ class FeedManager:
             if counters is not None:
                 feed.stats.refused = int(counters[k, 1])
                 feed.stats.errors = int(counters[k, 3])
+                feed.stats.shed = int(counters[k, 5])
         if self.ksudp is not None:
             self.ksudp.tick()
         for callback in self.on_tick:
@@ -208,7 +211,7 @@ class FeedManager:
         sel = selectors.DefaultSelector()
         scratch = bytearray(65536)
         view = memoryview(scratch)
-        for sock, ring, allow in bound:
+        for sock, ring, allow, _rules in bound:
             sel.register(sock, selectors.EVENT_READ, (ring, {a[0] for a in allow} if allow else None))
         while not self._stop.is_set():
             for key, _ in sel.select(timeout=0.2):

@@ -69,7 +69,12 @@ class SessionManager:
 
     def open(self) -> None:
         """Load every session; runs left recording by a dead process end where their recording did."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            # A read-only data disk: the API still answers; creating a session is a clear 507.
+            log.error("sessions cannot be stored in %s: %s", self.dir, exc.strerror or exc)
+            return
         for path in sorted(self.dir.glob("*.json")):
             try:
                 session = read(path)
@@ -86,6 +91,8 @@ class SessionManager:
             self._save(session)
 
     def _save(self, session: dict) -> None:
+        if not self.dir.is_dir():
+            raise StoreError(f"sessions cannot be stored: {self.dir} does not exist and cannot be created")
         doc = dict(session)
         doc["_runs"] = {run["id"]: self._internal.get(run["id"], {}) for run in session["runs"]}
         write_atomic(self.dir / f"{session['id']}.json", doc)
@@ -115,8 +122,8 @@ class SessionManager:
                 "guidance": GUIDANCE[use_case],
                 "recording_id": None,
             }
-            self.sessions[session["id"]] = session
             self._save(session)
+            self.sessions[session["id"]] = session
             return self._view(session)
 
     def delete(self, session_id: str) -> None:

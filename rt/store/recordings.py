@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 import shutil
 import threading
 import time
@@ -75,6 +76,8 @@ class Active:
     dropped_base: dict[str, int]
     synced_bytes: int = 0  # raw bytes written up to the last sync
     frames: dict[str, int] = field(default_factory=dict)  # canonical frames per feed, queued ones included
+    durable: Future | None = None  # the fsync + manifest write under way
+    durable_error: StoreError | None = None
     first_ns: dict[str, int] = field(default_factory=dict)
     last_ns: dict[str, int] = field(default_factory=dict)
     last_sync: float = field(default_factory=time.monotonic)
@@ -93,6 +96,7 @@ class RecordingManager:
         self.active: Active | None = None
         self.last_error: dict | None = None  # the last recording that stopped on an error
         self._manifests: dict[str, dict] = {}
+        self._syncer = ThreadPoolExecutor(1, thread_name_prefix="rt-fsync")
         #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
         #: stops for any reason: runs recording in it end there.
         self.on_stop: list = []
@@ -104,7 +108,11 @@ class RecordingManager:
 
         Returns the ids that were repaired.
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.error("data directory %s unusable: %s; recordings cannot start", self.data_dir, exc.strerror or exc)
+            return []
         repaired = []
         for entry in sorted(self.data_dir.iterdir()):
             if not entry.is_dir() or not _is_uuid(entry.name):
@@ -290,6 +298,8 @@ class RecordingManager:
                     raise NotFound(rec_id)
                 raise Conflict("no recording is active" if rec_id is None else f"recording {rec_id} is not active")
             problems = [error] if error else []
+            if act.durable is not None:
+                act.durable.result()  # the last background fsync first: the files close next
             try:
                 act.h5.close()
             except StoreError as exc:
@@ -383,16 +393,29 @@ class RecordingManager:
             if low:
                 self._fail(StoreError(low))
                 return
+            if act.durable_error is not None:
+                self._fail(act.durable_error)
+                return
             try:
-                for writer in act.raw.values():
-                    writer.sync()
                 act.h5.flush()
-                write_atomic(act.dir / "manifest.json", self._live_manifest(act))
             except StoreError as exc:
                 self._fail(exc)
                 return
             act.last_sync = time.monotonic()
             act.synced_bytes += written
+            # fsync can take 100 ms and more on a busy disk: it runs beside the consumer, which
+            # keeps emptying the rings meanwhile. One at a time; a slow one delays the next.
+            if act.durable is None or act.durable.done():
+                act.durable = self._syncer.submit(self._make_durable, act, self._live_manifest(act))
+
+    def _make_durable(self, act: Active, manifest: dict) -> None:
+        """fsync the raw files, then write the manifest (on the sync thread)."""
+        try:
+            for writer in act.raw.values():
+                writer.sync()
+            write_atomic(act.dir / "manifest.json", manifest)
+        except StoreError as exc:
+            act.durable_error = exc  # the consumer stops the recording at its next sync
 
     def _low_disk(self, recent_bytes: int) -> str | None:
         """Why the data disk is too full to go on, or None.

@@ -1,0 +1,206 @@
+"""A soak run: the server records 3 feeds at a high rate while clients poll and start/stop runs.
+
+Used by the short soak test (seconds) and the long soak benchmark (``python -m rt.soak
+--seconds 660 --rate 5000``): the same invariants, at two lengths. It drives a real
+``rusty-telemetry serve`` process over real UDP and HTTP and reports, as JSON:
+
+* datagrams sent, received and recorded per feed (loss must be 0),
+* the server's resident memory over time (must stay flat), its CPU time, the files' sizes,
+* /api/live latencies while ingesting.
+
+Senders are Python ``sendto`` loops paced in 2 ms steps, one per feed in its own process, with
+datagrams built by the simulator's packet builders (AC RTCarInfo to a simulated AC that the
+server handshakes with, Telemetry Tool structs, PCARS 1 telemetry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sender(game: str, port: int, rate: float, seconds: float, seed: int, result) -> None:
+    """Send ``game`` datagrams at ``rate``/s for ``seconds`` (own process); puts the count sent."""
+    from .sim.driver import Simulation
+    from .sim.game import AcServer, PushSender, sim_source
+
+    sim = Simulation("gt_coupe", "test_ring", rate_hz=rate, seed=seed)
+    if game == "ac":
+        sender = AcServer(sim_source("ac", sim, rate_hz=rate), "127.0.0.1", port)
+    else:
+        sender = PushSender(sim_source(game, sim, rate_hz=rate), "127.0.0.1", port)
+    sender.start()
+    time.sleep(seconds)
+    sender.stop()
+    result.put((game, sender.sent))
+
+
+def _get(url: str, method: str = "GET", body: dict | None = None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None, poll_hz: float = 20.0) -> dict:
+    """Run one soak and return its report (see the module doc)."""
+    tmp = tempfile.mkdtemp(prefix="rt-soak-") if data_dir is None else data_dir
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        ksudp_port = probe.getsockname()[1]
+    env = dict(os.environ, RUSTY_TELEMETRY_API_PORT="0", RUSTY_TELEMETRY_TT_PORT="0", RUSTY_TELEMETRY_PCARS_PORT="0",
+               RUSTY_TELEMETRY_LISTEN="127.0.0.1", RUSTY_TELEMETRY_DATA_DIR=str(Path(tmp) / "data"),
+               RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port), RUSTY_TELEMETRY_MIN_FREE_MB="0")
+    log = open(Path(tmp) / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "rt", "serve", "--plain"], env=env, stdout=subprocess.PIPE,
+                              stderr=log, text=True)
+    try:
+        for line in server.stdout:
+            if "listening on" in line:
+                url = line.rsplit(" ", 1)[1].strip()
+                break
+        else:
+            raise RuntimeError("server did not start")
+        feeds = _get(f"{url}/api/live")["feeds"]
+        rec = _get(f"{url}/api/recordings", "POST", {"name": "soak"})
+        results: mp.Queue = mp.get_context("spawn").Queue()
+        ctx = mp.get_context("spawn")
+        procs = [
+            ctx.Process(target=_sender, args=("ac", ksudp_port, rate, seconds, 1, results)),
+            ctx.Process(target=_sender, args=("tt", feeds["telemetry_tool"]["port"], rate, seconds, 2, results)),
+            ctx.Process(target=_sender, args=("pcars1", feeds["pcars"]["port"], rate, seconds, 3, results)),
+        ]
+        for p in procs:
+            p.start()
+
+        stop = threading.Event()
+        latencies: list[float] = []
+        memory: list[tuple[float, float]] = []
+        runs = {"started": 0, "stopped": 0}
+        errors: list[str] = []
+        t0 = time.monotonic()
+
+        def poll() -> None:
+            while not stop.is_set():
+                start = time.perf_counter()
+                try:
+                    _get(f"{url}/api/live")
+                    latencies.append(time.perf_counter() - start)
+                except Exception as exc:  # noqa: BLE001 - counted and reported, not hidden
+                    errors.append(f"live: {exc}")
+                stop.wait(1.0 / poll_hz)
+
+        def churn() -> None:
+            session = _get(f"{url}/api/sessions", "POST", {"use_case": "general", "label": "soak"})
+            while not stop.is_set():
+                try:
+                    run = _get(f"{url}/api/sessions/{session['id']}/runs", "POST", {"feed_name": "ksudp"})
+                    runs["started"] += 1
+                    stop.wait(0.5)
+                    _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}/stop", "POST")
+                    runs["stopped"] += 1
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(f"runs: {exc}")
+                stop.wait(0.25)
+
+        def sample_memory() -> None:
+            while not stop.is_set():
+                memory.append((round(time.monotonic() - t0, 1), round(_rss_mb(server.pid), 1)))
+                stop.wait(max(1.0, seconds / 60))
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (poll, churn, sample_memory)]
+        for t in threads:
+            t.start()
+        cpu0 = _cpu_s(server.pid)
+        for p in procs:
+            p.join()
+        sent = dict(results.get() for _ in procs)
+        # let the last datagrams reach the rings and the disk
+        deadline = time.monotonic() + 10
+        feed_names = {"ac": "ksudp", "tt": "telemetry_tool", "pcars1": "pcars"}
+        while time.monotonic() < deadline:
+            live = _get(f"{url}/api/live")["feeds"]
+            if all(live[feed_names[g]]["packets"] >= n for g, n in sent.items()):
+                break
+            time.sleep(0.2)
+        stop.set()
+        for t in threads:
+            t.join()
+        cpu = _cpu_s(server.pid) - cpu0
+        wall = time.monotonic() - t0
+        stopped = _get(f"{url}/api/recordings/stop", "POST")
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+        log.close()
+    from .store import rawfile
+
+    rec_dir = Path(tmp) / "data" / rec["id"]
+    recorded = {}
+    for game, feed in feed_names.items():
+        t_ns, _, lengths, _ = rawfile.parse((rec_dir / f"{feed}.bin").read_bytes())
+        # ksudp holds the handshake answer too; count the car datagrams only
+        recorded[game] = int((lengths == {"ac": 328, "tt": 357, "pcars1": 1367}[game]).sum())
+    lat = sorted(latencies)
+    return {
+        "seconds": round(wall, 1),
+        "rate_per_feed": rate,
+        "sent": sent,
+        "recorded": recorded,
+        "received": {g: stopped["feeds"][f]["packets"] for g, f in feed_names.items()},
+        "lost": {g: sent[g] - recorded[g] for g in sent},
+        "dropped": {f: c["dropped"] for f, c in stopped["feeds"].items()},
+        "memory_mb": memory,
+        "cpu_percent_of_one_core": round(cpu / wall * 100, 1),
+        "files_mb": {p.name: round(p.stat().st_size / 1e6, 1) for p in sorted(rec_dir.iterdir())},
+        "live_requests": len(lat),
+        "live_p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else None,
+        "live_p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
+        "runs": runs,
+        "errors": errors[:20],
+        "server_log_tracebacks": (Path(tmp) / "server.log").read_text().count("Traceback"),
+        "data_dir": tmp,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=660.0)
+    parser.add_argument("--rate", type=float, default=5000.0, help="datagrams/s per feed")
+    args = parser.parse_args(argv)
+    report = run(args.seconds, args.rate)
+    print(json.dumps(report, indent=2))
+    return 0 if all(v == 0 for v in report["lost"].values()) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
