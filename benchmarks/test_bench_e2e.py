@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.test_bench_ingest import RCVBUF, cbin  # noqa: F401 - the compiled C tools fixture
+from benchmarks.test_bench_ingest import RCVBUF
 from rt.store import rawfile
 
 CAPTURES = Path(__file__).parent.parent / "tests" / "data" / "captures"
@@ -144,7 +144,7 @@ def _search(round_fn) -> tuple[int, list]:
 @pytest.mark.benchmark(group="e2e: highest zero-loss rate into storage")
 @pytest.mark.parametrize("feed", sorted(FEEDS))
 @pytest.mark.parametrize("receiver", ["rt", "python", "c"])
-def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):  # noqa: F811
+def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):
     template = _template(tmp_path, feed)
     result = {}
 
@@ -185,7 +185,7 @@ def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):  # n
 
 
 @pytest.mark.benchmark(group="e2e: /api/live while ingesting 3 x 333 Hz")
-def test_live_requests_while_ingesting(benchmark, cbin, tmp_path):  # noqa: F811
+def test_live_requests_while_ingesting(benchmark, cbin, tmp_path):
     srv = RtServer(tmp_path)
     senders = [subprocess.Popen([str(cbin / "udp_blast"), "127.0.0.1", str(srv.ports[f]), "100000", str(t[1]), "333",
                                  str(t[0]), str(t[2])], stdout=subprocess.DEVNULL)
@@ -211,6 +211,7 @@ def test_live_requests_while_ingesting(benchmark, cbin, tmp_path):  # noqa: F811
     finally:
         for s in senders:
             s.kill()
+            s.wait()
         srv.close()
     lat = sorted(latencies)
     benchmark.extra_info.update(requests_per_s=round(len(lat) / 5.0), p50_ms=round(lat[len(lat) // 2] * 1e3, 2),

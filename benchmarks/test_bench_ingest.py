@@ -35,14 +35,6 @@ RATES = (50_000, 100_000, 200_000, 400_000, 800_000, 1_600_000, 3_200_000)
 ROUND_S = 0.5
 
 
-@pytest.fixture(scope="module")
-def cbin(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cbin")
-    for name in ("udp_blast", "recvmmsg_sink"):
-        subprocess.run(["cc", "-O2", "-o", str(out / name), str(C_DIR / f"{name}.c")], check=True)
-    return out
-
-
 def blast(cbin: Path, port: int, count: int, rate: float) -> tuple[int, float]:
     """Send ``count`` datagrams at ``rate``; returns (sent, the rate actually achieved per second)."""
     out = subprocess.run([str(cbin / "udp_blast"), "127.0.0.1", str(port), str(count), str(SIZE), str(rate)],

@@ -95,6 +95,8 @@ class H5Writer:
         self._layouts: dict[str, PacketLayout] = {}
         self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
         self.frames: dict[str, int] = {}  # canonical frames written per feed
+        self.pending_rows = 0  # queued rows, all kinds
+        self.pending_bytes = 0  # their decoded size
 
     def add(self, feed: str, layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
             canonical: np.ndarray | None) -> None:
@@ -103,11 +105,22 @@ class H5Writer:
         self._pending.setdefault((feed, layout.name), []).append(
             (np.array(t_ns, dtype=np.int64), {k: np.array(v) for k, v in columns.items()})
         )
+        self.pending_rows += len(t_ns)
+        self.pending_bytes += sum(v.nbytes for v in columns.values())
         if canonical is not None:
             self._canonical.setdefault(feed, []).append((np.array(canonical), layout.name))
 
     def flush(self) -> None:
         """Append everything queued and flush the file."""
+        self.append_pending()
+        try:
+            self.file.flush()
+        except (OSError, ValueError, RuntimeError) as exc:
+            FAILED_FILES.append(str(self.path))
+            raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
+
+    def append_pending(self) -> None:
+        """Append everything queued to the datasets (no file flush)."""
         try:
             for (feed, kind), parts in self._pending.items():
                 layout = self._layouts[kind]
@@ -124,7 +137,8 @@ class H5Writer:
             for feed, parts in self._canonical.items():
                 self._append_canonical(feed, parts)
             self._canonical.clear()
-            self.file.flush()
+            self.pending_rows = 0
+            self.pending_bytes = 0
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             FAILED_FILES.append(str(self.path))
             raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
