@@ -32,7 +32,7 @@ from benchmarks.test_bench_ingest import RCVBUF
 from rt.store import rawfile
 
 CAPTURES = Path(__file__).parent.parent / "tests" / "data" / "captures"
-RATES = (25_000, 50_000, 100_000, 200_000, 400_000)
+RATES = (25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000)
 ROUND_S = 1.0
 FEEDS = {
     # feed: (template bytes, size, offset of the sequence number)

@@ -50,7 +50,8 @@ class Sink(Protocol):
     def on_decoded(self, feed: "Feed", layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
                    canonical: np.ndarray | None) -> None:
         """The well-formed datagrams of one packet kind in the batch, decoded into columns, with
-        their canonical rows (None for kinds without driving data). Valid during the call."""
+        their canonical rows (None for kinds without driving data). All of them are allocated
+        afresh for each call (never ring memory), so a sink may keep them."""
 
 
 @dataclass

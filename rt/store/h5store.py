@@ -100,15 +100,14 @@ class H5Writer:
 
     def add(self, feed: str, layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
             canonical: np.ndarray | None) -> None:
-        """Queue one decoded group. Arrays are copied: the caller may reuse its buffers."""
+        """Queue one decoded group. The arrays are kept, not copied: the feed hands every sink
+        freshly allocated columns (see ``rt.feeds.feed.Sink``)."""
         self._layouts[layout.name] = layout
-        self._pending.setdefault((feed, layout.name), []).append(
-            (np.array(t_ns, dtype=np.int64), {k: np.array(v) for k, v in columns.items()})
-        )
+        self._pending.setdefault((feed, layout.name), []).append((np.asarray(t_ns, dtype=np.int64), dict(columns)))
         self.pending_rows += len(t_ns)
         self.pending_bytes += sum(v.nbytes for v in columns.values())
         if canonical is not None:
-            self._canonical.setdefault(feed, []).append((np.array(canonical), layout.name))
+            self._canonical.setdefault(feed, []).append((canonical, layout.name))
 
     def flush(self) -> None:
         """Append everything queued and flush the file."""
