@@ -192,21 +192,28 @@ def _recordings():
     return config, manager
 
 
-def _cmd_recover(args: argparse.Namespace) -> int:
+def _known_recording(config, rec_id: str) -> bool:
+    """True if ``rec_id`` names a recording in DATA_DIR; prints why not otherwise."""
     import uuid
 
+    try:
+        uuid.UUID(rec_id)
+    except ValueError:
+        print(f"rusty-telemetry: {rec_id!r} is not a recording id", file=sys.stderr)
+        return False
+    if not (config.data_dir / rec_id / "manifest.json").exists():
+        print(f"rusty-telemetry: no recording {rec_id} in {config.data_dir}", file=sys.stderr)
+        return False
+    return True
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
     config, manager = _recordings()
     if args.id is None:
         repaired = manager.open()
         print(f"{len(repaired)} recording(s) repaired in {config.data_dir}" + "".join(f"\n  {r}" for r in repaired))
         return 0
-    try:
-        uuid.UUID(args.id)
-    except ValueError:
-        print(f"rusty-telemetry: {args.id!r} is not a recording id", file=sys.stderr)
-        return 2
-    if not (config.data_dir / args.id / "manifest.json").exists():
-        print(f"rusty-telemetry: no recording {args.id} in {config.data_dir}", file=sys.stderr)
+    if not _known_recording(config, args.id):
         return 2
     manifest = manager.recover(args.id)
     print(f"{args.id}: {manifest['status']}, " + ", ".join(f"{f} {c['packets']} datagrams" for f, c in manifest["feeds"].items()))
@@ -214,16 +221,8 @@ def _cmd_recover(args: argparse.Namespace) -> int:
 
 
 def _cmd_redecode(args: argparse.Namespace) -> int:
-    import uuid
-
     config, manager = _recordings()
-    try:
-        uuid.UUID(args.id)
-    except ValueError:
-        print(f"rusty-telemetry: {args.id!r} is not a recording id", file=sys.stderr)
-        return 2
-    if not (config.data_dir / args.id / "manifest.json").exists():
-        print(f"rusty-telemetry: no recording {args.id} in {config.data_dir}", file=sys.stderr)
+    if not _known_recording(config, args.id):
         return 2
     manager.recover(args.id, force_rebuild=True)
     print(f"{args.id}: data.h5 rebuilt from the raw files")

@@ -109,3 +109,25 @@ def server_factory(tmp_path):
             srv.proc.wait()
         srv.proc.stdout.close()
         srv.log.close()
+
+
+def monza_frames():
+    """The real AC Monza capture as one run's Frames, with the capture's own arrival times."""
+    from rt.analysis.frames import Frames
+    from rt.decode import concatenated_offsets
+    from rt.protocols.canonical import to_canonical
+
+    raw = AC_MONZA.read_bytes()
+    cols = Decoder(default_protocols()["ac_car_info"]).columns(raw, concatenated_offsets(8641, 328))
+    delta_s = np.loadtxt(AC_MONZA_INDEX, delimiter=",", skiprows=1, usecols=1)
+    t_ns = 1_700_000_000 * 10**9 + np.rint(np.cumsum(delta_s) * 1e9).astype(np.int64)
+    return Frames.from_rows(to_canonical("ac_car_info", cols, t_ns), meta={"run_id": "monza"})
+
+
+def is_plain(value) -> bool:
+    """Only JSON's own Python types, all the way down (no numpy scalars or arrays)."""
+    if isinstance(value, dict):
+        return all(type(k) is str and is_plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(is_plain(v) for v in value)
+    return value is None or type(value) in (bool, int, float, str)

@@ -10,15 +10,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import AC_MONZA, AC_MONZA_INDEX
+from conftest import monza_frames
 from rt.sim.frames import frames_from_sim
 
 from rt.analysis import braking
 from rt.analysis.braking import braking_events, cluster_positions, zone_metrics
 from rt.analysis.frames import Frames
-from rt.decode import Decoder, concatenated_offsets
-from rt.protocols import default_protocols
-from rt.protocols.canonical import empty, to_canonical
+from rt.protocols.canonical import empty
 from rt.sim.driver import Simulation
 
 LAP_S = 87.25  # the GT coupe's lap of the test ring, s (a little over)
@@ -31,14 +29,6 @@ def sim_run(rate_hz: float, laps: float, game: str = "ac", seed: int = 0, **kw):
         sim, int(rate_hz * (LAP_S * laps + 0.5)), game, meta={"run_id": f"s{seed}"}
     )
     return sim, frames, state
-
-
-def monza_frames() -> Frames:
-    raw = AC_MONZA.read_bytes()
-    cols = Decoder(default_protocols()["ac_car_info"]).columns(raw, concatenated_offsets(8641, 328))
-    delta_s = np.loadtxt(AC_MONZA_INDEX, delimiter=",", skiprows=1, usecols=1)
-    t_ns = 1_700_000_000 * 10**9 + np.rint(np.cumsum(delta_s) * 1e9).astype(np.int64)
-    return Frames.from_rows(to_canonical("ac_car_info", cols, t_ns), meta={"run_id": "monza"})
 
 
 def true_zones(state: dict, onsets_m: tuple[float, ...]) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import is_plain
 from rt.sim.frames import frames_from_sim
 
 from rt.analysis.frames import Frames
@@ -19,15 +20,6 @@ def run():
     sim = Simulation(car="gt_coupe", track="test_ring", rate_hz=RATE, seed=5, lap_variation=0.02, mode="race")
     fr, state = frames_from_sim(sim, int(RATE * 200), "ac", meta={"run_id": "r1", "lost_frames": 7})
     return fr, state, sim
-
-
-def is_plain(value) -> bool:
-    """Only JSON's own Python types, all the way down (no numpy scalars or arrays)."""
-    if isinstance(value, dict):
-        return all(type(k) is str and is_plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(is_plain(v) for v in value)
-    return value is None or type(value) in (bool, int, float, str)
 
 
 def synthetic(speed_kmh: np.ndarray, rate_hz: float = 100.0, **channels) -> Frames:

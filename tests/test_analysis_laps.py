@@ -11,28 +11,17 @@ import statistics
 
 import numpy as np
 import pytest
-from conftest import AC_MONZA, AC_MONZA_INDEX
+from conftest import is_plain, monza_frames
 from rt.sim.frames import frames_from_sim
 
 from rt.analysis.frames import Frames
 from rt.analysis.laps import analyze_lap_times, analyze_sectors, find_laps
-from rt.decode import Decoder, concatenated_offsets
-from rt.protocols import default_protocols
-from rt.protocols.canonical import empty, to_canonical
+from rt.protocols.canonical import empty
 from rt.sim.driver import Simulation
 
 AC_HZ = 333.0
 PC_HZ = 60.0
 RUN_S = 370.0  # four whole laps of ≈ 88 s and part of a fifth
-
-
-def is_plain(value) -> bool:
-    """Only JSON's own Python types, all the way down (no numpy scalars or arrays)."""
-    if isinstance(value, dict):
-        return all(type(k) is str and is_plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(is_plain(v) for v in value)
-    return value is None or type(value) in (bool, int, float, str)
 
 
 def make_sim(rate_hz: float, variation: float = 0.02, seed: int = 3) -> Simulation:
@@ -384,14 +373,6 @@ def test_pcars2_sectors_from_distance_add_up():
 
 
 # ---------------------------------------------------------------------------------------- real capture
-def monza_frames() -> Frames:
-    raw = AC_MONZA.read_bytes()
-    cols = Decoder(default_protocols()["ac_car_info"]).columns(raw, concatenated_offsets(8641, 328))
-    delta_s = np.loadtxt(AC_MONZA_INDEX, delimiter=",", skiprows=1, usecols=1)
-    t_ns = 1_700_000_000 * 10**9 + np.rint(np.cumsum(delta_s) * 1e9).astype(np.int64)
-    return Frames.from_rows(to_canonical("ac_car_info", cols, t_ns), meta={"run_id": "monza"})
-
-
 def test_real_ac_capture_one_finished_lap():
     res = analyze_lap_times([monza_frames()])
     finished = [lap for lap in res["laps"] if lap["time_ms"] is not None]

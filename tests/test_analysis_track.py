@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import AC_MONZA, AC_MONZA_INDEX
+from conftest import monza_frames
 from rt.sim.frames import frames_from_sim
 
 from rt.analysis import racing_line, track_map
@@ -30,9 +30,7 @@ from rt.analysis.geometry import (
     unwrapped_position,
     windowed_slope,
 )
-from rt.decode import Decoder, concatenated_offsets
-from rt.protocols import default_protocols
-from rt.protocols.canonical import empty, to_canonical
+from rt.protocols.canonical import empty
 from rt.sim.driver import Simulation
 from rt.sim.track import TRACKS
 
@@ -60,14 +58,6 @@ def ac_three_laps():
 @pytest.fixture(scope="module")
 def pcars_laps():
     return sim_run(60.0, 2.0, game="pcars1", seed=3)  # positions quantised to 0.25 m
-
-
-def monza_frames() -> Frames:
-    raw = AC_MONZA.read_bytes()
-    cols = Decoder(default_protocols()["ac_car_info"]).columns(raw, concatenated_offsets(8641, 328))
-    delta_s = np.loadtxt(AC_MONZA_INDEX, delimiter=",", skiprows=1, usecols=1)
-    t_ns = 1_700_000_000 * 10**9 + np.rint(np.cumsum(delta_s) * 1e9).astype(np.int64)
-    return Frames.from_rows(to_canonical("ac_car_info", cols, t_ns), meta={"run_id": "monza"})
 
 
 def synthetic_frames(
