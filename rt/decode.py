@@ -10,8 +10,6 @@ Decode in chunks of a few thousand packets (:data:`CHUNK`): the working set then
 
 from __future__ import annotations
 
-from typing import Mapping
-
 import numpy as np
 
 from rt_ext.decode import DecodePlan, classify, slot_offsets
@@ -108,17 +106,3 @@ def classify_batch(rules: np.ndarray, buf, offsets: np.ndarray, lengths: np.ndar
     out = np.empty(offsets.shape[0], dtype=np.int16)
     bad = classify(_as_u8(buf), offsets, lengths, rules, out)
     return out, bad
-
-
-class DecoderSet:
-    """One :class:`Decoder` per layout, made on first use."""
-
-    def __init__(self, layouts: Mapping[str, PacketLayout] | None = None) -> None:
-        self._layouts = dict(layouts or {})
-        self._decoders: dict[str, Decoder] = {}
-
-    def __getitem__(self, layout: PacketLayout) -> Decoder:
-        dec = self._decoders.get(layout.name)
-        if dec is None or dec.layout is not layout:
-            dec = self._decoders[layout.name] = Decoder(layout)
-        return dec

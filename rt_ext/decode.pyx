@@ -69,10 +69,6 @@ cdef class DecodePlan:
             acc += self.element_bytes[f] * self.records[f]
         self.row_bytes = acc
 
-    def column_offsets(self):
-        """Byte offset of each field within a packed output row."""
-        return np.asarray(<int64_t[:max(self.nfields, 1)]> self.col_offset)[: self.nfields].copy()
-
     cdef int run(self, const uint8_t *buf, Py_ssize_t buflen, const int64_t *offsets, Py_ssize_t n,
                  uint8_t *out, bint rows) except -1 nogil:
         cdef Py_ssize_t i, f, r

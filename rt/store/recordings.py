@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Longest time between two syncs of an active recording, s (the most a crash can lose).
 SYNC_S = 0.5
-STATUSES = ("recording", "stopped", "interrupted")
 #: Queued decoded bytes that trigger an HDF5 append before the next sync (~20 ms of work with lzf).
 APPEND_BYTES = 2 << 20
 
