@@ -10,6 +10,8 @@ Decode in chunks of a few thousand packets (:data:`CHUNK`): the working set then
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from rt_ext.decode import DecodePlan, classify, slot_offsets
@@ -92,6 +94,29 @@ class Decoder:
             raise DecodeError(f"{self.layout.name}: {len(payload)} bytes, expected {self.layout.size}")
         cols = self.columns(payload, np.zeros(1, dtype=np.int64))
         return {name: col[0].tolist() if col.ndim > 1 else col[0].item() for name, col in cols.items()}
+
+
+class RowColumns(Mapping):
+    """Decoded packets as packed rows, read like columns: ``rc["speed_Kmh"]`` is a (strided) view.
+
+    The feed decodes into rows because the HDF5 store appends a whole packet kind as one compound
+    dataset (5× faster than one dataset per field); analysis-side code keeps reading columns.
+    """
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.rows[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in (self.rows.dtype.names or ())
+
+    def __iter__(self):
+        return iter(self.rows.dtype.names or ())
+
+    def __len__(self) -> int:
+        return len(self.rows.dtype.names or ())
 
 
 def concatenated_offsets(count: int, size: int) -> np.ndarray:

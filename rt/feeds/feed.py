@@ -19,7 +19,7 @@ import numpy as np
 
 from rt_ext.ring import PacketRing
 
-from ..decode import Decoder, classify_batch
+from ..decode import Decoder, RowColumns, classify_batch
 from ..protocols import Protocols, decode_text
 from ..protocols.canonical import CANONICAL_DTYPE, to_canonical
 from ..protocols.layout import PacketLayout
@@ -49,9 +49,10 @@ class Sink(Protocol):
 
     def on_decoded(self, feed: "Feed", layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
                    canonical: np.ndarray | None) -> None:
-        """The well-formed datagrams of one packet kind in the batch, decoded into columns, with
-        their canonical rows (None for kinds without driving data). All of them are allocated
-        afresh for each call (never ring memory), so a sink may keep them."""
+        """The well-formed datagrams of one packet kind in the batch, decoded (a mapping of field
+        name → column view over packed rows, ``columns.rows``), with their canonical rows (None
+        for kinds without driving data). All of them are allocated afresh for each call (never
+        ring memory), so a sink may keep them."""
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Feed:
             layout = self.protocols.kinds[kind_id]
             sel = kinds == kind_id
             group_t = t_ns[sel]
-            cols = self.decoder(layout).columns(buf, offsets[sel])
+            cols = RowColumns(self.decoder(layout).rows(buf, offsets[sel]))
             if handler is not None:
                 handler(self, layout, cols, group_t)
             canon = to_canonical(layout.name, cols, group_t)
