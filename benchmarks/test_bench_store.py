@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rt.decode import Decoder
+from rt.decode import Decoder, RowColumns
 from rt.protocols import default_protocols
 from rt.protocols.canonical import to_canonical
 from rt.store.recordings import RecordingManager
@@ -62,7 +62,7 @@ def test_rt_recording_raw_plus_hdf5(benchmark, tmp_path, ac_batch):
         for b in range(BATCHES):
             t_ns = np.arange(b * BATCH, (b + 1) * BATCH, dtype=np.int64) * 3_003_003
             mgr.on_raw(feed, t_ns, lengths, slots, 0)
-            cols = dec.columns(buf, offsets)
+            cols = RowColumns(dec.rows(buf, offsets))  # as the feed decodes
             mgr.on_decoded(feed, layout, cols, t_ns, to_canonical(layout.name, cols, t_ns))
             if b % 2 == 1:  # 8192 packets between syncs: 0.5 s at 16 kHz
                 mgr.sync()
