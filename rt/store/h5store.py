@@ -51,6 +51,9 @@ FORMAT = "rusty-telemetry/1"
 #: once everything else is closed; the recording guard stops recordings before a disk fills.
 FAILED_FILES: list[str] = []
 COMPRESSION = "lzf"
+#: Queued decoded bytes that trigger an append before the next flush (~20 ms of work with lzf):
+#: one sync's worth at once would stall the consumer long enough for the rings to overflow.
+APPEND_BYTES = 2 << 20
 CHUNK_BYTES = 64 * 1024
 
 
@@ -95,7 +98,7 @@ class H5Writer:
             self.file.attrs["created_at"] = created_at or iso()
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.path.name}: cannot create: {exc}") from exc
-        self._pending: dict[tuple[str, str], list[tuple[np.ndarray, dict[str, np.ndarray]]]] = {}
+        self._pending: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}  # (t_ns, rows)
         self._layouts: dict[str, PacketLayout] = {}
         self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
         self.frames: dict[str, int] = {}  # canonical frames written per feed
@@ -299,8 +302,8 @@ def rebuild(recording_dir: str | Path, recording_id: str, protocols: Protocols, 
                 continue
             for layout, cols, t_ns, canon in _raw_groups(raw, feed, protocols):
                 writer.add(feed, layout, cols, t_ns, canon)
-                if sum(len(p) for p in writer._pending.values()) > 64:
-                    writer.flush()
+                if writer.pending_bytes >= APPEND_BYTES:
+                    writer.append_pending()
         writer.close()
         os.replace(tmp, target)
     except BaseException:

@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Longest time between two syncs of an active recording, s (the most a crash can lose).
 SYNC_S = 0.5
-#: Queued decoded bytes that trigger an HDF5 append before the next sync (~20 ms of work with lzf).
-APPEND_BYTES = 2 << 20
 
 
 class NotFound(Exception):
@@ -374,9 +372,7 @@ class RecordingManager:
                 act.h5.add(feed.name, layout, columns, t_ns, canonical)
                 if canonical is not None:
                     act.frames[feed.name] = act.frames.get(feed.name, 0) + len(canonical)
-                if act.h5.pending_bytes >= APPEND_BYTES:
-                    # At high rates append in slices: one sync's worth at once would stall the
-                    # consumer long enough for the rings to overflow.
+                if act.h5.pending_bytes >= h5store.APPEND_BYTES:
                     try:
                         act.h5.append_pending()
                     except StoreError as exc:
