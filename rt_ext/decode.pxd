@@ -9,7 +9,14 @@ cdef class DecodePlan:
     cdef int64_t *records
     cdef int64_t *src_stride
     cdef int64_t *col_offset
+    # Row output as a few long copies: (source offset, row offset, bytes) per run of fields that
+    # are contiguous in both the packet and the row (a packed little-endian layout is one run).
+    cdef readonly Py_ssize_t nsegments
+    cdef int64_t *seg_src
+    cdef int64_t *seg_dst
+    cdef int64_t *seg_bytes
     cdef object _keep
+    cdef object _keep_segments
 
     cpdef Py_ssize_t output_bytes(self, Py_ssize_t n, bint rows)
     cdef int run(self, const uint8_t *buf, Py_ssize_t buflen, const int64_t *offsets, Py_ssize_t n,

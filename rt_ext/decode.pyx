@@ -68,6 +68,31 @@ cdef class DecodePlan:
             self.col_offset[f] = acc
             acc += self.element_bytes[f] * self.records[f]
         self.row_bytes = acc
+        self._plan_row_segments()
+
+    def _plan_row_segments(self):
+        # Every record of every field is a (src, dst, bytes) copy; merge neighbours that continue
+        # each other on both sides. PCARS and Telemetry Tool packets are packed rows already, so
+        # their whole packet becomes one copy per packet instead of 100-odd small ones.
+        segs = []
+        last = None  # no negative indexing: the extensions build with wraparound off
+        for f in range(self.nfields):
+            for r in range(self.records[f]):
+                src = self.src_offset[f] + r * self.src_stride[f]
+                dst = self.col_offset[f] + r * self.element_bytes[f]
+                nb = self.element_bytes[f]
+                if last is not None and last[0] + last[2] == src and last[1] + last[2] == dst:
+                    last[2] += nb
+                else:
+                    last = [src, dst, nb]
+                    segs.append(last)
+        buf = np.array(segs, dtype=np.int64).T.copy() if segs else np.zeros((3, 1), dtype=np.int64)
+        self._keep_segments = buf
+        cdef int64_t[:, ::1] v = buf
+        self.nsegments = len(segs)
+        self.seg_src = &v[0, 0]
+        self.seg_dst = &v[1, 0]
+        self.seg_bytes = &v[2, 0]
 
     cdef int run(self, const uint8_t *buf, Py_ssize_t buflen, const int64_t *offsets, Py_ssize_t n,
                  uint8_t *out, bint rows) except -1 nogil:
@@ -82,7 +107,6 @@ cdef class DecodePlan:
                         f"packet {i} at byte {off} needs {self.packet_size} bytes, buffer has {buflen - off}")
         # Field-major within blocks of BLOCK packets: one tight loop per field (and per record
         # of a struct array), while the block's packets stay in cache.
-        # Rows and columns differ only in where a field's values go and how far apart they are.
         # Evenly spaced packets (ring slots, concatenated captures) skip the per-packet offset load.
         cdef int64_t spacing = offsets[1] - offsets[0] if n > 1 else 0
         cdef bint even = True
@@ -93,15 +117,21 @@ cdef class DecodePlan:
         cdef Py_ssize_t b0 = 0, bn
         while b0 < n:
             bn = n - b0 if n - b0 < BLOCK else BLOCK
+            if rows:
+                for f in range(self.nsegments):
+                    dst = out + self.seg_dst[f] + b0 * self.row_bytes
+                    if even:
+                        rt_gather_strided(dst, self.row_bytes, buf + offsets[b0] + self.seg_src[f], spacing, bn,
+                                          self.seg_bytes[f])
+                    else:
+                        rt_gather(dst, self.row_bytes, buf, offsets + b0, bn, self.seg_src[f], self.seg_bytes[f])
+                b0 += BLOCK
+                continue
             for f in range(self.nfields):
                 nb = self.element_bytes[f]
                 recs = self.records[f]
-                if rows:
-                    step = self.row_bytes
-                    dst = out + self.col_offset[f] + b0 * step
-                else:
-                    step = nb * recs
-                    dst = out + n * self.col_offset[f] + f * COLUMN_GAP + b0 * step
+                step = nb * recs
+                dst = out + n * self.col_offset[f] + f * COLUMN_GAP + b0 * step
                 stride = self.src_stride[f]
                 for r in range(recs):
                     if even:

@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
-from .recv cimport (rt_allow_t, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_now_ns, rt_notify, rt_close_fd, rt_drain_fd,
+from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_clock_now, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_notify, rt_close_fd, rt_drain_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS)
 
 import ipaddress
@@ -53,6 +53,7 @@ cdef class ReceiverLoop:
     cdef int notify_fd            # the consumer's wake-up pipe (-1: nobody listens)
     cdef int64_t notify_every_ns  # at most one wake-up per this interval, unless a ring is filling
     cdef int64_t last_notify_ns
+    cdef rt_clock_t clock
     cdef volatile int stopping
     cdef object _counters
     cdef int64_t[:, ::1] cnt
@@ -69,7 +70,8 @@ cdef class ReceiverLoop:
         self.wake_r = -1
         self.wake_w = -1
 
-    def __init__(self, sockets, double period_ms=5.0, int notify_fd=-1, double notify_every_ms=100.0):
+    def __init__(self, sockets, double period_ms=5.0, int notify_fd=-1, double notify_every_ms=100.0,
+                 epoch_offset_ns=None):
         """``sockets``: sequence of ``(fileno, ring, allow[, rules])`` where ``allow`` is ``None`` or
         a list of ``(ip, port)`` sources to accept (port 0 = any port), and ``rules`` the feed's
         classification rules (int64, n × 5, as ``rt.protocols``): when a ring is more than half
@@ -78,7 +80,10 @@ cdef class ReceiverLoop:
 
         ``notify_fd``: a non-blocking pipe the consumer sleeps on. After a batch arrives the loop
         writes a byte to it, at most once per ``notify_every_ms`` — or at once when a ring is more
-        than a quarter full — so the consumer wakes only when there is work, in batches."""
+        than a quarter full — so the consumer wakes only when there is work, in batches.
+
+        ``epoch_offset_ns``: the recorder's clock (``rt.clock.EPOCH_OFFSET_NS``, the default):
+        receive times are CLOCK_MONOTONIC plus this, so a step of the wall clock does not show."""
         cdef int i, k
         if len(sockets) > MAX_SOCKETS:
             raise ValueError(f"at most {MAX_SOCKETS} sockets")
@@ -89,6 +94,9 @@ cdef class ReceiverLoop:
         self.notify_fd = notify_fd
         self.notify_every_ns = <int64_t> (notify_every_ms * 1e6)
         self.last_notify_ns = 0
+        if epoch_offset_ns is None:
+            from rt.clock import EPOCH_OFFSET_NS as epoch_offset_ns
+        rt_clock_init(&self.clock, <int64_t> epoch_offset_ns)
         self._counters = np.zeros((max(self.nsock, 1), len(COUNTER_NAMES)), dtype=np.int64)
         self.cnt = self._counters
         self._scratch = np.zeros(RT_RECV_MAX_BATCH * SCRATCH_SLOT, dtype=np.uint8)
@@ -162,7 +170,7 @@ cdef class ReceiverLoop:
                 accepted = 0
                 got = rt_recv_batch(self.fds[i], ring.data + first * ring.slot_size, ring.slot_size,
                                     ring.ts + first, ring.lens + first, <int> free_slots, self.allow[i], self.nallow[i],
-                                    &accepted, &refused)
+                                    &accepted, &refused, &self.clock)
                 if got > 0:
                     if self.nrules[i] and ring_pending(ring) * 2 > <uint64_t> ring.capacity:
                         kept = self._shed(i, ring, first, accepted)
@@ -174,7 +182,7 @@ cdef class ReceiverLoop:
                 # Ring full: read the datagrams anyway and count them as dropped.
                 accepted = 0
                 got = rt_recv_batch(self.fds[i], self.scratch, SCRATCH_SLOT, self.scratch_ts, self.scratch_len,
-                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused)
+                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused, &self.clock)
                 if got > 0:
                     ring_count_dropped(ring, accepted)
                     self.cnt[i, 2] += accepted
@@ -228,7 +236,7 @@ cdef class ReceiverLoop:
         for i in range(self.nsock):
             if ring_pending(self.cores[i]) * 4 > <uint64_t> self.cores[i].capacity:
                 filling = True
-        now = rt_now_ns()
+        now = rt_mono_ns()
         if filling or now - self.last_notify_ns >= self.notify_every_ns:
             rt_notify(self.notify_fd)
             self.last_notify_ns = now
@@ -271,6 +279,6 @@ cdef class ReceiverLoop:
         return total
 
 
-def now_ns():
-    """CLOCK_REALTIME in ns, the clock of the kernel receive timestamps."""
-    return rt_now_ns()
+    def now_ns(self):
+        """Now on the clock of this loop's receive times (ns since the epoch, see ``rt.clock``)."""
+        return rt_clock_now(&self.clock)

@@ -3,7 +3,8 @@
  * rt_recv_batch receives up to `max` waiting datagrams without blocking. Accepted datagrams are
  * written to consecutive slots from slot 0 of the given arrays (a datagram refused by the source
  * filter is not kept, and later ones move down over it), with the kernel's receive time
- * (SO_TIMESTAMPNS, CLOCK_REALTIME ns) or, without one, the time the batch was read.
+ * (SO_TIMESTAMPNS) or, without one, the time the batch was read, both on the recorder's clock
+ * (see rt_clock_t).
  * lens[i] is the datagram's true length (MSG_TRUNC), which exceeds slot_size for a datagram that
  * did not fit. Returns the number of datagrams taken from the socket (accepted + refused), 0 when
  * none was waiting, or -errno.
@@ -51,22 +52,73 @@ static inline int rt_source_allowed(const struct sockaddr_storage *sa, const rt_
     return 0;
 }
 
-static inline int64_t rt_now_ns(void)
+static inline int64_t rt_clock_read(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(id, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+static inline int64_t rt_mono_ns(void) { return rt_clock_read(CLOCK_MONOTONIC); }
+
+/* The recorder's clock (rt/clock.py): CLOCK_MONOTONIC + epoch_offset, which never steps. The kernel
+ * stamps datagrams with CLOCK_REALTIME, which does (NTP, a user setting the time), so each stamp is
+ * moved onto the recorder's clock with the current CLOCK_REALTIME - CLOCK_MONOTONIC ("shift").
+ * A stamp taken before a step but read after it belongs to the old shift: of the two readings the
+ * right one is the latest that is not in the future (the wrong one is off by the step, either way),
+ * which holds for any step longer than the datagram waited in the socket. */
+typedef struct {
+    int64_t epoch_offset;  /* CLOCK_REALTIME - CLOCK_MONOTONIC when the process started */
+    int64_t shift;         /* CLOCK_REALTIME - CLOCK_MONOTONIC at the last batch */
+} rt_clock_t;
+
+#define RT_STEP_NS 1000000LL  /* a change of shift above this is a step, not read jitter */
+
+/* Sample the shift; a read pair split by preemption would look like a step, so such pairs are retried. */
+static inline int64_t rt_sample_shift(int64_t *mono_out)
+{
+    int64_t m0 = 0, r = 0, m1 = 0;
+    int k;
+    for (k = 0; k < 4; k++) {
+        m0 = rt_mono_ns();
+        r = rt_clock_read(CLOCK_REALTIME);
+        m1 = rt_mono_ns();
+        if (m1 - m0 < 50000) break;
+    }
+    *mono_out = m1;
+    return r - (m0 + (m1 - m0) / 2);
+}
+
+static inline void rt_clock_init(rt_clock_t *clk, int64_t epoch_offset)
+{
+    int64_t mono;
+    clk->epoch_offset = epoch_offset;
+    clk->shift = rt_sample_shift(&mono);
+}
+
+static inline int64_t rt_clock_now(const rt_clock_t *clk) { return rt_mono_ns() + clk->epoch_offset; }
+
+/* A kernel CLOCK_REALTIME stamp on the recorder's clock; `shift_then`: the shift before this batch. */
+static inline int64_t rt_clock_from_realtime(const rt_clock_t *clk, int64_t t_real, int64_t shift_then, int64_t mono_now)
+{
+    int64_t t = t_real - clk->shift, alt;
+    if (shift_then - clk->shift > RT_STEP_NS || clk->shift - shift_then > RT_STEP_NS) {
+        alt = t_real - shift_then;
+        if (t > mono_now) t = alt;
+        else if (alt <= mono_now && alt > t) t = alt;
+    }
+    return t + clk->epoch_offset;
+}
+
 static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
-                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused)
+                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk)
 {
     struct mmsghdr msgs[RT_RECV_MAX_BATCH];
     struct iovec iov[RT_RECV_MAX_BATCH];
     struct sockaddr_storage addrs[RT_RECV_MAX_BATCH];
     char cbuf[RT_RECV_MAX_BATCH][CMSG_SPACE(sizeof(struct timespec)) + 16];
     int i, got, w = 0;
-    int64_t now = 0;
+    int64_t mono_now, shift_then;
     if (max > RT_RECV_MAX_BATCH) max = RT_RECV_MAX_BATCH;
     if (max <= 0) return 0;
     for (i = 0; i < max; i++) {
@@ -85,6 +137,8 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         return -errno;
     }
+    shift_then = clk->shift;
+    clk->shift = rt_sample_shift(&mono_now);
     for (i = 0; i < got; i++) {
         struct cmsghdr *c;
         int64_t t = 0;
@@ -96,7 +150,7 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
                 t = (int64_t)tsv.tv_sec * 1000000000LL + tsv.tv_nsec;
             }
         }
-        if (t == 0) { if (now == 0) now = rt_now_ns(); t = now; }
+        t = t ? rt_clock_from_realtime(clk, t, shift_then, mono_now) : mono_now + clk->epoch_offset;
         if (w != i) {
             int64_t keep = msgs[i].msg_len < (unsigned)slot_size ? msgs[i].msg_len : slot_size;
             memmove(data + (int64_t)w * slot_size, data + (int64_t)i * slot_size, (size_t)keep);
@@ -141,14 +195,17 @@ static inline int rt_drain_fd(int fd) { char b[64]; ssize_t r; int total = 0; wh
 #else  /* not Linux: the Python recv_into receiver is used instead */
 #define RT_HAVE_RECVMMSG 0
 #define RT_SO_TIMESTAMPNS (-1)
+typedef struct { int64_t epoch_offset; int64_t shift; } rt_clock_t;
+static inline void rt_clock_init(rt_clock_t *clk, int64_t epoch_offset) { clk->epoch_offset = epoch_offset; clk->shift = 0; }
+static inline int64_t rt_mono_ns(void) { return 0; }
+static inline int64_t rt_clock_now(const rt_clock_t *clk) { return clk->epoch_offset; }
 static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
-                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused)
+                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk)
 {
-    (void)fd; (void)data; (void)slot_size; (void)ts; (void)lens; (void)max; (void)allow; (void)nallow;
+    (void)fd; (void)clk; (void)data; (void)slot_size; (void)ts; (void)lens; (void)max; (void)allow; (void)nallow;
     (void)accepted; (void)refused;
     return -38; /* ENOSYS */
 }
-static inline int64_t rt_now_ns(void) { return 0; }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
 static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
 static inline void rt_notify(int fd) { (void)fd; }

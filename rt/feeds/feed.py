@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from rt_ext.ring import PacketRing
 
+from .. import clock
 from ..decode import Decoder, RowColumns, classify_batch
 from ..protocols import Protocols, decode_text
 from ..protocols.canonical import CANONICAL_DTYPE, to_canonical
@@ -106,12 +106,12 @@ class Feed:
         return dec
 
     def health(self, now_ns: int | None = None) -> str:
-        now = time.time_ns() if now_ns is None else now_ns
+        now = clock.now_ns() if now_ns is None else now_ns
         return health(self.available, self.last_good_ns, now, self.handshaking, self.lost_s)
 
     def frequency_hz(self, now_ns: int | None = None) -> float:
         """Datagrams per second over the last second (from the ring's receive times)."""
-        now = time.time_ns() if now_ns is None else now_ns
+        now = clock.now_ns() if now_ns is None else now_ns
         times = self.ring.last_times(4096)
         if times.size == 0:
             return 0.0
@@ -217,7 +217,7 @@ class Feed:
 
     def live(self, now_ns: int | None = None) -> dict:
         """This feed's entry of ``GET /api/live`` (values ``None`` until the feed has data)."""
-        now = time.time_ns() if now_ns is None else now_ns
+        now = clock.now_ns() if now_ns is None else now_ns
         row = self.latest[0]
         has = self._has_data
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-import time
 
 import numpy as np
 
+from .. import clock
 from ..protocols.ac import DISMISS, HANDSHAKE, HANDSHAKER, SUBSCRIBE_UPDATE
 from ..protocols.layout import PacketLayout
 from .health import LOST_S
@@ -67,14 +67,14 @@ class KsudpSession:
         if layout.name == "ac_handshake_response" and self.phase == "handshake":
             self._send(SUBSCRIBE_UPDATE)
             self.phase = "subscribed"
-            self.subscribed_ns = time.time_ns()
+            self.subscribed_ns = clock.now_ns()
             log.info("ksudp: %s answered, subscribed", self.game_addr[0])
         elif layout.name == "ac_car_info":
             self.last_car_ns = max(self.last_car_ns, int(t_ns[-1]))
             self.feed.handshaking = False
 
     def tick(self, now_ns: int | None = None) -> None:
-        now = time.time_ns() if now_ns is None else now_ns
+        now = clock.now_ns() if now_ns is None else now_ns
         if self.phase == "subscribed":
             if self.last_car_ns < self.subscribed_ns:
                 if now - self.subscribed_ns > SUBSCRIBE_TIMEOUT_S * 1e9:

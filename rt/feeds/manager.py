@@ -21,11 +21,11 @@ import select
 import selectors
 import socket
 import threading
-import time
 from typing import Callable, Iterable
 
 from rt_ext.recv import HAVE_RECVMMSG, SO_TIMESTAMPNS, ReceiverLoop
 
+from .. import clock
 from ..config import Config
 from ..protocols import FEEDS, Protocols
 from .feed import BATCH, Feed, Sink
@@ -107,7 +107,7 @@ class FeedManager:
         os.set_blocking(self._wake_w, False)
         if HAVE_RECVMMSG:
             self._loop = ReceiverLoop([(s.fileno(), r, a, rules) for s, r, a, rules in bound], cfg.recv_period_ms,
-                                      self._wake_w, TICK_S * 1000)
+                                      self._wake_w, TICK_S * 1000, clock.EPOCH_OFFSET_NS)
             self._spawn("rt-receive", self._loop.run)
         else:
             self._spawn("rt-receive", lambda: self._python_receive(bound))
@@ -225,7 +225,7 @@ class FeedManager:
                         break
                     if allowed is not None and addr[0] not in allowed:
                         continue
-                    ring.push_bytes(time.time_ns(), view[:n])
+                    ring.push_bytes(clock.now_ns(), view[:n])
         sel.close()
 
     # ---- for the API and tests ------------------------------------------------------------
@@ -255,5 +255,5 @@ class FeedManager:
             return self._pass_done.wait_for(lambda: self._passes >= target, timeout)
 
     def live(self) -> dict[str, dict]:
-        now = time.time_ns()
+        now = clock.now_ns()
         return {name: self.feeds[name].live(now) for name in FEEDS if name in self.feeds}

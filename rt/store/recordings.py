@@ -372,11 +372,10 @@ class RecordingManager:
                 act.h5.add(feed.name, layout, columns, t_ns, canonical)
                 if canonical is not None:
                     act.frames[feed.name] = act.frames.get(feed.name, 0) + len(canonical)
-                if act.h5.pending_bytes >= h5store.APPEND_BYTES:
-                    try:
-                        act.h5.append_pending()
-                    except StoreError as exc:
-                        self._fail(exc)
+                try:
+                    act.h5.append_due()
+                except StoreError as exc:
+                    self._fail(exc)
 
     def tick(self) -> None:
         """Sync the active recording if its interval is up (consumer thread, after each pass)."""
