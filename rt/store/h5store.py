@@ -50,7 +50,13 @@ FORMAT = "rusty-telemetry/1"
 #: down at process exit (seen with h5py 3.16 on a full disk), so ``serve`` ends with os._exit
 #: once everything else is closed; the recording guard stops recordings before a disk fills.
 FAILED_FILES: list[str] = []
-COMPRESSION = "lzf"
+#: Filters per kind of dataset (h5py ``create_dataset`` keywords). Packet rows are stored as
+#: they came, like the raw file beside them, which already holds the same bytes: compressing that
+#: copy (lzf saved 31% of it on a real AC capture) took half of the consumer's time at high rates.
+#: Canonical rows are small and read often; gzip (deflate, level 1) halves them and, unlike lzf,
+#: every HDF5 reader has it (MATLAB, HDFView, h5py, pandas).
+PACKET_FILTERS: dict = {}
+CANONICAL_FILTERS: dict = {"compression": "gzip", "compression_opts": 1, "shuffle": False}
 #: Queued decoded bytes that trigger an append before the next flush (~20 ms of work with lzf):
 #: one sync's worth at once would stall the consumer long enough for the rings to overflow.
 APPEND_BYTES = 2 << 20
@@ -105,7 +111,7 @@ class H5Writer:
         self._groups: dict[str, h5py.Group] = {}
         self._kinds: dict[str, list[str]] = {}  # per feed: the canonical group's "kinds" attribute
 
-    def _append(self, group: h5py.Group, name: str, values: np.ndarray, attrs=None) -> None:
+    def _append(self, group: h5py.Group, name: str, values: np.ndarray, attrs=None, filters: dict = PACKET_FILTERS) -> None:
         """Append ``values`` along axis 0 of ``group/name``, creating it (chunked, compressed) with
         ``attrs()`` on first use.
 
@@ -126,7 +132,7 @@ class H5Writer:
                     maxshape=(None, *shape),
                     dtype=values.dtype,
                     chunks=(_chunk_rows(shape, values.dtype.itemsize), *shape),
-                    compression=COMPRESSION,
+                    **filters,
                 )
                 for attr, value in (attrs() if attrs else {}).items():
                     dataset.attrs[attr] = value
@@ -227,8 +233,9 @@ class H5Writer:
         order = np.argsort(rows["t_ns"], kind="stable")  # kinds of one batch come grouped, not in time order
         rows, ids = _as_bytes(rows)[order].view(rows.dtype), ids[order]
         for name in CANONICAL_DTYPE.names:
-            self._append(group, name, np.ascontiguousarray(rows[name]), lambda name=name: {"unit": CANONICAL_UNITS[name]})
-        self._append(group, "kind", ids, lambda: {"unit": "index into the group's 'kinds' attribute"})
+            self._append(group, name, np.ascontiguousarray(rows[name]), lambda name=name: {"unit": CANONICAL_UNITS[name]},
+                         CANONICAL_FILTERS)
+        self._append(group, "kind", ids, lambda: {"unit": "index into the group's 'kinds' attribute"}, CANONICAL_FILTERS)
         self.frames[feed] = self._datasets[f"{group.name}/t_ns"][0].shape[0]
 
     def close(self) -> None:

@@ -96,6 +96,9 @@ class RecordingManager:
         self.last_error: dict | None = None  # the last recording that stopped on an error
         self._manifests: dict[str, dict] = {}
         self._syncer = ThreadPoolExecutor(1, thread_name_prefix="rt-fsync")
+        # Raw file writes, in order, beside the consumer (see RawWriter); fsyncs stay on their
+        # own thread, so a slow one does not hold the writes up.
+        self._raw_writer = ThreadPoolExecutor(1, thread_name_prefix="rt-raw-write")
         #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
         #: stops for any reason: runs recording in it end there.
         self.on_stop: list = []
@@ -274,7 +277,7 @@ class RecordingManager:
                 rec_dir.mkdir(parents=True)
                 write_atomic(rec_dir / "manifest.json", manifest)
                 for feed in FEEDS:
-                    raw[feed] = rawfile.RawWriter(rec_dir / f"{feed}.bin")
+                    raw[feed] = rawfile.RawWriter(rec_dir / f"{feed}.bin", self._raw_writer)
                 h5 = h5store.H5Writer(rec_dir / "data.h5", rec_id, now)
             except (OSError, StoreError) as exc:
                 for writer in raw.values():
