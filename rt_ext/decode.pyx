@@ -101,7 +101,7 @@ cdef class DecodePlan:
         cdef uint8_t *dst
         for i in range(n):
             off = offsets[i]
-            if off < 0 or off + self.packet_size > buflen:
+            if off < 0 or off > buflen - self.packet_size:  # not off + size: that can overflow
                 with gil:
                     raise ValueError(
                         f"packet {i} at byte {off} needs {self.packet_size} bytes, buffer has {buflen - off}")
@@ -198,7 +198,7 @@ def classify(const uint8_t[::1] buf not None, const int64_t[::1] offsets not Non
             length = lengths[i]
             off = offsets[i]
             kind = -1
-            if off >= 0 and length >= 0 and off + length <= buf.shape[0]:
+            if off >= 0 and length >= 0 and off <= buf.shape[0] - length:  # no overflow for huge values
                 for k in range(nr):
                     if rules[k, 0] != length:
                         continue

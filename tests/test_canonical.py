@@ -121,3 +121,21 @@ def test_pcars2_telemetry_maps_inputs_and_full_position():
     # the 538 version has no full position: unknown, not zero
     out538 = canon("pcars2_telemetry_538", [bytes(b[:538])])
     assert np.isnan(out538["pos_x"][0])
+
+
+@pytest.mark.parametrize("bits", [0x7F7FFFFF, 0x7F800001, 0x7F800000])  # float32 max, signalling NaN, +inf
+def test_extreme_floats_in_well_formed_packets_become_unknown_without_warnings(bits):
+    # Found by the atheris fuzzer: sSpeed × 3.6 overflowed (a RuntimeWarning out of the consumer,
+    # an error under the suite's filterwarnings) and left speed_kmh infinite.
+    b = bytearray(559)
+    struct.pack_into("<I", b, 36, bits)  # sSpeed
+    struct.pack_into("<I", b, 100, bits)  # sLocalAcceleration x
+    out = canon("pcars2_telemetry_559", [bytes(b)])
+    assert np.isnan(out["speed_kmh"][0])  # 3.6 × any of them is infinite or NaN: unknown
+    for name in CANONICAL_DTYPE.names:
+        if CANONICAL_DTYPE[name].kind == "f":
+            assert not np.isinf(out[name][0]), name
+    ac = bytearray(ac_car(gear=2))
+    struct.pack_into("<I", ac, 72, bits)  # steer
+    steer = canon("ac_car_info", [bytes(ac)])["steer"][0]  # a NaN here raised "invalid value" before
+    assert np.isnan(steer) or -1.0 <= steer <= 1.0

@@ -187,6 +187,11 @@ def test_out_of_range_offsets_raise_instead_of_reading_past_the_buffer():
         dec.columns(b"\0" * 400, np.array([0, 100], dtype=np.int64))
     with pytest.raises(ValueError):
         dec.columns(b"\0" * 400, np.array([-1], dtype=np.int64))
+    # offset + packet size overflowed int64 here and the check passed (a bus error; found in review)
+    with pytest.raises(ValueError):
+        dec.rows(b"\0" * 400, np.array([2**63 - 101], dtype=np.int64))
+    kinds, bad = classify_batch(PROTOCOLS.feed_rules["ksudp"].rules, b"\0" * 400, np.array([2**63 - 101]), np.array([328]))
+    assert bad == 1 and kinds[0] == -1
     with pytest.raises(DecodeError):
         dec.one(b"\0" * 327)
 

@@ -230,5 +230,15 @@ def to_canonical(kind: str, columns: Columns, t_ns: np.ndarray) -> np.ndarray | 
         return None
     out = empty(len(t_ns))
     out["t_ns"] = t_ns
-    mapper(columns, out)
+    # A well-formed packet can still carry any float (3e38, a signalling NaN): arithmetic on it
+    # may overflow. Such a value is not a measurement; it becomes NaN (unknown, null in the API)
+    # rather than a warning out of the consumer or an infinite speed in a recording.
+    with np.errstate(all="ignore"):
+        mapper(columns, out)
+    for name in _FLOAT_CHANNELS:
+        values = out[name]
+        values[np.isinf(values)] = np.nan
     return out
+
+
+_FLOAT_CHANNELS = tuple(name for name in CANONICAL_DTYPE.names if CANONICAL_DTYPE[name].kind == "f")
