@@ -31,6 +31,11 @@ def _table(report: dict) -> str:
             rate = f"{info['count'] / med / 1e6:,.2f} M {info.get('unit', 'items')}/s" if "count" in info else ""
             name = b["name"].removeprefix("test_")
             lines.append(f"| {name} | {med * 1e3:,.2f} ms | {rate} | {med / fastest:,.2f}x |")
+        # What a benchmark measured besides its time (zero-loss rates, sizes, latencies).
+        for b in benches:
+            extra = {k: v for k, v in b.get("extra_info", {}).items() if k not in ("count", "unit")}
+            if extra:
+                lines.append(f"\n- {b['name'].removeprefix('test_')}: " + json.dumps(extra))
     return "\n".join(lines)
 
 

@@ -34,11 +34,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks.test_bench_ingest import RCVBUF
+from rt.soak import cpu_seconds
 from rt.store import h5store, rawfile
 
 CAPTURES = Path(__file__).parent.parent / "tests" / "data" / "captures"
 RATES = (25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000)
 BISECT = 3
+#: The rate at which each receiver's CPU per datagram is compared (every receiver keeps up with it).
+CPU_RATE = 50_000
 ROUND_S = 3.0
 FEEDS = {
     # feed: (template bytes, size, offset of the sequence number)
@@ -70,7 +73,7 @@ while True:
         a = np.array(rows, dtype="f8"); m = ds.shape[0]; ds.resize(m + len(a), axis=0); ds[m:] = a; rows = []
 if rows:
     a = np.array(rows, dtype="f8"); m = ds.shape[0]; ds.resize(m + len(a), axis=0); ds[m:] = a
-f.close(); print(n, flush=True)
+f.close(); import time; print(n, time.process_time(), flush=True)
 '''
 
 
@@ -117,20 +120,22 @@ class RtServer:
         self.data = tmp / "rt-data"
         self.ports = {f: v["port"] for f, v in _get(f"{self.url}/api/live")["feeds"].items()}
 
-    def record_round(self, feed: str, blast) -> tuple[int, int, float]:
+    def record_round(self, feed: str, blast) -> tuple[int, int, float, float]:
         rec = _get(f"{self.url}/api/recordings", "POST", {"name": "bench"})
+        cpu0 = cpu_seconds(self.proc.pid)
         sent, achieved = blast(self.ports[feed])
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and _get(f"{self.url}/api/live")["feeds"][feed]["packets"] < self.base + sent:
             time.sleep(0.1)
-        _get(f"{self.url}/api/recordings/stop", "POST")
+        _get(f"{self.url}/api/recordings/stop", "POST")  # the stop's final flush counts too
+        cpu = cpu_seconds(self.proc.pid) - cpu0
         self.base = _get(f"{self.url}/api/live")["feeds"][feed]["packets"]
         rec_dir = self.data / rec["id"]
         t_ns, _, _, _ = rawfile.parse((rec_dir / f"{feed}.bin").read_bytes())
         decoded = sum(n for (f, kind), n in h5store.kind_counts(rec_dir / "data.h5").items()
                       if f == feed and kind != "canonical")
         shutil.rmtree(rec_dir)  # rounds at 400 MB/s fill a disk
-        return sent, min(len(t_ns), decoded), achieved
+        return sent, min(len(t_ns), decoded), achieved, cpu
 
     base = 0
 
@@ -140,13 +145,16 @@ class RtServer:
         self.proc.stdout.close()
 
 
-def _search(round_fn) -> tuple[int, list]:
-    best, rounds = 0, []
+def _search(round_fn) -> tuple[int, list, float]:
+    """(highest clean rate, rounds as (achieved rate, sent, stored), µs of receiver CPU per datagram
+    at :data:`CPU_RATE`)."""
+    best, rounds, cpu_us = 0, [], {}
 
     def clean(rate: int) -> bool:
         nonlocal best
-        sent, got, achieved = round_fn(rate, int(rate * ROUND_S))
+        sent, got, achieved, cpu_s = round_fn(rate, int(rate * ROUND_S))
         rounds.append((int(achieved), sent, got))
+        cpu_us[rate] = cpu_s / max(got, 1) * 1e6
         if got == sent:
             best = max(best, int(achieved))
         return got == sent
@@ -163,7 +171,7 @@ def _search(round_fn) -> tuple[int, list]:
             low = mid
         else:
             high = mid
-    return best, rounds
+    return best, rounds, round(cpu_us.get(CPU_RATE, float("nan")), 2)
 
 
 @pytest.mark.benchmark(group="e2e: highest zero-loss rate into storage")
@@ -178,7 +186,7 @@ def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):
             srv = RtServer(tmp_path)
             srv.base = 0
             try:
-                result["best"], result["rounds"] = _search(
+                result["best"], result["rounds"], result["cpu_us"] = _search(
                     lambda rate, n: srv.record_round(feed, lambda port: _blast(cbin, port, n, rate, template)))
             finally:
                 srv.close()
@@ -189,9 +197,9 @@ def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):
                                         stdout=subprocess.PIPE, text=True)
                 assert peer.stdout.readline().strip() == "ready"
                 sent, achieved = _blast(cbin, port, n, rate, template)
-                got = int(peer.communicate(timeout=120)[0].split()[-1])
-                return sent, got, achieved
-            result["best"], result["rounds"] = _search(round_fn)
+                got, cpu_s = peer.communicate(timeout=120)[0].split()[-2:]
+                return sent, int(got), achieved, float(cpu_s)
+            result["best"], result["rounds"], result["cpu_us"] = _search(round_fn)
         else:
             def round_fn(rate, n):
                 port = _free_port()
@@ -199,14 +207,16 @@ def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 assert sink.stderr.readline().strip() == "ready"
                 sent, achieved = _blast(cbin, port, n, rate, template)
-                got = int(sink.communicate(timeout=60)[0].split()[0])
-                return sent, got, achieved
-            result["best"], result["rounds"] = _search(round_fn)
+                got, cpu_s = sink.communicate(timeout=60)[0].split()[:2]
+                return sent, int(got), achieved, float(cpu_s)
+            result["best"], result["rounds"], result["cpu_us"] = _search(round_fn)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info["zero_loss_rate_per_s"] = result["best"]
     benchmark.extra_info["rounds (achieved rate, sent, stored)"] = result["rounds"]
-    print(f"\n{receiver} {feed}: zero loss up to {result['best']:,}/s; rounds {result['rounds']}")
+    benchmark.extra_info[f"cpu_us_per_datagram_at_{CPU_RATE}_per_s"] = result["cpu_us"]
+    print(f"\n{receiver} {feed}: zero loss up to {result['best']:,}/s; CPU {result['cpu_us']} us per datagram at "
+          f"{CPU_RATE:,}/s ({result['cpu_us'] / 10:.2f} % of a core per 1000 datagrams/s); rounds {result['rounds']}")
 
 
 @pytest.mark.benchmark(group="e2e: /api/live while ingesting 3 x 333 Hz")

@@ -38,7 +38,8 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, s) a process has used so far (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -136,7 +137,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
         threads = [threading.Thread(target=f, daemon=True) for f in (poll, churn, sample_memory)]
         for t in threads:
             t.start()
-        cpu0 = _cpu_s(server.pid)
+        cpu0 = cpu_seconds(server.pid)
         for p in procs:
             p.join()
         sent = dict(results.get() for _ in procs)
@@ -151,7 +152,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
         stop.set()
         for t in threads:
             t.join()
-        cpu = _cpu_s(server.pid) - cpu0
+        cpu = cpu_seconds(server.pid) - cpu0
         wall = time.monotonic() - t0
         stopped = _get(f"{url}/api/recordings/stop", "POST")
         server.send_signal(signal.SIGTERM)

@@ -57,9 +57,13 @@ FAILED_FILES: list[str] = []
 #: every HDF5 reader has it (MATLAB, HDFView, h5py, pandas).
 PACKET_FILTERS: dict = {}
 CANONICAL_FILTERS: dict = {"compression": "gzip", "compression_opts": 1, "shuffle": False}
-#: Queued decoded bytes that trigger an append before the next flush (~20 ms of work with lzf):
+#: Queued packet-row bytes that trigger an append before the next flush (a few ms of work):
 #: one sync's worth at once would stall the consumer long enough for the rings to overflow.
 APPEND_BYTES = 2 << 20
+#: The same for canonical rows, smaller because they are compressed (gzip, ~1 µs per row): 512 KiB
+#: is 7 000 rows, ~7 ms. At 150 000 PCARS datagrams/s half a second of them took 75 ms at the
+#: sync, longer than a ring holds at that rate.
+CANONICAL_APPEND_BYTES = 512 << 10
 CHUNK_BYTES = 64 * 1024
 
 
@@ -168,11 +172,13 @@ class H5Writer:
             self.pending_canonical += len(canonical)
 
     def append_due(self) -> None:
-        """Append what is queued once there is enough of it (:data:`APPEND_BYTES`): often enough
-        that no single append or flush stalls the caller for long, rarely enough that each one
-        moves a lot. Call after :meth:`add`."""
-        if self.pending_bytes >= APPEND_BYTES:
-            self.append_pending(canonical=self.pending_canonical * CANONICAL_DTYPE.itemsize >= APPEND_BYTES)
+        """Append what is queued once there is enough of it (:data:`APPEND_BYTES`,
+        :data:`CANONICAL_APPEND_BYTES`): often enough that no single append or flush stalls the
+        caller for long, rarely enough that each one moves a lot. Call after :meth:`add`."""
+        rows = self.pending_bytes >= APPEND_BYTES
+        canonical = self.pending_canonical * CANONICAL_DTYPE.itemsize >= CANONICAL_APPEND_BYTES
+        if rows or canonical:
+            self.append_pending(rows=rows, canonical=canonical)
 
     def flush(self) -> None:
         """Append everything queued and flush the file."""
@@ -183,12 +189,11 @@ class H5Writer:
             FAILED_FILES.append(str(self.path))
             raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
 
-    def append_pending(self, canonical: bool = True) -> None:
-        """Append the queued packet rows, and with ``canonical`` the queued canonical rows, to
-        the datasets (no file flush). Canonical rows are small and each append of them touches
-        20-odd datasets, so :meth:`append_due` lets them gather longer than packet rows."""
+    def append_pending(self, rows: bool = True, canonical: bool = True) -> None:
+        """Append the queued packet rows and/or the queued canonical rows to the datasets (no
+        file flush)."""
         try:
-            for (feed, kind), parts in self._pending.items():
+            for (feed, kind), parts in self._pending.items() if rows else ():
                 layout = self._layouts[kind]
                 path = f"{feed}/{kind}"
                 fresh = path not in self._groups
@@ -203,9 +208,10 @@ class H5Writer:
                     "docs": json.dumps({f.name: f.doc for f in layout.fields}),
                     "offsets": json.dumps({f.name: f.offset for f in layout.fields}),
                 })
-            self._pending.clear()
-            self.pending_rows = 0
-            self.pending_bytes = 0
+            if rows:
+                self._pending.clear()
+                self.pending_rows = 0
+                self.pending_bytes = 0
             if canonical:
                 for feed, parts in self._canonical.items():
                     self._append_canonical(feed, parts)
