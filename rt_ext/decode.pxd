@@ -18,6 +18,7 @@ cdef class DecodePlan:
     cdef object _keep
     cdef object _keep_segments
 
+    cdef _plan_row_segments(self)
     cpdef Py_ssize_t output_bytes(self, Py_ssize_t n, bint rows)
     cdef int run(self, const uint8_t *buf, Py_ssize_t buflen, const int64_t *offsets, Py_ssize_t n,
                  uint8_t *out, bint rows) except -1 nogil

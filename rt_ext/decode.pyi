@@ -4,6 +4,7 @@ from numpy.typing import NDArray
 class DecodePlan:
     packet_size: int
     row_bytes: int
+    nsegments: int
     nfields: int
     def __init__(self, packet_size: int, src_offsets: list[int], element_bytes: list[int],
                  records: list[int], src_strides: list[int]) -> None: ...

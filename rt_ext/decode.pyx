@@ -70,7 +70,7 @@ cdef class DecodePlan:
         self.row_bytes = acc
         self._plan_row_segments()
 
-    def _plan_row_segments(self):
+    cdef _plan_row_segments(self):
         # Every record of every field is a (src, dst, bytes) copy; merge neighbours that continue
         # each other on both sides. PCARS and Telemetry Tool packets are packed rows already, so
         # their whole packet becomes one copy per packet instead of 100-odd small ones.

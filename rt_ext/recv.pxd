@@ -15,7 +15,8 @@ cdef extern from "rt_recv.h" nogil:
     int64_t rt_clock_now(const rt_clock_t *clk)
     int64_t rt_mono_ns()
     int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
-                      const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk)
+                      const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
+                      int64_t *sock_shift)
     int rt_wait_readable(const int *fds, int n, int timeout_ms)
     void rt_sleep_ns(int64_t ns)
     void rt_notify(int fd)

@@ -54,6 +54,7 @@ cdef class ReceiverLoop:
     cdef int64_t notify_every_ns  # at most one wake-up per this interval, unless a ring is filling
     cdef int64_t last_notify_ns
     cdef rt_clock_t clock
+    cdef int64_t sock_shift[15]   # per socket: the clock's shift when it was last found empty
     cdef volatile int stopping
     cdef object _counters
     cdef int64_t[:, ::1] cnt
@@ -82,8 +83,9 @@ cdef class ReceiverLoop:
         writes a byte to it, at most once per ``notify_every_ms`` — or at once when a ring is more
         than a quarter full — so the consumer wakes only when there is work, in batches.
 
-        ``epoch_offset_ns``: the recorder's clock (``rt.clock.EPOCH_OFFSET_NS``, the default):
-        receive times are CLOCK_MONOTONIC plus this, so a step of the wall clock does not show."""
+        ``epoch_offset_ns``: receive times are CLOCK_MONOTONIC plus this, so a step of the wall
+        clock does not show; the recorder passes ``rt.clock.EPOCH_OFFSET_NS``, the default is
+        CLOCK_REALTIME − CLOCK_MONOTONIC now."""
         cdef int i, k
         if len(sockets) > MAX_SOCKETS:
             raise ValueError(f"at most {MAX_SOCKETS} sockets")
@@ -94,9 +96,11 @@ cdef class ReceiverLoop:
         self.notify_fd = notify_fd
         self.notify_every_ns = <int64_t> (notify_every_ms * 1e6)
         self.last_notify_ns = 0
-        if epoch_offset_ns is None:
-            from rt.clock import EPOCH_OFFSET_NS as epoch_offset_ns
-        rt_clock_init(&self.clock, <int64_t> epoch_offset_ns)
+        rt_clock_init(&self.clock, 0 if epoch_offset_ns is None else <int64_t> epoch_offset_ns)
+        if epoch_offset_ns is None:  # anchored now, as rt.clock anchors at its import
+            self.clock.epoch_offset = self.clock.shift
+        for i in range(MAX_SOCKETS):
+            self.sock_shift[i] = self.clock.shift
         self._counters = np.zeros((max(self.nsock, 1), len(COUNTER_NAMES)), dtype=np.int64)
         self.cnt = self._counters
         self._scratch = np.zeros(RT_RECV_MAX_BATCH * SCRATCH_SLOT, dtype=np.uint8)
@@ -170,7 +174,7 @@ cdef class ReceiverLoop:
                 accepted = 0
                 got = rt_recv_batch(self.fds[i], ring.data + first * ring.slot_size, ring.slot_size,
                                     ring.ts + first, ring.lens + first, <int> free_slots, self.allow[i], self.nallow[i],
-                                    &accepted, &refused, &self.clock)
+                                    &accepted, &refused, &self.clock, &self.sock_shift[i])
                 if got > 0:
                     if self.nrules[i] and ring_pending(ring) * 2 > <uint64_t> ring.capacity:
                         kept = self._shed(i, ring, first, accepted)
@@ -182,7 +186,7 @@ cdef class ReceiverLoop:
                 # Ring full: read the datagrams anyway and count them as dropped.
                 accepted = 0
                 got = rt_recv_batch(self.fds[i], self.scratch, SCRATCH_SLOT, self.scratch_ts, self.scratch_len,
-                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused, &self.clock)
+                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused, &self.clock, &self.sock_shift[i])
                 if got > 0:
                     ring_count_dropped(ring, accepted)
                     self.cnt[i, 2] += accepted

@@ -64,18 +64,23 @@ static inline int64_t rt_mono_ns(void) { return rt_clock_read(CLOCK_MONOTONIC); 
 /* The recorder's clock (rt/clock.py): CLOCK_MONOTONIC + epoch_offset, which never steps. The kernel
  * stamps datagrams with CLOCK_REALTIME, which does (NTP, a user setting the time), so each stamp is
  * moved onto the recorder's clock with the current CLOCK_REALTIME - CLOCK_MONOTONIC ("shift").
- * A stamp taken before a step but read after it belongs to the old shift: of the two readings the
- * right one is the latest that is not in the future (the wrong one is off by the step, either way),
- * which holds for any step longer than the datagram waited in the socket. */
+ * The shift only changes at a step (both clocks run at the same rate), so it is only replaced when it
+ * moved by more than RT_STEP_NS: the stamps carry no sampling jitter.
+ * A stamp taken before a step but read after it belongs to the old shift. Each socket remembers the
+ * shift as of the last time it was found empty (`sock_shift`): every datagram still waiting in it
+ * was stamped with that shift or a later one. Where the two differ, the right reading is the latest
+ * that is not in the future (the wrong one is off by the step, either way), which holds for any step
+ * longer than the datagram waited in the socket. */
 typedef struct {
     int64_t epoch_offset;  /* CLOCK_REALTIME - CLOCK_MONOTONIC when the process started */
-    int64_t shift;         /* CLOCK_REALTIME - CLOCK_MONOTONIC at the last batch */
+    int64_t shift;         /* CLOCK_REALTIME - CLOCK_MONOTONIC now (as of the last step seen) */
 } rt_clock_t;
 
 #define RT_STEP_NS 1000000LL  /* a change of shift above this is a step, not read jitter */
 
-/* Sample the shift; a read pair split by preemption would look like a step, so such pairs are retried. */
-static inline int64_t rt_sample_shift(int64_t *mono_out)
+/* Sample the shift into *shift; returns 0 when every read pair was split by preemption (such a
+ * sample could look like a step: it is not used). *mono_out is CLOCK_MONOTONIC now either way. */
+static inline int rt_sample_shift(int64_t *shift, int64_t *mono_out)
 {
     int64_t m0 = 0, r = 0, m1 = 0;
     int k;
@@ -83,22 +88,35 @@ static inline int64_t rt_sample_shift(int64_t *mono_out)
         m0 = rt_mono_ns();
         r = rt_clock_read(CLOCK_REALTIME);
         m1 = rt_mono_ns();
-        if (m1 - m0 < 50000) break;
+        if (m1 - m0 < 50000) {
+            *mono_out = m1;
+            *shift = r - (m0 + (m1 - m0) / 2);
+            return 1;
+        }
     }
     *mono_out = m1;
-    return r - (m0 + (m1 - m0) / 2);
+    return 0;
 }
 
 static inline void rt_clock_init(rt_clock_t *clk, int64_t epoch_offset)
 {
     int64_t mono;
     clk->epoch_offset = epoch_offset;
-    clk->shift = rt_sample_shift(&mono);
+    clk->shift = 0;
+    while (!rt_sample_shift(&clk->shift, &mono)) {}
+}
+
+/* Take a new sample; adopt it only if the shift stepped. */
+static inline void rt_clock_update(rt_clock_t *clk, int64_t *mono_now)
+{
+    int64_t s;
+    if (rt_sample_shift(&s, mono_now) && (s - clk->shift > RT_STEP_NS || clk->shift - s > RT_STEP_NS))
+        clk->shift = s;
 }
 
 static inline int64_t rt_clock_now(const rt_clock_t *clk) { return rt_mono_ns() + clk->epoch_offset; }
 
-/* A kernel CLOCK_REALTIME stamp on the recorder's clock; `shift_then`: the shift before this batch. */
+/* A kernel CLOCK_REALTIME stamp on the recorder's clock; `shift_then`: its socket's `sock_shift`. */
 static inline int64_t rt_clock_from_realtime(const rt_clock_t *clk, int64_t t_real, int64_t shift_then, int64_t mono_now)
 {
     int64_t t = t_real - clk->shift, alt;
@@ -111,14 +129,15 @@ static inline int64_t rt_clock_from_realtime(const rt_clock_t *clk, int64_t t_re
 }
 
 static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
-                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk)
+                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
+                         int64_t *sock_shift)
 {
     struct mmsghdr msgs[RT_RECV_MAX_BATCH];
     struct iovec iov[RT_RECV_MAX_BATCH];
     struct sockaddr_storage addrs[RT_RECV_MAX_BATCH];
     char cbuf[RT_RECV_MAX_BATCH][CMSG_SPACE(sizeof(struct timespec)) + 16];
     int i, got, w = 0;
-    int64_t mono_now, shift_then;
+    int64_t mono_now;
     if (max > RT_RECV_MAX_BATCH) max = RT_RECV_MAX_BATCH;
     if (max <= 0) return 0;
     for (i = 0; i < max; i++) {
@@ -137,8 +156,7 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
         return -errno;
     }
-    shift_then = clk->shift;
-    clk->shift = rt_sample_shift(&mono_now);
+    rt_clock_update(clk, &mono_now);
     for (i = 0; i < got; i++) {
         struct cmsghdr *c;
         int64_t t = 0;
@@ -150,7 +168,7 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
                 t = (int64_t)tsv.tv_sec * 1000000000LL + tsv.tv_nsec;
             }
         }
-        t = t ? rt_clock_from_realtime(clk, t, shift_then, mono_now) : mono_now + clk->epoch_offset;
+        t = t ? rt_clock_from_realtime(clk, t, *sock_shift, mono_now) : mono_now + clk->epoch_offset;
         if (w != i) {
             int64_t keep = msgs[i].msg_len < (unsigned)slot_size ? msgs[i].msg_len : slot_size;
             memmove(data + (int64_t)w * slot_size, data + (int64_t)i * slot_size, (size_t)keep);
@@ -160,6 +178,7 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
         w++;
     }
     *accepted += w;
+    if (got < max) *sock_shift = clk->shift;  /* the socket is empty: older stamps are all read */
     return got;
 }
 
@@ -200,9 +219,10 @@ static inline void rt_clock_init(rt_clock_t *clk, int64_t epoch_offset) { clk->e
 static inline int64_t rt_mono_ns(void) { return 0; }
 static inline int64_t rt_clock_now(const rt_clock_t *clk) { return clk->epoch_offset; }
 static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
-                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk)
+                         const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
+                         int64_t *sock_shift)
 {
-    (void)fd; (void)clk; (void)data; (void)slot_size; (void)ts; (void)lens; (void)max; (void)allow; (void)nallow;
+    (void)fd; (void)clk; (void)sock_shift; (void)data; (void)slot_size; (void)ts; (void)lens; (void)max; (void)allow; (void)nallow;
     (void)accepted; (void)refused;
     return -38; /* ENOSYS */
 }

@@ -301,3 +301,13 @@ def test_unevenly_spaced_offsets_take_the_general_path(monza_raw):
     every = dec.columns(monza_raw, concatenated_offsets(4001, 328))
     for name in ("speed_Kmh", "carCoordinates", "identifier", "lapTime"):
         assert np.array_equal(cols[name], every[name][picks]), name
+
+
+def test_packed_layouts_decode_into_rows_as_one_copy_per_packet():
+    # Row decoding merges fields that follow each other in both the packet and the row: a packed
+    # layout (Telemetry Tool, PCARS 2 telemetry) is then one copy per packet, not one per field.
+    for kind in ("tt_driver", "pcars2_telemetry_559", "ac_handshake_response"):
+        assert Decoder(PROTOCOLS[kind]).plan.nsegments == 1, kind
+    # PCARS 1 telemetry stores its participant array field by field: many runs, same values
+    # (test_rows_and_columns_hold_the_same_values).
+    assert Decoder(PROTOCOLS["pcars1_telemetry"]).plan.nsegments > 1

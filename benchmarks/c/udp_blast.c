@@ -19,6 +19,7 @@ int main(int argc, char **argv) {
     if (argc != 6 && argc != 8) { fprintf(stderr, "usage: udp_blast HOST PORT COUNT SIZE RATE [TEMPLATE SEQ_OFFSET]\n"); return 2; }
     long seq_off = argc == 8 ? atol(argv[7]) : 0;
     long count = atol(argv[3]), size = atol(argv[4]); double rate = atof(argv[5]);
+    if (size < 1 || size > 2048 || seq_off < 0 || seq_off + 8 > size) { fprintf(stderr, "SIZE must be 1..2048 and hold the u64 at SEQ_OFFSET\n"); return 2; }
     struct sockaddr_in dst = {0}; dst.sin_family = AF_INET; dst.sin_port = htons(atoi(argv[2]));
     inet_pton(AF_INET, argv[1], &dst.sin_addr);
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -43,7 +44,7 @@ int main(int argc, char **argv) {
              * (on a 2-core machine, half of it). The schedule is cumulative, so a late wake-up sends
              * the batches it missed at once and the average rate holds. */
             double due = t0 + (sent + n) / rate, wait = due - now();
-            if (wait > 0) { struct timespec ts = {0, (long)(wait * 1e9)}; nanosleep(&ts, NULL); }
+            if (wait > 0) { struct timespec ts = {(time_t)wait, (long)((wait - (time_t)wait) * 1e9)}; nanosleep(&ts, NULL); }
         }
         for (int i = 0; i < n; i++) { uint64_t k = sent + i; memcpy(buf[i] + seq_off, &k, 8); }
         int r = sendmmsg(fd, msg, n, 0);

@@ -1,4 +1,4 @@
-"""The HDF5 file of a recording: decoded datagrams, one chunked dataset per field.
+"""The HDF5 file of a recording: decoded datagrams, one compound dataset per packet kind.
 
 Schema of ``data.h5`` (documented in the README)::
 
@@ -16,10 +16,11 @@ reads it: ``pd.DataFrame({k: v[:] for k, v in f["ksudp/canonical"].items()})``, 
 ``f["ksudp/ac_car_info/rows"]["speed_Kmh"]`` reads one field of the game's own packets.
 
 Each packet kind is one compound dataset, not one dataset per field: measured on PCARS 1
-telemetry (110 fields) in 1500-row appends with lzf, 253 000 rows/s against 46 000 for per-field
-datasets (each append costs a resize and a write per dataset). Datasets are chunked along time
-(~64 KiB a chunk), resizable and lzf-compressed (on AC packets 210 instead of 330 bytes per packet).
-Appends happen once per sync interval, or sooner in slices when a lot is queued.
+telemetry (110 fields) in 1500-row appends, 253 000 rows/s against 46 000 for per-field datasets
+(each append costs a resize and a write per dataset). Datasets are chunked along time (~64 KiB a
+chunk) and resizable; packet rows are stored uncompressed, canonical channels gzip-compressed
+(:data:`PACKET_FILTERS`, :data:`CANONICAL_FILTERS`). Appends happen in slices as rows queue up
+(:data:`APPEND_BYTES`, :data:`CANONICAL_APPEND_BYTES`) and at each sync.
 
 The file is derived: after a crash it is checked against the raw files and rebuilt from them
 (:func:`rebuild`). Readers other than the writer open it after the recording stops; the server's
@@ -95,9 +96,9 @@ class H5Writer:
     def __init__(self, path: str | Path, recording_id: str, created_at: str | None = None) -> None:
         self.path = Path(path)
         try:
-            # A small chunk cache that evicts whole chunks first: each chunk is compressed as it
-            # fills, spread over the appends, instead of all together at the next flush (a 50 ms
-            # stall of the consumer at 150 000 datagrams/s, longer than the rings hold).
+            # A small chunk cache that evicts whole chunks first: each (compressed) chunk is written
+            # as it fills, spread over the appends, instead of all together at the next flush (a
+            # 50 ms stall of the consumer at 150 000 datagrams/s, longer than the rings hold).
             self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=4 * CHUNK_BYTES, rdcc_w0=1.0)
             self.file.attrs["format"] = FORMAT
             self.file.attrs["recording_id"] = recording_id
@@ -107,8 +108,6 @@ class H5Writer:
         self._pending: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}  # (t_ns, rows)
         self._layouts: dict[str, PacketLayout] = {}
         self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
-        self.frames: dict[str, int] = {}  # canonical frames written per feed
-        self.pending_rows = 0  # queued rows, all kinds
         self.pending_bytes = 0  # their decoded size
         self.pending_canonical = 0  # queued canonical rows
         self._datasets: dict[str, tuple[h5py.Dataset, np.dtype, h5py.h5t.TypeID]] = {}
@@ -116,8 +115,8 @@ class H5Writer:
         self._kinds: dict[str, list[str]] = {}  # per feed: the canonical group's "kinds" attribute
 
     def _append(self, group: h5py.Group, name: str, values: np.ndarray, attrs=None, filters: dict = PACKET_FILTERS) -> None:
-        """Append ``values`` along axis 0 of ``group/name``, creating it (chunked, compressed) with
-        ``attrs()`` on first use.
+        """Append ``values`` along axis 0 of ``group/name``, creating it (chunked, with ``filters``)
+        with ``attrs()`` on first use.
 
         Datasets stay open: closing one flushes its chunk cache, which compressed every partial
         chunk on every append and decompressed it again on the next (half of all recording time
@@ -165,7 +164,6 @@ class H5Writer:
             for name, values in columns.items():
                 rows[name] = values
         self._pending.setdefault((feed, layout.name), []).append((np.asarray(t_ns, dtype=np.int64), rows))
-        self.pending_rows += len(t_ns)
         self.pending_bytes += rows.nbytes
         if canonical is not None:
             self._canonical.setdefault(feed, []).append((canonical, layout.name))
@@ -210,7 +208,6 @@ class H5Writer:
                 })
             if rows:
                 self._pending.clear()
-                self.pending_rows = 0
                 self.pending_bytes = 0
             if canonical:
                 for feed, parts in self._canonical.items():
@@ -242,7 +239,6 @@ class H5Writer:
             self._append(group, name, np.ascontiguousarray(rows[name]), lambda name=name: {"unit": CANONICAL_UNITS[name]},
                          CANONICAL_FILTERS)
         self._append(group, "kind", ids, lambda: {"unit": "index into the group's 'kinds' attribute"}, CANONICAL_FILTERS)
-        self.frames[feed] = self._datasets[f"{group.name}/t_ns"][0].shape[0]
 
     def close(self) -> None:
         try:

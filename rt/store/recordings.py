@@ -7,9 +7,10 @@ One directory per recording under DATA_DIR::
     <id>/data.h5         decoded, derived (rt.store.h5store), rebuildable from the raw files
 
 While a recording is active the consumer thread hands it every batch (:meth:`on_raw`,
-:meth:`on_decoded`): raw batches are written at once (one ``write`` each), decoded ones are
-queued. Every :data:`SYNC_S` (and at stop) the raw files are fsynced, the queued rows appended
-to HDF5 and flushed, and the manifest rewritten: a crash loses at most that last interval.
+:meth:`on_decoded`): raw batches are packed and written by a writer thread (one ``write``
+each), decoded ones are queued and appended to HDF5 in slices. Every :data:`SYNC_S` (and at stop)
+the raw files are fsynced once the batches counted so far are written, HDF5 is flushed, and the
+manifest rewritten: a crash loses at most that last interval.
 
 A disk running full stops the recording before it is full (MIN_FREE_MB, checked at every sync),
 and a write error (read-only directory, I/O error, file too large) stops it at once: raw files are
@@ -138,24 +139,7 @@ class RecordingManager:
         """
         rec_dir = self.data_dir / rec_id
         manifest = manifest or read(rec_dir / "manifest.json")
-        feeds = {}
-        for feed in FEEDS:
-            path = rec_dir / f"{feed}.bin"
-            counters = _empty_counters()
-            counters["dropped"] = manifest.get("feeds", {}).get(feed, {}).get("dropped", 0)
-            if path.exists():
-                cut = rawfile.trim(path)
-                if cut:
-                    log.info("recording %s: %s.bin: cut a torn last record of %d bytes", rec_id, feed, cut)
-                data = np.fromfile(path, dtype=np.uint8)
-                t_ns, offsets, lengths, _ = rawfile.parse(data)
-                if len(t_ns):
-                    from ..decode import classify_batch
-
-                    kinds, bad = classify_batch(self.protocols.feed_rules[feed].rules, data, offsets, lengths)
-                    counters.update(packets=len(t_ns), bytes=int(lengths.sum()), malformed=int(bad),
-                                    first_time=iso(int(t_ns[0])), last_time=iso(int(t_ns[-1])))
-            feeds[feed] = counters
+        feeds = self._count_raw(rec_dir, manifest)
         if force_rebuild or not h5store.agrees_with_raw(rec_dir, self.protocols):
             log.info("recording %s: rebuilding data.h5 from the raw files", rec_id)
             h5store.rebuild(rec_dir, rec_id, self.protocols, manifest.get("created_at"))
@@ -168,6 +152,28 @@ class RecordingManager:
         with self.lock:
             self._manifests[rec_id] = manifest
         return manifest
+
+    def _count_raw(self, rec_dir: Path, manifest: dict) -> dict:
+        """Per-feed counters of a recording, counted from its raw files (torn tails trimmed)."""
+        feeds = {}
+        for feed in FEEDS:
+            path = rec_dir / f"{feed}.bin"
+            counters = _empty_counters()
+            counters["dropped"] = manifest.get("feeds", {}).get(feed, {}).get("dropped", 0)
+            if path.exists():
+                cut = rawfile.trim(path)
+                if cut:
+                    log.info("recording %s: %s.bin: cut a torn last record of %d bytes", rec_dir.name, feed, cut)
+                data = np.fromfile(path, dtype=np.uint8)
+                t_ns, offsets, lengths, _ = rawfile.parse(data)
+                if len(t_ns):
+                    from ..decode import classify_batch
+
+                    kinds, bad = classify_batch(self.protocols.feed_rules[feed].rules, data, offsets, lengths)
+                    counters.update(packets=len(t_ns), bytes=int(lengths.sum()), malformed=int(bad),
+                                    first_time=iso(int(t_ns[0])), last_time=iso(int(t_ns[-1])))
+            feeds[feed] = counters
+        return feeds
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -332,7 +338,32 @@ class RecordingManager:
                 except Exception:  # noqa: BLE001 - a session bug must not keep a recording open
                     log.exception("on_stop callback failed")
             log.info("recording %s stopped%s", act.id, f" ({manifest['error']})" if problems else "")
+            if any(w.failed for w in act.raw.values()):
+                # Raw batches queued behind the failed write never reached the file, but they were
+                # counted (and decoded into data.h5): recount from the raw files, off this thread
+                # (ingest goes on) and off the sync thread (stop() holds the lock waiting for it).
+                # data.h5 is not rebuilt here: after a failed write the HDF5 library is not to be
+                # trusted in this process; `recover` rebuilds it in a fresh one.
+                threading.Thread(target=self._recount_after_write_error, args=(act.id,), name="rt-recount",
+                                 daemon=True).start()
             return dict(manifest)
+
+    def _recount_after_write_error(self, rec_id: str) -> None:
+        try:
+            with self.lock:
+                manifest = dict(self._manifests[rec_id])
+            feeds = self._count_raw(self.data_dir / rec_id, manifest)
+            manifest["feeds"] = feeds
+            manifest["error"] = (f"{manifest.get('error') or 'write error'}; data.h5 may hold datagrams that the raw "
+                                 f"files lack: `rusty-telemetry recover {rec_id}` rebuilds it from them")
+            write_atomic(self.data_dir / rec_id / "manifest.json", manifest)
+            with self.lock:
+                if rec_id in self._manifests:
+                    self._manifests[rec_id] = manifest
+                if self.last_error is not None and self.last_error.get("id") == rec_id:
+                    self.last_error = dict(self.last_error, error=manifest["error"])
+        except (OSError, StoreError, KeyError, ValueError) as exc:
+            log.error("recording %s: recount after a write error failed: %s", rec_id, exc)
 
     def delete(self, rec_id: str) -> None:
         with self.lock:
@@ -394,7 +425,8 @@ class RecordingManager:
             act = self.active
             if act is None:
                 return
-            written = sum(w.size for w in act.raw.values()) - act.synced_bytes
+            # Queued raw batches count: they will be on the disk in a moment.
+            written = sum(w.size + w.queued_bytes for w in act.raw.values()) - act.synced_bytes
             low = self._low_disk(written)
             if low:
                 self._fail(StoreError(low))
@@ -412,10 +444,14 @@ class RecordingManager:
             # fsync can take 100 ms and more on a busy disk: it runs beside the consumer, which
             # keeps emptying the rings meanwhile. One at a time; a slow one delays the next.
             if act.durable is None or act.durable.done():
-                act.durable = self._syncer.submit(self._make_durable, act, self._live_manifest(act))
+                # The barrier completes once every raw batch counted in this manifest is written
+                # (the writer thread takes its work in order): only then fsync and the manifest.
+                barrier = self._raw_writer.submit(lambda: None)
+                act.durable = self._syncer.submit(self._make_durable, act, self._live_manifest(act), barrier)
 
-    def _make_durable(self, act: Active, manifest: dict) -> None:
-        """fsync the raw files, then write the manifest (on the sync thread)."""
+    def _make_durable(self, act: Active, manifest: dict, barrier) -> None:
+        """fsync the raw files once ``barrier`` is passed, then write the manifest (sync thread)."""
+        barrier.result()
         try:
             for writer in act.raw.values():
                 writer.sync()
