@@ -1,0 +1,56 @@
+"""The raw writer with its writer thread: order, durability accounting, and a failing disk."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from rt.errors import StoreError
+from rt.store import rawfile
+
+
+def _batch(first: int, n: int, slot: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    data = np.zeros((n, slot), dtype=np.uint8)
+    data[:, :8] = np.arange(first, first + n, dtype="<u8").view(np.uint8).reshape(n, 8)
+    return np.arange(first, first + n, dtype=np.int64), np.full(n, 8, dtype=np.uint32), data
+
+
+def test_background_writes_land_in_order_and_whole(tmp_path):
+    with ThreadPoolExecutor(1) as pool:
+        w = rawfile.RawWriter(tmp_path / "f.bin", pool)
+        for b in range(50):
+            w.append(*_batch(b * 100, 100))
+        w.close()
+    t_ns, payloads = rawfile.read(tmp_path / "f.bin")
+    assert t_ns.tolist() == list(range(5000))
+    assert [int.from_bytes(p, "little") for p in payloads] == list(range(5000))
+    assert w.size == (tmp_path / "f.bin").stat().st_size and w.queued_bytes == 0
+
+
+def test_a_failed_background_write_is_raised_and_nothing_is_written_after_it(tmp_path):
+    path = tmp_path / "f.bin"
+    with ThreadPoolExecutor(1) as pool:
+        w = rawfile.RawWriter(path, pool)
+        w.append(*_batch(0, 10))
+        w.flush()
+        good = w.size
+        # From now on every write fails as on a full disk (ENOSPC): the writer's fd becomes /dev/full.
+        full = os.open("/dev/full", os.O_WRONLY)
+        keep = os.dup(w.fd)
+        os.dup2(full, w.fd)
+        os.close(full)
+        w.append(*_batch(10, 10))  # queued: the failure shows up later
+        with pytest.raises(StoreError, match="No space left"):
+            w.flush()
+        assert w.failed and w.size == good
+        with pytest.raises(StoreError):
+            w.append(*_batch(20, 10))
+        os.dup2(keep, w.fd)  # the disk is back: still nothing may be appended after the failure
+        os.close(keep)
+        with pytest.raises(StoreError):
+            w.close()
+    t_ns, _ = rawfile.read(path)
+    assert t_ns.tolist() == list(range(10)) and path.stat().st_size == good
