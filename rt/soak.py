@@ -19,6 +19,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -197,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=660.0)
     parser.add_argument("--rate", type=float, default=5000.0, help="datagrams/s per feed")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the recording (an 11-minute soak writes ~14 GB) instead of deleting it")
     args = parser.parse_args(argv)
     report = run(args.seconds, args.rate)
+    if not args.keep:
+        shutil.rmtree(report["data_dir"], ignore_errors=True)
+        report["data_dir"] = None
     print(json.dumps(report, indent=2))
     return 0 if all(v == 0 for v in report["lost"].values()) else 1
 
