@@ -18,7 +18,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
-from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_clock_now, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_notify, rt_close_fd, rt_drain_fd,
+from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_notify, rt_close_fd, rt_drain_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS)
 
 import ipaddress
@@ -282,7 +282,3 @@ cdef class ReceiverLoop:
                 total += self._drain(i)
         return total
 
-
-    def now_ns(self):
-        """Now on the clock of this loop's receive times (ns since the epoch, see ``rt.clock``)."""
-        return rt_clock_now(&self.clock)

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
@@ -155,3 +156,15 @@ class Server:
             self.proc.kill()
             raise
         return self.proc.returncode, self.stderr()
+
+
+@contextmanager
+def tmpfs(path, options: str):
+    """A small real file system at ``path`` (``mount -t tmpfs -o OPTIONS``: root, as CI runs)."""
+    path.mkdir(exist_ok=True)
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, f"this test needs to mount a tmpfs (root): {out.stderr}"
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
 import time
 
 import numpy as np
 
-from rigs import ScriptedSim, wait_until
+from rigs import ScriptedSim, tmpfs, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import PushSender, sim_source
 from rt.store import rawfile
@@ -55,11 +54,7 @@ def test_repeated_sigkill_at_random_moments_leaves_every_recording_readable(serv
 
 
 def test_read_only_data_disk_gets_clear_errors_and_ingest_goes_on(server_factory, tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True, text=True)
-    assert out.returncode == 0, f"this test needs to mount a tmpfs (root): {out.stderr}"
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         srv = server_factory(RUSTY_TELEMETRY_DATA_DIR=str(ro), RUSTY_TELEMETRY_MIN_FREE_MB="0")
         status, body = srv.call("POST", "/api/recordings", {"name": "nowhere"})
         assert status == 507 and body["error"]["code"] == "storage_error" and "Read-only" in body["error"]["message"]
@@ -74,5 +69,3 @@ def test_read_only_data_disk_gets_clear_errors_and_ingest_goes_on(server_factory
             sender.stop()
         code, log = srv.stop()
         assert code == 0 and "Traceback" not in log
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], check=False)

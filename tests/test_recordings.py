@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from conftest import PCARS1
-from rigs import ScriptedSim, wait_until
+from rigs import ScriptedSim, tmpfs, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import AcServer, PushSender, pcars2_telemetry, sim_source, tt_driver
 from rt.store import rawfile
@@ -204,11 +204,7 @@ def _check_clean_stop(srv, rec: dict, live: dict, words: tuple[str, ...]) -> Non
 
 
 def test_disk_running_full_stops_the_recording_before_it_is_full(server_factory, tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(small)], capture_output=True, text=True)
-    assert mounted.returncode == 0, f"this test needs a small file system (root may mount a tmpfs): {mounted.stderr}"
-    try:
+    with tmpfs(tmp_path / "small", "size=8m") as small:
         srv = server_factory(RUSTY_TELEMETRY_DATA_DIR=str(small / "data"), RUSTY_TELEMETRY_MIN_FREE_MB="2")
         rec, live = _fill_until_stopped(srv, 6000)
         _check_clean_stop(srv, rec, live, ("disk nearly full",))
@@ -220,8 +216,6 @@ def test_disk_running_full_stops_the_recording_before_it_is_full(server_factory,
         code, log = srv.stop()
         assert code == 0 and "Traceback" not in log
         assert h5py.File(small / "data" / rec["id"] / "data.h5", "r")  # closed cleanly, readable
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)
 
 
 def test_write_error_stops_the_recording_and_keeps_what_was_written(server_factory, tmp_path):
