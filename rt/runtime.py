@@ -10,6 +10,7 @@ import logging
 
 from .config import Config
 from .feeds.manager import FeedManager
+from .memory import Trimmer
 from .protocols import protocols_for
 from .sessions.manager import SessionManager
 from .store.recordings import RecordingManager
@@ -37,6 +38,7 @@ class Runtime:
         self.recordings.rings = {name: feed.ring for name, feed in self.feeds.feeds.items()}
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
+        self.feeds.on_tick.append(Trimmer().tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"

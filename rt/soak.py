@@ -103,7 +103,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
         stop = threading.Event()
         latencies: list[float] = []
         memory: list[tuple[float, float]] = []
-        runs = {"started": 0, "stopped": 0}
+        runs = {"started": 0, "stopped": 0, "deleted": 0}
         errors: list[str] = []
         t0 = time.monotonic()
 
@@ -126,6 +126,10 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
                     stop.wait(0.5)
                     _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}/stop", "POST")
                     runs["stopped"] += 1
+                    # A kept run is ~3 KB of session state the user asked for; deleting it keeps
+                    # the memory series about the recorder, and exercises the delete path too.
+                    _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}", "DELETE")
+                    runs["deleted"] += 1
                 except Exception as exc:  # noqa: BLE001
                     errors.append(f"runs: {exc}")
                 stop.wait(0.25)

@@ -54,3 +54,34 @@ def test_a_failed_background_write_is_raised_and_nothing_is_written_after_it(tmp
             w.close()
     t_ns, _ = rawfile.read(path)
     assert t_ns.tolist() == list(range(10)) and path.stat().st_size == good
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_large_batches_are_written_in_pieces_with_a_bounded_buffer_pool(tmp_path, threaded):
+    """Full ring takes (thousands of datagrams, mixed lengths) land whole and in order, and the
+    writer keeps no more than POOL_BUFFERS buffers of one size however large the batches were."""
+    rng = np.random.default_rng(7)
+    slot = 2048
+    path = tmp_path / "f.bin"
+    sent_t: list[int] = []
+    sent_payloads: list[bytes] = []
+    with ThreadPoolExecutor(1) as pool:
+        w = rawfile.RawWriter(path, pool if threaded else None)
+        first = 0
+        for n in (1, 4096, 37, 3000, 509, 510, 4096):
+            data = rng.integers(0, 256, size=(n, slot), dtype=np.uint8)
+            lengths = rng.integers(0, slot + 50, size=n).astype(np.uint32)  # some longer than the slot
+            t_ns = np.arange(first, first + n, dtype=np.int64)
+            first += n
+            appended = w.append(t_ns, lengths, data)
+            kept = np.minimum(lengths, slot)
+            assert appended == int((kept + rawfile.HEADER.size).sum())
+            sent_t += t_ns.tolist()
+            sent_payloads += [data[i, : kept[i]].tobytes() for i in range(n)]
+        w.flush()
+        assert len(w._free) <= w.POOL_BUFFERS
+        assert {b.shape[0] for b in w._free} == {w._buffer_bytes} and w._buffer_bytes <= w.PIECE_BYTES
+        w.close()
+    t_ns, payloads = rawfile.read(path)
+    assert t_ns.tolist() == sent_t
+    assert payloads == sent_payloads

@@ -15,7 +15,7 @@ def test_short_soak_loses_nothing_and_memory_stays_flat(tmp_path):
     assert report["lost"] == {"ac": 0, "tt": 0, "pcars1": 0}, report
     assert set(report["dropped"].values()) == {0}
     assert report["errors"] == [] and report["server_log_tracebacks"] == 0
-    assert report["runs"]["started"] >= 4 and report["runs"]["stopped"] >= 4
+    assert report["runs"]["started"] >= 4 and report["runs"]["stopped"] >= 4 and report["runs"]["deleted"] >= 4
     assert report["live_requests"] > 50
     # resident memory: the rings and buffers fill in the first seconds, then it stays put
     later = [mb for t, mb in report["memory_mb"] if t >= report["seconds"] / 2]

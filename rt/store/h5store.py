@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Iterable
 
@@ -91,9 +93,19 @@ def _concat_rows(parts: list[np.ndarray]) -> np.ndarray:
 
 
 class H5Writer:
-    """Buffers decoded batches and appends them to ``data.h5`` on :meth:`flush`."""
+    """Buffers decoded batches and appends them to ``data.h5`` (see :meth:`append_due`, :meth:`flush`).
 
-    def __init__(self, path: str | Path, recording_id: str, created_at: str | None = None) -> None:
+    With a ``writer`` (a one-thread executor) the appends that :meth:`append_due` finds due run on
+    that thread, one at a time, while the caller goes on decoding: h5py lets go of the GIL while
+    HDF5 writes, and writing the rows (mostly the kernel's page-cache work) was 40 % of the
+    consumer's time per PCARS datagram. An append that fails there is raised by the next
+    :meth:`append_due`, :meth:`flush` or :meth:`close`. Everything else (:meth:`add`,
+    :meth:`flush`, reading :attr:`file` after a flush) stays on the caller's side, one caller at a
+    time (the recorder's lock).
+    """
+
+    def __init__(self, path: str | Path, recording_id: str, created_at: str | None = None,
+                 writer: Executor | None = None) -> None:
         self.path = Path(path)
         try:
             # A small chunk cache that evicts whole chunks first: each (compressed) chunk is written
@@ -113,6 +125,10 @@ class H5Writer:
         self._datasets: dict[str, tuple[h5py.Dataset, np.dtype, h5py.h5t.TypeID]] = {}
         self._groups: dict[str, h5py.Group] = {}
         self._kinds: dict[str, list[str]] = {}  # per feed: the canonical group's "kinds" attribute
+        self._writer = writer
+        self._in_flight: Future | None = None  # the append running on the writer thread
+        # Held by whichever thread appends: the datasets and groups above belong to it meanwhile.
+        self._append_lock = threading.Lock()
 
     def _append(self, group: h5py.Group, name: str, values: np.ndarray, attrs=None, filters: dict = PACKET_FILTERS) -> None:
         """Append ``values`` along axis 0 of ``group/name``, creating it (chunked, with ``filters``)
@@ -172,48 +188,73 @@ class H5Writer:
     def append_due(self) -> None:
         """Append what is queued once there is enough of it (:data:`APPEND_BYTES`,
         :data:`CANONICAL_APPEND_BYTES`): often enough that no single append or flush stalls the
-        caller for long, rarely enough that each one moves a lot. Call after :meth:`add`."""
+        caller for long, rarely enough that each one moves a lot. Call after :meth:`add`.
+
+        With a writer thread the append is handed to it; the caller waits only for the one
+        before it (so at most one append is ever behind)."""
         rows = self.pending_bytes >= APPEND_BYTES
         canonical = self.pending_canonical * CANONICAL_DTYPE.itemsize >= CANONICAL_APPEND_BYTES
-        if rows or canonical:
+        if not (rows or canonical):
+            return
+        if self._writer is None:
             self.append_pending(rows=rows, canonical=canonical)
+            return
+        self._wait_in_flight()
+        pending, canonical_parts = self._take(rows, canonical)
+        self._in_flight = self._writer.submit(self._write_parts, pending, canonical_parts)
+
+    def _wait_in_flight(self) -> None:
+        future, self._in_flight = self._in_flight, None
+        if future is not None:
+            future.result()  # a failed append raises its StoreError here
 
     def flush(self) -> None:
         """Append everything queued and flush the file."""
         self.append_pending()
         try:
-            self.file.flush()
+            with self._append_lock:
+                self.file.flush()
         except (OSError, ValueError, RuntimeError) as exc:
             FAILED_FILES.append(str(self.path))
             raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
 
     def append_pending(self, rows: bool = True, canonical: bool = True) -> None:
         """Append the queued packet rows and/or the queued canonical rows to the datasets (no
-        file flush)."""
+        file flush), after the append on the writer thread, if one runs."""
+        self._wait_in_flight()
+        self._write_parts(*self._take(rows, canonical))
+
+    def _take(self, rows: bool, canonical: bool) -> tuple[dict, dict]:
+        """Detach the queued rows and/or canonical rows (the caller's side) for appending."""
+        pending: dict = {}
+        canonical_parts: dict = {}
+        if rows:
+            pending, self._pending, self.pending_bytes = self._pending, {}, 0
+        if canonical:
+            canonical_parts, self._canonical, self.pending_canonical = self._canonical, {}, 0
+        return pending, canonical_parts
+
+    def _write_parts(self, pending: dict, canonical_parts: dict) -> None:
         try:
-            for (feed, kind), parts in self._pending.items() if rows else ():
-                layout = self._layouts[kind]
-                path = f"{feed}/{kind}"
-                fresh = path not in self._groups
-                group = self._group(path)
-                if fresh and "doc" not in group.attrs:
-                    group.attrs["doc"] = layout.doc
-                    group.attrs["packet_size"] = layout.size
-                    group.attrs["provisional"] = layout.provisional
-                self._append(group, "t_ns", np.concatenate([p[0] for p in parts]), lambda: {"unit": "ns since Unix epoch"})
-                self._append(group, "rows", _concat_rows([p[1] for p in parts]), lambda: {
-                    "units": json.dumps({f.name: f.unit for f in layout.fields}),
-                    "docs": json.dumps({f.name: f.doc for f in layout.fields}),
-                    "offsets": json.dumps({f.name: f.offset for f in layout.fields}),
-                })
-            if rows:
-                self._pending.clear()
-                self.pending_bytes = 0
-            if canonical:
-                for feed, parts in self._canonical.items():
+            with self._append_lock:
+                for (feed, kind), parts in pending.items():
+                    layout = self._layouts[kind]
+                    path = f"{feed}/{kind}"
+                    fresh = path not in self._groups
+                    group = self._group(path)
+                    if fresh and "doc" not in group.attrs:
+                        group.attrs["doc"] = layout.doc
+                        group.attrs["packet_size"] = layout.size
+                        group.attrs["provisional"] = layout.provisional
+                    self._append(group, "t_ns", np.concatenate([p[0] for p in parts]),
+                                 lambda: {"unit": "ns since Unix epoch"})
+                    self._append(group, "rows", _concat_rows([p[1] for p in parts]), lambda: {
+                        "units": json.dumps({f.name: f.unit for f in layout.fields}),
+                        "docs": json.dumps({f.name: f.doc for f in layout.fields}),
+                        "offsets": json.dumps({f.name: f.offset for f in layout.fields}),
+                    })
+                for feed, parts in canonical_parts.items():
                     self._append_canonical(feed, parts)
-                self._canonical.clear()
-                self.pending_canonical = 0
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             FAILED_FILES.append(str(self.path))
             raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
@@ -242,6 +283,7 @@ class H5Writer:
 
     def close(self) -> None:
         try:
+            self._wait_in_flight()  # even after a failure: the file must not close under it
             if str(self.path) not in FAILED_FILES:
                 self.flush()
         finally:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_ext.rawpack import pack, packed_size, scan
+from rt_ext.rawpack import pack, scan
 
 from ..errors import StoreError
 
@@ -86,6 +86,14 @@ class RawWriter:
     #: Bytes of packed batches waiting for the writer thread before :meth:`append` waits for it
     #: (~0.3 s of PCARS at 150 000 datagrams/s; the disk guard counts them as written).
     MAX_QUEUED_BYTES = 64 << 20
+    #: A batch is packed and written in pieces of at most this many bytes, into buffers of one
+    #: fixed size. Buffers sized to each batch grew to the largest batch ever seen (a full ring
+    #: take is up to 8 MiB) and kept those pages: resident memory crept up for as long as a
+    #: recording ran.
+    PIECE_BYTES = 1 << 20
+    #: Packing buffers kept for reuse (a fresh one costs page faults); more are made while the
+    #: writer lags and freed when they come back. Bounds what a feed keeps to ~8 MiB.
+    POOL_BUFFERS = 8
 
     def __init__(self, path: str | Path, writer: Executor | None = None) -> None:
         self.path = Path(path)
@@ -93,7 +101,8 @@ class RawWriter:
         self.size = os.fstat(self.fd).st_size
         self.dirty = False
         self._writer = writer
-        self._free: list[np.ndarray] = []  # packing buffers to reuse (fresh ones cost page faults)
+        self._free: list[np.ndarray] = []  # packing buffers to reuse, all ``_buffer_bytes`` long
+        self._buffer_bytes = 0
         self._queued: deque[tuple[Future, int]] = deque()  # (write, bytes) not known to be done
         self._queued_bytes = 0
         self._error: StoreError | None = None
@@ -122,6 +131,10 @@ class RawWriter:
         except StoreError as exc:
             self._error = exc
         finally:
+            self._recycle(buf)
+
+    def _recycle(self, buf: np.ndarray) -> None:
+        if len(self._free) < self.POOL_BUFFERS and buf.shape[0] == self._buffer_bytes:
             self._free.append(buf)
 
     @property
@@ -146,23 +159,31 @@ class RawWriter:
             self._queued_bytes -= used
 
     def append(self, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> int:
-        """Append a batch: receive times (int64 ns), true lengths (uint32), slot rows (uint8 n × slot)."""
+        """Append a batch: receive times (int64 ns), true lengths (uint32), slot rows (uint8 n × slot).
+
+        Returns the bytes appended."""
         self._raise_failed()
-        n = packed_size(lengths, data.shape[1])
-        buf = self._free.pop() if self._free else np.empty(0, dtype=np.uint8)
-        if buf.shape[0] < n:
-            buf = np.empty(max(n, 2 * buf.shape[0]), dtype=np.uint8)
-        used = pack(t_ns, lengths, data, buf)
-        if self._writer is None:
-            try:
-                self._write(buf[:used])
-            finally:
-                self._free.append(buf)
-            return used
-        self._settle(self.MAX_QUEUED_BYTES)
-        self._queued.append((self._writer.submit(self._write_in_background, buf, used), used))
-        self._queued_bytes += used
-        return used
+        record_bytes = HEADER.size + data.shape[1]
+        rows_per_piece = max(1, self.PIECE_BYTES // record_bytes)
+        if self._buffer_bytes != rows_per_piece * record_bytes:
+            self._buffer_bytes = rows_per_piece * record_bytes
+            self._free.clear()
+        total = 0
+        for start in range(0, t_ns.shape[0], rows_per_piece):
+            end = start + rows_per_piece
+            buf = self._free.pop() if self._free else np.empty(self._buffer_bytes, dtype=np.uint8)
+            used = pack(t_ns[start:end], lengths[start:end], data[start:end], buf)
+            total += used
+            if self._writer is None:
+                try:
+                    self._write(buf[:used])
+                finally:
+                    self._recycle(buf)
+                continue
+            self._settle(self.MAX_QUEUED_BYTES)
+            self._queued.append((self._writer.submit(self._write_in_background, buf, used), used))
+            self._queued_bytes += used
+        return total
 
     def flush(self) -> None:
         """Wait until every appended batch is written; raise if a write failed."""

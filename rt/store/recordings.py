@@ -100,6 +100,9 @@ class RecordingManager:
         # Raw file writes, in order, beside the consumer (see RawWriter); fsyncs stay on their
         # own thread, so a slow one does not hold the writes up.
         self._raw_writer = ThreadPoolExecutor(1, thread_name_prefix="rt-raw-write")
+        # HDF5 appends, beside the consumer too (see H5Writer); a thread of their own, so raw
+        # writes never queue behind a slow HDF5 append.
+        self._h5_writer = ThreadPoolExecutor(1, thread_name_prefix="rt-h5-write")
         #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
         #: stops for any reason: runs recording in it end there.
         self.on_stop: list = []
@@ -284,7 +287,7 @@ class RecordingManager:
                 write_atomic(rec_dir / "manifest.json", manifest)
                 for feed in FEEDS:
                     raw[feed] = rawfile.RawWriter(rec_dir / f"{feed}.bin", self._raw_writer)
-                h5 = h5store.H5Writer(rec_dir / "data.h5", rec_id, now)
+                h5 = h5store.H5Writer(rec_dir / "data.h5", rec_id, now, self._h5_writer)
             except (OSError, StoreError) as exc:
                 for writer in raw.values():
                     writer.close()

@@ -1,0 +1,70 @@
+"""Decoding 1367-byte PCARS 1 telemetry from ring slots into packed rows, as the recorder does.
+
+PCARS 1 telemetry is the widest row the recorder stores: its 56 participant records are
+flattened into one column per member, so a row is 392 separate copies of 1-12 bytes. Peer: numpy
+with an offset dtype over the slots and one strided copy per field into the same packed rows
+(what a numpy user would write to get that layout).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.conftest import per_second
+from rt.decode import Decoder
+from rt.protocols import default_protocols
+
+LAYOUT = default_protocols()["pcars1_telemetry"]
+CAPTURE = Path(__file__).parent.parent / "tests" / "data" / "captures" / "pcars1" / "jamesremuscat_packet_0.bin"
+SLOT = 2048  # the rings' slot size
+BATCH = 4096  # a full ring take
+pytestmark = pytest.mark.benchmark(group="decode: PCARS 1 telemetry 1367 B into rows")
+
+
+@pytest.fixture(scope="module")
+def slots() -> np.ndarray:
+    packet = np.frombuffer(CAPTURE.read_bytes(), dtype=np.uint8)
+    assert packet.size == LAYOUT.size
+    out = np.zeros((BATCH, SLOT), dtype=np.uint8)
+    out[:, : LAYOUT.size] = packet
+    out[:, 10] = np.arange(BATCH) % 256  # vary a field between packets
+    return out
+
+
+def test_rt_batch_decode_rows(benchmark, slots):
+    dec = Decoder(LAYOUT)
+    offsets = np.arange(BATCH, dtype=np.int64) * SLOT
+    buf = slots.reshape(-1)
+    per_second(benchmark, BATCH)
+    rows = benchmark(dec.rows, buf, offsets)
+    assert rows.tobytes() == _numpy_rows(slots).tobytes()
+
+
+def _numpy_rows(slots: np.ndarray) -> np.ndarray:
+    fields = LAYOUT.fields
+    view_dtype = np.dtype({
+        "names": [f.name for f in fields if not f.stride],
+        "formats": [(f.dtype, f.shape) if f.shape else f.dtype for f in fields if not f.stride],
+        "offsets": [f.offset for f in fields if not f.stride],
+        "itemsize": SLOT,
+    })
+    packets = np.frombuffer(slots, dtype=view_dtype)
+    raw = slots
+    rows = np.empty(slots.shape[0], dtype=LAYOUT.dtype)
+    for f in fields:
+        if f.stride:  # a flattened struct array: record r of every packet is one strided column
+            for r in range(f.records):
+                start = f.offset + r * f.stride
+                rows[f.name][:, r] = raw[:, start : start + f.element_bytes].copy().view(f.dtype).reshape(
+                    rows[f.name][:, r].shape)
+        else:
+            rows[f.name] = packets[f.name]
+    return rows
+
+
+def test_peer_numpy_offset_dtype_field_copies(benchmark, slots):
+    per_second(benchmark, BATCH)
+    benchmark(_numpy_rows, slots)

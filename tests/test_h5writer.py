@@ -1,0 +1,76 @@
+"""The HDF5 writer with its append thread: same file as appending in the caller, errors surface."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import h5py
+import numpy as np
+import pytest
+
+from rt.decode import Decoder, RowColumns
+from rt.errors import StoreError
+from rt.protocols import default_protocols
+from rt.protocols.canonical import CANONICAL_DTYPE, to_canonical
+from rt.store import h5store
+
+P = default_protocols()
+AC = P["ac_car_info"]
+
+
+def _batches(count: int, n: int):
+    """``count`` decoded AC batches of ``n`` random packets: (rows, t_ns, canonical)."""
+    rng = np.random.default_rng(3)
+    dec = Decoder(AC)
+    offsets = np.arange(n, dtype=np.int64) * AC.size
+    for b in range(count):
+        data = rng.integers(0, 256, size=n * AC.size, dtype=np.uint8)
+        cols = RowColumns(dec.rows(data, offsets))
+        t_ns = np.arange(b * n, (b + 1) * n, dtype=np.int64) * 1000
+        yield cols, t_ns, to_canonical(AC.name, cols, t_ns)
+
+
+def _contents(path) -> dict[str, bytes]:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()].tobytes()) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_appends_on_the_writer_thread_give_the_same_file(tmp_path):
+    # 40 batches of 2000 AC packets: 26 MB of rows, so append_due hands over a dozen appends.
+    with ThreadPoolExecutor(1) as pool:
+        threaded = h5store.H5Writer(tmp_path / "threaded.h5", "r1", "2026-01-01T00:00:00Z", pool)
+        inline = h5store.H5Writer(tmp_path / "inline.h5", "r1", "2026-01-01T00:00:00Z")
+        handed_over = 0
+        for cols, t_ns, canon in _batches(40, 2000):
+            for w in (threaded, inline):
+                w.add("ksudp", AC, cols, t_ns, canon)
+                w.append_due()
+            handed_over += threaded._in_flight is not None
+        assert handed_over >= 10
+        threaded.flush()  # mid-recording read, as analysis does
+        assert threaded.file["ksudp/canonical/t_ns"].shape == (80_000,)
+        threaded.close()
+        inline.close()
+    a, b = _contents(tmp_path / "threaded.h5"), _contents(tmp_path / "inline.h5")
+    assert a.keys() == b.keys() and "ksudp/ac_car_info/rows" in a
+    assert all(a[k] == b[k] for k in a)
+
+
+def test_a_failed_append_on_the_writer_thread_is_raised_by_the_next_call(tmp_path):
+    wrong = np.zeros(1, dtype=[("t_ns", "<i8")])  # canonical rows missing every channel
+    n = h5store.CANONICAL_APPEND_BYTES // CANONICAL_DTYPE.itemsize + 1
+    path = tmp_path / "f.h5"
+    with ThreadPoolExecutor(1) as pool:
+        w = h5store.H5Writer(path, "r1", None, pool)
+        cols, t_ns, _ = next(_batches(1, 10))
+        w.add("ksudp", AC, cols, t_ns, np.repeat(wrong, n))
+        w.append_due()  # handed over; fails on the thread
+        with pytest.raises(StoreError, match="write failed"):
+            w.flush()
+        assert str(path) in h5store.FAILED_FILES
+        w.close()  # lets go of the file without writing more
+    h5store.FAILED_FILES.remove(str(path))
+    with h5py.File(path, "r") as f:
+        assert f.attrs["recording_id"] == "r1"
