@@ -5,8 +5,12 @@ Used by the short soak test (seconds) and the long soak benchmark (``python -m r
 ``rusty-telemetry serve`` process over real UDP and HTTP and reports, as JSON:
 
 * datagrams sent, received and recorded per feed (loss must be 0),
-* the server's resident memory over time (must stay flat), its CPU time, the files' sizes,
-* /api/live latencies while ingesting.
+* the server's resident memory over time (must stay flat) and its least-squares slope after the
+  first minute, its CPU time, the files' sizes,
+* /api/live latencies while ingesting,
+* runs started, stopped and deleted: one client starts a run every 0.75 s, stops it after 0.5 s and
+  deletes it (a kept run is ~3 KB of session state the user asked for; deleting it keeps the
+  memory series about the recorder).
 
 Senders are Python ``sendto`` loops paced in 2 ms steps, one per feed in its own process, with
 datagrams built by the simulator's packet builders (AC RTCarInfo to a simulated AC that the
@@ -29,6 +33,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+import numpy as np
 
 
 def _rss_mb(pid: int) -> float:
@@ -60,6 +66,18 @@ def _sender(game: str, port: int, rate: float, seconds: float, seed: int, result
     time.sleep(seconds)
     sender.stop()
     result.put((game, sender.sent))
+
+
+def _slope_per_min(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares growth of resident memory (MB per minute) after the first minute, or over
+    the second half of a shorter run: the rings and buffers fill at the start, by design."""
+    if not samples:
+        return None
+    start = min(60.0, samples[-1][0] / 2)
+    t, mb = zip(*[(t, mb) for t, mb in samples if t >= start])  # the last sample is always in
+    if len(t) < 2:
+        return None
+    return round(float(np.polyfit(np.asarray(t) / 60.0, np.asarray(mb), 1)[0]), 3)
 
 
 def _get(url: str, method: str = "GET", body: dict | None = None):
@@ -126,8 +144,6 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
                     stop.wait(0.5)
                     _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}/stop", "POST")
                     runs["stopped"] += 1
-                    # A kept run is ~3 KB of session state the user asked for; deleting it keeps
-                    # the memory series about the recorder, and exercises the delete path too.
                     _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}", "DELETE")
                     runs["deleted"] += 1
                 except Exception as exc:  # noqa: BLE001
@@ -186,6 +202,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
         "lost": {g: sent[g] - recorded[g] for g in sent},
         "dropped": {f: c["dropped"] for f, c in stopped["feeds"].items()},
         "memory_mb": memory,
+        "rss_slope_mb_per_min": _slope_per_min(memory),
         "cpu_percent_of_one_core": round(cpu / wall * 100, 1),
         "files_mb": {p.name: round(p.stat().st_size / 1e6, 1) for p in sorted(rec_dir.iterdir())},
         "live_requests": len(lat),

@@ -20,7 +20,8 @@ telemetry (110 fields) in 1500-row appends, 253 000 rows/s against 46 000 for pe
 (each append costs a resize and a write per dataset). Datasets are chunked along time (~64 KiB a
 chunk) and resizable; packet rows are stored uncompressed, canonical channels gzip-compressed
 (:data:`PACKET_FILTERS`, :data:`CANONICAL_FILTERS`). Appends happen in slices as rows queue up
-(:data:`APPEND_BYTES`, :data:`CANONICAL_APPEND_BYTES`) and at each sync.
+(:data:`APPEND_BYTES`, :data:`CANONICAL_APPEND_BYTES`), on a writer thread while recording, and at
+each sync.
 
 The file is derived: after a crash it is checked against the raw files and rebuilt from them
 (:func:`rebuild`). Readers other than the writer open it after the recording stops; the server's

@@ -69,7 +69,7 @@ def trim(path: str | Path) -> int:
 
 
 class RawWriter:
-    """Appends ring batches to one raw feed file; one ``write`` per batch, ``fsync`` on :meth:`sync`.
+    """Appends ring batches to one raw feed file; a ``write`` per piece of up to 1 MiB, ``fsync`` on :meth:`sync`.
 
     Keeps ``size``: the bytes known to end on a whole record. If a write fails (disk full, I/O
     error), the file is cut back to ``size`` so it still ends on a whole record, and

@@ -7,8 +7,9 @@ One directory per recording under DATA_DIR::
     <id>/data.h5         decoded, derived (rt.store.h5store), rebuildable from the raw files
 
 While a recording is active the consumer thread hands it every batch (:meth:`on_raw`,
-:meth:`on_decoded`): raw batches are packed and written by a writer thread (one ``write``
-each), decoded ones are queued and appended to HDF5 in slices. Every :data:`SYNC_S` (and at stop)
+:meth:`on_decoded`): raw batches are packed and written by a writer thread (in pieces of up to
+1 MiB), decoded ones are queued and appended to HDF5 in slices by a second writer thread, so the
+consumer goes on decoding while the kernel takes the bytes. Every :data:`SYNC_S` (and at stop)
 the raw files are fsynced once the batches counted so far are written, HDF5 is flushed, and the
 manifest rewritten: a crash loses at most that last interval.
 
