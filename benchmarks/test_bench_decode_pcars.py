@@ -52,13 +52,12 @@ def _numpy_rows(slots: np.ndarray) -> np.ndarray:
         "itemsize": SLOT,
     })
     packets = np.frombuffer(slots, dtype=view_dtype)
-    raw = slots
     rows = np.empty(slots.shape[0], dtype=LAYOUT.dtype)
     for f in fields:
         if f.stride:  # a flattened struct array: record r of every packet is one strided column
             for r in range(f.records):
                 start = f.offset + r * f.stride
-                rows[f.name][:, r] = raw[:, start : start + f.element_bytes].copy().view(f.dtype).reshape(
+                rows[f.name][:, r] = slots[:, start : start + f.element_bytes].copy().view(f.dtype).reshape(
                     rows[f.name][:, r].shape)
         else:
             rows[f.name] = packets[f.name]
