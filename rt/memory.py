@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import time
+from typing import Callable, Iterable
 
 #: Seconds between trims: often enough that a stall's buffers go back within a minute, rarely
 #: enough that the walk over the heap costs nothing measurable.
@@ -45,14 +46,18 @@ def release_free_memory() -> bool:
 
 class Trimmer:
     """Calls :func:`release_free_memory` at most every ``interval_s`` seconds from :meth:`tick`
-    (the feed consumer's tick, so no thread of its own)."""
+    (the feed consumer's tick, so no thread of its own), after ``release`` (callables that free
+    caches gone idle, so that their pages go back in the same trim)."""
 
-    def __init__(self, interval_s: float = TRIM_INTERVAL_S) -> None:
+    def __init__(self, interval_s: float = TRIM_INTERVAL_S, release: Iterable[Callable[[], object]] = ()) -> None:
         self.interval_s = interval_s
+        self.release = list(release)
         self._last = time.monotonic()
 
     def tick(self) -> None:
         now = time.monotonic()
         if now - self._last >= self.interval_s:
             self._last = now
+            for release in self.release:
+                release()
             release_free_memory()

@@ -38,7 +38,7 @@ class Runtime:
         self.recordings.rings = {name: feed.ring for name, feed in self.feeds.feeds.items()}
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
-        self.feeds.on_tick.append(Trimmer().tick)
+        self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle]).tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"

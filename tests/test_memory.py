@@ -41,3 +41,16 @@ def test_release_free_memory_returns_the_pages_of_a_fragmented_heap():
     assert mb["holes"] > mb["full"] - 20  # freeing alone gave (almost) nothing back
     assert mb["after"] < mb["holes"] - 100, mb  # the trim returned the ~158 MB of holes
 
+
+
+def test_the_trimmer_frees_idle_caches_before_each_trim_and_not_between():
+    from rt.memory import Trimmer
+
+    calls: list[str] = []
+    trimmer = Trimmer(interval_s=3600.0, release=[lambda: calls.append("pool")])
+    trimmer.tick()
+    assert calls == []  # not yet due
+    trimmer._last -= 3600.0
+    trimmer.tick()
+    trimmer.tick()
+    assert calls == ["pool"]

@@ -85,3 +85,64 @@ def test_large_batches_are_written_in_pieces_with_a_bounded_buffer_pool(tmp_path
     t_ns, payloads = rawfile.read(path)
     assert t_ns.tolist() == sent_t
     assert payloads == sent_payloads
+
+
+def test_small_batches_queued_behind_a_stalled_disk_hold_about_their_own_size(tmp_path):
+    """While the writer thread is stuck (a disk stall), a few ms of traffic per batch must not pin
+    a whole piece-sized buffer each: memory held by the queue stays near the bytes queued."""
+    import threading
+    import tracemalloc
+
+    stall = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        w = rawfile.RawWriter(tmp_path / "f.bin", pool)
+        pool.submit(stall.wait)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for b in range(300):
+                w.append(*_batch(b * 20, 20, slot=1400))
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+            stall.set()
+        queued = w.queued_bytes
+        w.close()
+    assert queued == 300 * 20 * (rawfile.HEADER.size + 8)
+    assert held < 4 * queued + (2 << 20), (held, queued)  # one piece-sized buffer per batch was 300 MiB
+    t_ns, _ = rawfile.read(tmp_path / "f.bin")
+    assert t_ns.tolist() == list(range(6000))
+
+
+def test_buffers_a_lag_left_in_the_pool_are_released_once_idle(tmp_path):
+    import threading
+
+    stall = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        w = rawfile.RawWriter(tmp_path / "f.bin", pool)
+        rows = w.PIECE_BYTES // (rawfile.HEADER.size + 2048)
+        big = _batch(0, rows * w.POOL_BUFFERS * 2, slot=2048)
+        big[1][:] = 2048  # full datagrams: each piece fills its buffer
+        pool.submit(stall.wait)  # the disk stalls: every piece waits in the queue
+        w.append(*big)
+        stall.set()
+        w.flush()
+        assert len(w._free) == w.POOL_BUFFERS
+        assert w.release_idle() == 0  # all of them were just used
+        first = big[0].shape[0]
+
+        def steady(b):  # one piece at a time
+            t, n, d = _batch(first + b * rows, rows, slot=2048)
+            n[:] = 2048
+            w.append(t, n, d)
+            w.flush()
+
+        for b in range(3):
+            steady(b)
+        assert w.release_idle() == (w.POOL_BUFFERS - 1) * w._buffer_bytes
+        steady(3)
+        assert len(w._free) == 1 and w.release_idle() == 0  # the one in use stays
+        assert w.release_idle() == w._buffer_bytes  # and goes once traffic stops
+        w.close()
+    t_ns, payloads = rawfile.read(tmp_path / "f.bin")
+    assert t_ns.tolist() == list(range(first + 4 * rows)) and all(len(p) == 2048 for p in payloads)

@@ -69,11 +69,25 @@ APPEND_BYTES = 2 << 20
 #: sync, longer than a ring holds at that rate.
 CANONICAL_APPEND_BYTES = 512 << 10
 CHUNK_BYTES = 64 * 1024
+#: The metadata cache's fixed size (HDF5's default starting size, which it may grow to 32 MiB).
+METADATA_CACHE_BYTES = 2 << 20
 
 
 def _short(exc: Exception) -> str:
     """The first line of an HDF5 error (they carry a long low-level trace)."""
     return str(exc).split("(", 1)[0].strip() or type(exc).__name__
+
+
+def _bound_metadata_cache(f: h5py.File) -> None:
+    """Fix the file's metadata cache at :data:`METADATA_CACHE_BYTES`. HDF5 keeps every metadata
+    block it touched (the chunk index's blocks, a few per dataset and second) until the cache is
+    full, and by default may grow it up to 32 MiB: resident memory that rose with the length of
+    the recording. The writer only appends, so the blocks of older chunks are never needed again."""
+    config = f.id.get_mdc_config()
+    config.set_initial_size = True
+    config.initial_size = config.min_size = config.max_size = METADATA_CACHE_BYTES
+    config.incr_mode = config.flash_incr_mode = config.decr_mode = 0  # H5C_*_off: no resizing
+    f.id.set_mdc_config(config)
 
 
 def _chunk_rows(row_shape: tuple[int, ...], itemsize: int) -> int:
@@ -112,7 +126,13 @@ class H5Writer:
             # A small chunk cache that evicts whole chunks first: each (compressed) chunk is written
             # as it fills, spread over the appends, instead of all together at the next flush (a
             # 50 ms stall of the consumer at 150 000 datagrams/s, longer than the rings hold).
-            self.file = h5py.File(self.path, "w", libver="latest", rdcc_nbytes=4 * CHUNK_BYTES, rdcc_w0=1.0)
+            # No free-space tracking ("aggregate"): the file only grows, and what little space HDF5
+            # frees (a compressed chunk rewritten larger after a flush wrote it partly filled) was
+            # tracked in memory, section by section, for as long as the recording ran: 0.1 MB
+            # of heap per million datagrams, for 1.3 MB of reusable space in a 12 GB file.
+            self.file = h5py.File(self.path, "w", libver="latest", fs_strategy="aggregate",
+                                  rdcc_nbytes=4 * CHUNK_BYTES, rdcc_w0=1.0)
+            _bound_metadata_cache(self.file)
             self.file.attrs["format"] = FORMAT
             self.file.attrs["recording_id"] = recording_id
             self.file.attrs["created_at"] = created_at or iso()

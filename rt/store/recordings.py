@@ -415,6 +415,13 @@ class RecordingManager:
                 except StoreError as exc:
                     self._fail(exc)
 
+    def release_idle(self) -> int:
+        """Free what the active recording's writers keep for reuse but have not used lately (raw
+        packing buffers left from a lag); returns the bytes freed. Consumer thread."""
+        with self.lock:
+            act = self.active
+            return 0 if act is None else sum(w.release_idle() for w in act.raw.values())
+
     def tick(self) -> None:
         """Sync the active recording if its interval is up (consumer thread, after each pass)."""
         with self.lock:
