@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_ext.rawpack import pack, scan
+from rt_ext.rawpack import pack, packed_size, scan
 
 from ..errors import StoreError
 
@@ -86,8 +86,8 @@ class RawWriter:
     #: Bytes of packing buffers waiting for the writer thread before :meth:`append` waits for it
     #: (~0.3 s of PCARS at 150 000 datagrams/s; the disk guard counts them as written).
     MAX_QUEUED_BYTES = 64 << 20
-    #: A batch is packed and written in pieces of at most this many bytes, into buffers of one
-    #: fixed size. Buffers sized to each batch grew to the largest batch ever seen (a full ring
+    #: A batch is packed and written in pieces of at most this many bytes; pieces of at least half
+    #: that go into pooled buffers of this one size. Buffers sized to each batch grew to the largest batch ever seen (a full ring
     #: take is up to 8 MiB) and kept those pages: resident memory crept up for as long as a
     #: recording ran.
     PIECE_BYTES = 1 << 20
@@ -103,7 +103,7 @@ class RawWriter:
         self.dirty = False
         self._writer = writer
         self._free: list[np.ndarray] = []  # packing buffers to reuse, all ``_buffer_bytes`` long
-        self._buffer_bytes = 0
+        self._buffer_bytes = self.PIECE_BYTES
         self._idle_low = 0  # fewest buffers in ``_free`` since the last release_idle
         self._queued: deque[tuple[Future, int, int]] = deque()  # (write, bytes, buffer bytes) not known to be done
         self._queued_bytes = 0
@@ -174,22 +174,38 @@ class RawWriter:
             self._queued_bytes -= used
             self._pinned_bytes -= pinned
 
+    def _pieces(self, lengths: np.ndarray, slot: int) -> list[tuple[int, int]]:
+        """Row ranges of a batch, each of records taking at most :data:`PIECE_BYTES` together: split
+        by the bytes the records take, not by slot width (an AC packet fills a sixth of its slot)."""
+        n = lengths.shape[0]
+        if n * (HEADER.size + slot) <= self.PIECE_BYTES:
+            return [(0, n)]
+        ends = np.cumsum(np.minimum(lengths, slot).astype(np.int64) + HEADER.size)
+        pieces = []
+        start, base = 0, 0
+        while start < n:
+            end = max(start + 1, int(np.searchsorted(ends, base + self.PIECE_BYTES, side="right")))
+            pieces.append((start, end))
+            base, start = int(ends[end - 1]), end
+        return pieces
+
     def append(self, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray) -> int:
         """Append a batch: receive times (int64 ns), true lengths (uint32), slot rows (uint8 n × slot).
 
         Returns the bytes appended."""
         self._raise_failed()
-        record_bytes = HEADER.size + data.shape[1]
-        rows_per_piece = max(1, self.PIECE_BYTES // record_bytes)
-        if self._buffer_bytes != rows_per_piece * record_bytes:
-            self._buffer_bytes = rows_per_piece * record_bytes
-            self._free.clear()
-            self._idle_low = 0
+        slot = data.shape[1]
         total = 0
-        for start in range(0, t_ns.shape[0], rows_per_piece):
-            end = start + rows_per_piece
-            buf = self._free.pop() if self._free else np.empty(self._buffer_bytes, dtype=np.uint8)
-            self._idle_low = min(self._idle_low, len(self._free))
+        for start, end in self._pieces(lengths, slot):
+            need = packed_size(lengths[start:end], slot)
+            if need >= self._buffer_bytes // 2:
+                buf = self._free.pop() if self._free else np.empty(self._buffer_bytes, dtype=np.uint8)
+                self._idle_low = min(self._idle_low, len(self._free))
+            else:
+                # A small batch (a few ms of traffic) gets a buffer of its own size: in a pooled
+                # one it pinned a whole piece until written, and while the disk lagged thousands
+                # of them held ~30x the bytes queued.
+                buf = np.empty(need, dtype=np.uint8)
             used = pack(t_ns[start:end], lengths[start:end], data[start:end], buf)
             total += used
             if self._writer is None:
@@ -198,12 +214,6 @@ class RawWriter:
                 finally:
                     self._recycle(buf)
                 continue
-            if used < buf.shape[0] // 2:
-                # A small batch (a few ms of traffic) would pin a whole piece-sized buffer until
-                # written: while the disk lags, thousands of them held ~30x the queued bytes.
-                small = buf[:used].copy()
-                self._recycle(buf)
-                buf = small
             self._settle(self.MAX_QUEUED_BYTES - buf.shape[0])
             self._queued.append((self._writer.submit(self._write_in_background, buf, used), used, buf.shape[0]))
             self._queued_bytes += used
