@@ -87,9 +87,9 @@ class RawWriter:
     #: (~0.3 s of PCARS at 150 000 datagrams/s; the disk guard counts them as written).
     MAX_QUEUED_BYTES = 64 << 20
     #: A batch is packed and written in pieces of at most this many bytes; pieces of at least half
-    #: that go into pooled buffers of this one size. Buffers sized to each batch grew to the largest batch ever seen (a full ring
-    #: take is up to 8 MiB) and kept those pages: resident memory crept up for as long as a
-    #: recording ran.
+    #: that go into pooled buffers of this one size. Buffers sized to each batch grew to the
+    #: largest batch ever seen (a full ring take is up to 8 MiB) and kept those pages: resident
+    #: memory crept up for as long as a recording ran.
     PIECE_BYTES = 1 << 20
     #: Packing buffers kept for reuse (a fresh one costs page faults); more are made while the
     #: writer lags and freed when they come back. Bounds what a feed keeps to ~8 MiB, and
