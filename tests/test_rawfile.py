@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -90,9 +92,6 @@ def test_large_batches_are_written_in_pieces_with_a_bounded_buffer_pool(tmp_path
 def test_small_batches_queued_behind_a_stalled_disk_hold_about_their_own_size(tmp_path):
     """While the writer thread is stuck (a disk stall), a few ms of traffic per batch must not pin
     a whole piece-sized buffer each: memory held by the queue stays near the bytes queued."""
-    import threading
-    import tracemalloc
-
     stall = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         w = rawfile.RawWriter(tmp_path / "f.bin", pool)
@@ -115,8 +114,6 @@ def test_small_batches_queued_behind_a_stalled_disk_hold_about_their_own_size(tm
 
 
 def test_buffers_a_lag_left_in_the_pool_are_released_once_idle(tmp_path):
-    import threading
-
     stall = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         w = rawfile.RawWriter(tmp_path / "f.bin", pool)
