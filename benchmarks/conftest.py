@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-CAPTURE = Path(__file__).parent.parent / "tests" / "data" / "captures" / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.raw"
+# The real captures are not in the project (third-party data): tests/captures.py says where they are.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from captures import AC_MONZA as CAPTURE  # noqa: E402
 
 #: AC RTCarInfo packets per benchmark round (about 21 MB).
 PACKETS = 65536

@@ -8,7 +8,6 @@ with an offset dtype over the slots and one strided copy per field into the same
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,9 @@ from rt.decode import Decoder
 from rt.protocols import default_protocols
 
 LAYOUT = default_protocols()["pcars1_telemetry"]
-CAPTURE = Path(__file__).parent.parent / "tests" / "data" / "captures" / "pcars1" / "jamesremuscat_packet_0.bin"
+from captures import PCARS1  # noqa: E402  (benchmarks/conftest.py puts tests/ on the path)
+
+CAPTURE = PCARS1 / "jamesremuscat_packet_0.bin"
 SLOT = 2048  # the rings' slot size
 BATCH = 4096  # a full ring take
 pytestmark = pytest.mark.benchmark(group="decode: PCARS 1 telemetry 1367 B into rows")

@@ -37,7 +37,7 @@ from benchmarks.test_bench_ingest import RCVBUF
 from rt.soak import cpu_seconds
 from rt.store import h5store, rawfile
 
-CAPTURES = Path(__file__).parent.parent / "tests" / "data" / "captures"
+from captures import CAPTURES  # noqa: E402  (benchmarks/conftest.py puts tests/ on the path)
 RATES = (25_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000)
 BISECT = 3
 #: The rate at which each receiver's CPU per datagram is compared (every receiver keeps up with it).

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ from rt.protocols import default_protocols
 from rt.protocols.canonical import to_canonical
 from rt.store.recordings import RecordingManager
 
-CAPTURE = Path(__file__).parent.parent / "tests" / "data" / "captures" / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.raw"
+from captures import AC_MONZA as CAPTURE  # noqa: E402  (benchmarks/conftest.py puts tests/ on the path)
 P = default_protocols()
 BATCH = 4096
 BATCHES = 60  # 245 760 AC packets per round

@@ -2,7 +2,7 @@
 
 Accepts a raw feed file (``RTFEED1``) or a capture: concatenated payloads in ``NAME.raw`` with
 ``NAME.index.csv`` beside it (``wallclock_hms_us,delta_s,length`` per datagram, as in
-``tests/data/captures``). For the ksudp feed the replay plays AC's side of the handshake, so a
+the shared AC capture). For the ksudp feed the replay plays AC's side of the handshake, so a
 running server records it as if the game were there; the other feeds are pushed to their port.
 """
 

@@ -42,9 +42,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CAPTURES = HERE / "data" / "captures"
-AC_RAW = CAPTURES / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.raw"
-PCARS1 = CAPTURES / "pcars1"
+from captures import AC_MONZA as AC_RAW, PCARS1  # noqa: E402  (beside this file)
 
 FEEDS = ("ksudp", "telemetry_tool", "pcars")
 MAX_RECORDS = 64

@@ -14,10 +14,7 @@ from rt.protocols import default_protocols
 
 import reference_decoder
 
-CAPTURES = Path(__file__).parent / "data" / "captures"
-AC_MONZA = CAPTURES / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.raw"
-AC_MONZA_INDEX = CAPTURES / "ac_remote_telemetry" / "vthinsel_AssettoCorsa_monza_A8LMS.index.csv"
-PCARS1 = CAPTURES / "pcars1"
+from captures import AC_MONZA, AC_MONZA_INDEX, CAPTURES, PCARS1, PCARS1_SPA, need  # noqa: F401  (re-exported)
 
 # CI runs a bounded, derandomised budget; locally the default profile explores more.
 settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None)
@@ -64,7 +61,7 @@ def protocols():
 
 @pytest.fixture(scope="session")
 def monza_raw() -> bytes:
-    data = AC_MONZA.read_bytes()
+    data = need(AC_MONZA).read_bytes()
     assert len(data) == 8641 * 328
     return data
 
@@ -117,7 +114,7 @@ def monza_frames():
     from rt.decode import concatenated_offsets
     from rt.protocols.canonical import to_canonical
 
-    raw = AC_MONZA.read_bytes()
+    raw = need(AC_MONZA).read_bytes()
     cols = Decoder(default_protocols()["ac_car_info"]).columns(raw, concatenated_offsets(8641, 328))
     delta_s = np.loadtxt(AC_MONZA_INDEX, delimiter=",", skiprows=1, usecols=1)
     t_ns = 1_700_000_000 * 10**9 + np.rint(np.cumsum(delta_s) * 1e9).astype(np.int64)

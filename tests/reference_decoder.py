@@ -1,7 +1,7 @@
 """Reference decoder for the recorder's packet kinds, used only by the tests.
 
 It cross-checks the project's Cython decoder (``rt``) on random packets
-(hypothesis) and on the real captures in ``tests/data/captures`` (copied from the shared captures).  It is
+(hypothesis) and on the real captures (read from the shared captures folder, see ``captures.py``).  It is
 written straight from the byte tables of the project brief's ``PROTOCOLS.md``
 (sections 1 to 4) and deliberately shares no code, constants or layout tables
 with ``rt`` / ``rt_ext``: a bug there must not be copied here.

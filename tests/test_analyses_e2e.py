@@ -107,3 +107,26 @@ def test_racing_line_of_an_offset_run_through_the_api(server_factory):
         by_run.setdefault(lap["run_id"], []).append(lap["deviation_m"]["signed_mean"])
     centre, offset = np.mean(by_run[run_ids[0]]), np.mean(by_run[run_ids[1]])
     assert abs((offset - centre) - 1.5) < 0.5, (centre, offset)
+
+
+def test_runs_carry_the_game_s_own_max_rpm_and_track_length(server_factory):
+    # PCARS 1 states the engine's maximum (sMaxRpm) and the lap length (sTrackLength) in every
+    # telemetry packet: a run made by the server hands them to the analyses.
+    srv = server_factory()
+    race = Simulation("gt_coupe", "test_ring", rate_hz=60.0, seed=7)
+    sender = PushSender(sim_source("pcars1", race, speed=SPEED), "127.0.0.1", live(srv)["pcars"]["port"]).start()
+    try:
+        wait_until(lambda: live(srv)["pcars"]["health"] == "healthy", timeout=15)
+        braking, braking_run = start(srv, "braking_analysis", "pcars")
+        shift, shift_run = start(srv, "shift_points", "pcars")
+        first = laps_on(srv, "pcars")
+        wait_until(lambda: laps_on(srv, "pcars") >= first + 1, timeout=60)
+        braking_result = stop_and_complete(srv, braking, braking_run)
+        shift_result = stop_and_complete(srv, shift, shift_run)
+    finally:
+        sender.stop()
+    summary = braking_result["summary"]
+    assert summary["track_length_source"] == "meta"
+    assert summary["track_length_m"] == np.float32(race.truth.track_length_m).round(2)
+    assert all(z["distance_m"] is not None for z in braking_result["zones"])
+    assert shift_result["max_rpm"] == CARS["gt_coupe"].limiter_rpm

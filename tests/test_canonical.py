@@ -72,7 +72,8 @@ def test_pcars_gear_nibble_and_byte_pedals():
     assert out["throttle"].tolist() == pytest.approx([1.0, 0.0, 128 / 255])
     assert out["brake"].tolist() == pytest.approx([0.0, 1.0, 0.0])
     assert out["clutch"].tolist() == pytest.approx([1.0, 0.0, 1.0])  # pedal pressed = disengaged
-    assert out["steer"].tolist() == pytest.approx([-1.0, 1.0, 0.0])
+    # PCARS steers + to the right (the real Spa capture, tests/test_physics_real.py); canonical + = left.
+    assert out["steer"].tolist() == pytest.approx([1.0, -1.0, 0.0])
     assert out["speed_kmh"].tolist() == pytest.approx([36.0, 0.0, 180.0])
 
 

@@ -8,7 +8,7 @@ import socket
 import numpy as np
 import pytest
 
-from conftest import PCARS1
+from conftest import PCARS1, PCARS1_SPA, need
 from rigs import ScriptedSim, feed_config, free_udp_port, wait_until
 from rt.sim.game import AcServer, PushSender, ReplaySource, pcars2_telemetry, sim_source
 
@@ -162,6 +162,127 @@ def test_sequence_gaps_are_counted_from_the_packet_ids(manager_factory):
     out.close()
     wait_until(lambda: feed.stats.packets == 6, manager=mgr)
     assert feed.stats.sequence_gaps == 4
+
+
+def _spa_datagrams() -> list[bytes]:
+    raw = need(PCARS1_SPA).read_bytes()
+    out, off = [], 0
+    while off < len(raw):
+        size = {0: 1367, 1: 1347, 2: 1028}[raw[off + 2] & 3]
+        out.append(raw[off : off + size])
+        off += size
+    return out
+
+
+def test_pcars1_strings_packets_repeat_the_telemetry_number_and_are_no_gap(manager_factory):
+    # The real Spa stream: 1860 telemetry packets numbered without a gap and 4 strings packets,
+    # each carrying the number of the telemetry packet before it. Three telemetry packets are
+    # lost on the way here: exactly 3 gaps, not ~60 per strings packet.
+    datagrams = _spa_datagrams()
+    kinds = [d[2] & 3 for d in datagrams]
+    assert kinds.count(1) == 4 and kinds[95] == 1 and (datagrams[95][2] >> 2) == (datagrams[94][2] >> 2)
+    lost = {300, 301, 1200}
+    assert all(kinds[i] == 0 for i in lost)
+    mgr = manager_factory(config())
+    feed = mgr.feeds["pcars"]
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sent = 0
+    for i, d in enumerate(datagrams):
+        if i not in lost:
+            out.sendto(d, ("127.0.0.1", feed.port))
+            sent += 1
+    out.close()
+    wait_until(lambda: feed.stats.packets == sent, manager=mgr)
+    assert feed.stats.sequence_gaps == 3
+
+
+def test_pcars2_packet_numbers_count_across_kinds_in_arrival_order(manager_factory):
+    # mPacketNumber counts every packet of a PC2 game run, whatever its kind; the feed decodes
+    # a batch kind by kind, so the numbers must be put back in arrival order before counting.
+    from rt.protocols import default_protocols
+    from rt.protocols.encode import encode
+
+    p = default_protocols()
+    tele, timings = p["pcars2_telemetry_559"], p["pcars2_timings_1063"]
+    order = [tele, timings, tele, tele, timings, tele, timings, tele, tele, timings]
+    packets = [encode(lay, {"mPacketNumber": 500 + k, "mPacketType": 0 if lay is tele else 3}) for k, lay in enumerate(order)]
+    mgr = manager_factory(config())
+    feed = mgr.feeds["pcars"]
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for k, pkt in enumerate(packets):
+        if k not in (3, 6):  # one of each kind lost
+            out.sendto(pkt, ("127.0.0.1", feed.port))
+    out.close()
+    wait_until(lambda: feed.stats.packets == 8, manager=mgr)
+    assert feed.stats.sequence_gaps == 2
+
+
+def test_pcars2_lap_data_from_timings_and_stats_reach_the_telemetry_frames(manager_factory):
+    # PC2 telemetry has no lap data: the timings, time-stats and race packets carry it, for
+    # every participant; the frames after them take the viewed participant's.
+    from rt.protocols import default_protocols
+    from rt.protocols.encode import encode
+
+    p = default_protocols()
+    viewed, n = 2, 32
+    race = encode(p["pcars2_race_308"], {"mPacketType": 1, "sTrackLength": 5000.0})
+    timings = encode(p["pcars2_timings_1063"], {
+        "mPacketType": 3,
+        "sParticipants.sCurrentTime": np.where(np.arange(n) == viewed, 12.5, 99.0),
+        "sParticipants.sCurrentLap": np.where(np.arange(n) == viewed, 3, 9),
+        "sParticipants.sCurrentLapDistance": np.where(np.arange(n) == viewed, 1250, 7),
+    })
+    stats = encode(p["pcars2_time_stats_1040"], {
+        "mPacketType": 7,
+        "sStats.sLastLapTime": np.where(np.arange(n) == viewed, 95.25, 80.0),
+        "sStats.sFastestLapTime": np.where(np.arange(n) == viewed, 94.5, 79.0),
+    })
+    telemetry = encode(p["pcars2_telemetry_559"], {"mPacketType": 0, "sViewedParticipantIndex": viewed, "sSpeed": 30.0})
+    mgr = manager_factory(config())
+    feed = mgr.feeds["pcars"]
+    rec = CanonicalRecorder()
+    mgr.sinks.append(rec)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in (telemetry, race, timings, stats, telemetry):
+            out.sendto(d, ("127.0.0.1", feed.port))
+    wait_until(lambda: feed.stats.packets == 5, manager=mgr)
+    live = mgr.live()["pcars"]
+    assert (live["lap_count"], live["lap_time_ms"], live["last_lap_ms"], live["best_lap_ms"]) == (2, 12500, 95250, 94500)
+    rows = np.concatenate(rec.canonical)
+    assert rows["lap_count"].tolist() == [-1, 2]  # the first frame came before any timings
+    assert np.isnan(rows["norm_pos"][0]) and rows["norm_pos"][1] == np.float32(0.25)
+
+
+class CanonicalRecorder:
+    """A sink that keeps the canonical rows it is given."""
+
+    def __init__(self) -> None:
+        self.canonical: list[np.ndarray] = []
+
+    def on_raw(self, feed, t_ns, lengths, data, malformed) -> None:
+        pass
+
+    def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
+        if canonical is not None:
+            self.canonical.append(canonical)
+
+
+def test_names_from_the_menus_never_overwrite_the_game_s_names(manager_factory):
+    # A real strings packet (car "Mitsubishi Lancer Evolution X FQ400", track "Cadwell"), then
+    # the same packet as the game sends it from its menus: names empty.
+    real = (PCARS1 / "jamesremuscat_ParticipantInfoStringsPacket_1.bin").read_bytes()
+    menu = bytearray(real)
+    menu[3:259] = bytes(256)  # sCarName, sCarClassName, sTrackLocation, sTrackVariation
+    telemetry = (PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()
+    mgr = manager_factory(config())
+    feed = mgr.feeds["pcars"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in (real, telemetry, bytes(menu), telemetry):
+            out.sendto(d, ("127.0.0.1", feed.port))
+    wait_until(lambda: feed.stats.packets == 4, manager=mgr)
+    live = mgr.live()["pcars"]
+    assert (live["car"], live["track"]) == ("Mitsubishi Lancer Evolution X FQ400", "Cadwell")
+    assert feed.info["game"] == "project_cars_1" and feed.info["track_config"] == "Woodland"
 
 
 def test_capture_replay_reaches_the_ksudp_feed(manager_factory, senders, monza_raw):

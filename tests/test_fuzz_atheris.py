@@ -3,8 +3,8 @@
 The fuzz target and what it checks are in ``atheris_hot_path.py``: classify and decode (rows,
 columns) of mutated real datagrams for every feed's packet kinds, and the whole consumer path of a
 feed (ring → classify → decode → canonical → live view). libFuzzer instruments the interpreter and
-exits the process when it is done, so it runs in a subprocess, seeded with the real captures in
-``data/captures`` and synthetic packets of every kind. The run is pinned down as far as libFuzzer
+exits the process when it is done, so it runs in a subprocess, seeded with the real captures (see
+``captures.py``) and synthetic packets of every kind. The run is pinned down as far as libFuzzer
 allows: ``-seed=1``, ``PYTHONHASHSEED=0``, a fixed recorder clock in the target and a fixed number
 of runs (a wall-clock cap only stops it early on a very slow machine); libFuzzer's comparison hints
 can still differ now and then between processes, so the later mutations are not bit-for-bit equal.

@@ -115,6 +115,28 @@ def test_recording_holds_every_datagram_byte_for_byte_and_decoded(server_factory
     assert srv.get(f"/api/recordings/{rec_id}")[0] == 404
 
 
+def test_recordings_take_game_track_and_car_from_the_feeds_unless_the_client_named_them(server_factory):
+    ac = AcServer(sim_source("ac", ScriptedSim(), rate_hz=300), "127.0.0.1", 0).start()
+    try:
+        srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(ac.port))
+        wait_until(lambda: live_feeds(srv)["ksudp"]["health"] == "healthy", timeout=10)
+        named = lambda rec_id: (m := srv.get(f"/api/recordings/{rec_id}")[1])["car"] and m  # noqa: E731
+        status, rec = srv.call("POST", "/api/recordings", {"name": "unnamed"})
+        assert status == 201 and (rec["game"], rec["track"], rec["car"]) == (None, None, None)
+        # The handshake named them before the recording started; the manifest is rewritten at syncs.
+        got = wait_until(lambda: named(rec["id"]), timeout=5)
+        assert (got["game"], got["track"], got["car"]) == ("assetto_corsa", "rt_test_ring", "rt_sim_gt")
+        srv.call("POST", "/api/recordings/stop")
+        status, rec = srv.call("POST", "/api/recordings", {"name": "mine", "car": "my own car", "game": "assetto_corsa"})
+        assert status == 201
+        got = wait_until(lambda: (m := srv.get(f"/api/recordings/{rec['id']}")[1])["track"] and m, timeout=5)
+        assert (got["game"], got["track"], got["car"]) == ("assetto_corsa", "rt_test_ring", "my own car")
+        status, stopped = srv.call("POST", "/api/recordings/stop")
+        assert stopped["car"] == "my own car" and stopped["track"] == "rt_test_ring"
+    finally:
+        ac.stop()
+
+
 def test_recording_api_errors(server_factory):
     srv = server_factory()
     status, body = srv.call("POST", "/api/recordings", {"game": "gran_turismo"})

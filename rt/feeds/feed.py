@@ -21,7 +21,7 @@ from rt_ext.ring import PacketRing
 from .. import clock
 from ..decode import Decoder, RowColumns, classify_batch
 from ..protocols import Protocols, decode_text
-from ..protocols.canonical import CANONICAL_DTYPE, to_canonical
+from ..protocols.canonical import CANONICAL_DTYPE, CanonicalMapper
 from ..protocols.layout import PacketLayout
 from .health import LOST_S, health
 
@@ -34,11 +34,6 @@ RING_SLOTS = 8192
 #: whole, so malformed datagrams are recorded byte for byte too. A longer one (only possible with
 #: IP fragmentation; no supported game sends one) keeps its first SLOT_BYTES and is malformed.
 SLOT_BYTES = 2048
-
-#: Counter ranges of the protocols that number their packets (for loss by sequence gaps).
-_PCARS1_SEQ_MOD = 64
-_PCARS2_RESET = 100_000  # a jump larger than this is a game restart, not loss
-
 
 class Sink(Protocol):
     """Receives every batch a feed consumes (the recorder implements this)."""
@@ -94,6 +89,7 @@ class Feed:
         self.latest = np.zeros(1, dtype=CANONICAL_DTYPE)
         self._rules = self.protocols.feed_rules[self.name].rules
         self._has_data = False
+        self._mapper = CanonicalMapper()
 
     @property
     def available(self) -> bool:
@@ -155,65 +151,64 @@ class Feed:
 
     def _decode_groups(self, kinds, offsets, t_ns, buf, sinks, handler) -> None:
         present = np.unique(kinds)
-        for kind_id in present[present >= 0].tolist():
+        numbered: dict = {}  # counter name → (its declaration, [(batch positions, numbers)])
+        for kind_id in CanonicalMapper.order(present[present >= 0].tolist(), self.protocols.kinds):
             layout = self.protocols.kinds[kind_id]
             sel = kinds == kind_id
             group_t = t_ns[sel]
             cols = RowColumns(self.decoder(layout).rows(buf, offsets[sel]))
             if handler is not None:
                 handler(self, layout, cols, group_t)
-            canon = to_canonical(layout.name, cols, group_t)
+            canon = self._mapper.map(layout.name, cols, group_t)
+            # Before the sinks: a recording takes its game, track and car from what was named.
+            self._remember_names(layout, cols, canon is not None)
             for sink in sinks:
                 sink.on_decoded(self, layout, cols, group_t, canon)
-            self._count_gaps(layout, cols)
+            if layout.sequence is not None:
+                seq = layout.sequence
+                numbered.setdefault(seq.counter, (seq, []))[1].append((np.flatnonzero(sel), seq.values(cols[seq.field])))
             # Groups come by kind, not by time: keep the newest row of any driving kind.
             if canon is not None and (not self._has_data or canon["t_ns"][-1] >= self.latest["t_ns"][0]):
                 self.latest = canon[-1:].copy()
                 self._has_data = True
-            self._remember_names(layout, cols)
             newest = int(group_t[-1])
             if self.last_good_ns is None or newest > self.last_good_ns:
                 self.last_good_ns = newest
 
-    def _count_gaps(self, layout: PacketLayout, cols) -> None:
-        if layout.name == "tt_driver" and "packet_id" in cols:
-            self._gaps("tt", cols["packet_id"].astype(np.int64), 1 << 32, _PCARS2_RESET)
-        elif layout.name.startswith("pcars2_"):
-            self._gaps("pc2", cols["mPacketNumber"].astype(np.int64), 1 << 32, _PCARS2_RESET)
-        elif layout.name.startswith("pcars1_"):
-            self._gaps("pc1", (cols["sPacketType"].astype(np.int64) >> 2), _PCARS1_SEQ_MOD, _PCARS1_SEQ_MOD)
+        for counter, (seq, parts) in numbered.items():
+            self._count_gaps(counter, seq, parts)
 
-    def _gaps(self, key: str, seq: np.ndarray, modulo: int, reset: int) -> None:
-        # Groups of one kind arrive per batch; sequence counters span kinds, so gaps between
-        # groups of a batch are approximate when several kinds interleave within one batch.
-        prev = self._last_seq.get(key)
-        full = seq if prev is None else np.concatenate(([prev], seq))
+    def _count_gaps(self, counter: str, seq, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Count the packets missing from one counter's numbers in this batch (and since the last).
+
+        Kinds that share a counter are decoded group by group, so their numbers are put back in
+        arrival order before the steps are taken.
+        """
+        if len(parts) == 1:
+            numbers = parts[0][1]
+        else:
+            positions = np.concatenate([p for p, _ in parts])
+            numbers = np.concatenate([v for _, v in parts])[np.argsort(positions, kind="stable")]
+        prev = self._last_seq.get(counter)
+        full = numbers if prev is None else np.concatenate(([prev], numbers))
         if full.size > 1:
-            step = np.diff(full) % modulo
-            missing = step[(step > 1) & (step < reset)] - 1
+            step = np.diff(full) % seq.modulo
+            missing = step[(step > 1) & (step < (seq.reset or seq.modulo))] - 1
             self.stats.sequence_gaps += int(missing.sum())
-        self._last_seq[key] = int(seq[-1])
+        self._last_seq[counter] = int(numbers[-1])
 
-    def _remember_names(self, layout: PacketLayout, cols) -> None:
-        name = layout.name
-        if name == "ac_handshake_response":
-            self.info.update(
-                car=decode_text(cols["carName"][-1], True),
-                driver=decode_text(cols["driverName"][-1], True),
-                track=decode_text(cols["trackName"][-1], True),
-                track_config=decode_text(cols["trackConfig"][-1], True),
-            )
-        elif name == "pcars1_participant_strings":
-            self.info.update(
-                car=decode_text(cols["sCarName"][-1], False),
-                track=decode_text(cols["sTrackLocation"][-1], False),
-                track_config=decode_text(cols["sTrackVariation"][-1], False),
-            )
-        elif name == "pcars2_race_308":
-            self.info.update(
-                track=decode_text(cols["sTrackLocation"][-1], False),
-                track_config=decode_text(cols["sTrackVariation"][-1], False),
-            )
+    def _remember_names(self, layout: PacketLayout, cols, has_driving_data: bool) -> None:
+        if has_driving_data and layout.game:
+            self.info["game"] = layout.game
+        # The games send these packets from their menus too, with empty names: an empty name
+        # says nothing, so it never replaces one the game gave before (in this batch or earlier).
+        for key, field_name in layout.names.items():
+            column, wide = cols[field_name], layout[field_name].wtype == "wchar"
+            for k in range(len(column) - 1, -1, -1):  # strings packets are rare: a few per batch
+                value = decode_text(column[k], wide)
+                if value.strip():
+                    self.info[key] = value
+                    break
 
     def live(self, now_ns: int | None = None) -> dict:
         """This feed's entry of ``GET /api/live`` (values ``None`` until the feed has data)."""

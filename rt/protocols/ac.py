@@ -35,6 +35,7 @@ HANDSHAKE_RESPONSE = PacketLayout(
     size=408,
     game=GAME,
     doc="AC → client answer to a handshake: car, driver, track, track configuration.",
+    names={"car": "carName", "driver": "driverName", "track": "trackName", "track_config": "trackConfig"},
     fields=tuple(
         fields_from_rows(
             [
@@ -69,9 +70,12 @@ CAR_INFO = PacketLayout(
                 (23, "bool", "isTcEnabled"),
                 (24, "bool", "isInPit"),
                 (25, "bool", "isEngineLimiterOn"),
-                (28, "f32", "accG_vertical", (), "g"),
-                (32, "f32", "accG_horizontal", (), "g"),
-                (36, "f32", "accG_frontal", (), "g"),
+                # The struct's names for these three are not what they carry (real Monza capture,
+                # tests/test_physics_real.py): offset 28 follows v² × path curvature (lateral,
+                # + = left), 36 follows dv/dt; 32 follows neither (the vertical axis).
+                (28, "f32", "accG_vertical", (), "g", "LATERAL acceleration despite the name, + = left"),
+                (32, "f32", "accG_horizontal", (), "g", "vertical acceleration despite the name"),
+                (36, "f32", "accG_frontal", (), "g", "longitudinal acceleration, + = speeding up"),
                 (40, "s32", "lapTime", (), "ms", "current lap time"),
                 (44, "s32", "lastLap", (), "ms"),
                 (48, "s32", "bestLap", (), "ms"),

@@ -13,25 +13,33 @@ channel                 dtype    meaning (unit)
 ``throttle``            float32  0..1 pedal
 ``brake``               float32  0..1 pedal
 ``clutch``              float32  0..1 engagement: 1 = pedal released (drive engaged), 0 = pressed
-``steer``               float32  -1..1, positive = left (AC: −degrees of wheel / :data:`AC_STEER_LOCK_DEG`, clipped)
+``steer``               float32  -1..1, + = left (AC: −degrees / :data:`AC_STEER_LOCK_DEG`, clipped; PCARS: −sSteering/127)
 ``lap_count``           int32    completed laps (-1 unknown)
 ``lap_time_ms``         int32    current lap time, ms (-1 unknown)
 ``last_lap_ms``         int32    last lap time, ms (-1 unknown or none yet)
 ``best_lap_ms``         int32    best lap time, ms (-1 unknown or none yet)
 ``norm_pos``            float32  0..1 along the lap (NaN unknown)
-``pos_x/pos_y/pos_z``   float32  world position, m, right-handed with y up (NaN unknown)
-``g_lat``               float32  lateral acceleration, g
-``g_long``              float32  longitudinal acceleration, g (positive = speeding up)
+``pos_x/pos_y/pos_z``   float32  world position, m, y up; a left turn turns the heading from +x towards +z (NaN unknown)
+``g_lat``               float32  lateral acceleration, g, + = towards the left (a left turn)
+``g_long``              float32  longitudinal acceleration, g, + = speeding up
 ======================  =======  ==============================================================
 
 The game's own fields are all kept beside these in the HDF5 file; the mapping of each packet kind
 lives in :data:`MAPPERS`, next to nothing else.
 
-Handedness: Assetto Corsa's world is left-handed (seen from above its x and z turn the other way
-round), and its steering angle is positive to the right. Checked on the real Monza capture: with
-AC's raw x/z the clockwise circuit comes out counter-clockwise, and the raw steer sign agrees with
-right turns. The canonical frame flips z and the steer sign for AC (and for the Telemetry Tool app,
-which reads the same engine), so left and right mean what a driver means in every feed.
+Sign conventions, the same on every feed, and each checked against physics on the real captures
+(``tests/test_physics_real.py``: AC Monza and the Project CARS 1 Spa stream):
+
+* Ground plane: a left turn turns the heading from +x towards +z (seen from above with x to the
+  right, z points up the page). Assetto Corsa's z runs the other way, so AC's z is flipped;
+  Project CARS positions are taken as they are. Checked: Spa's Rivage hairpin comes out as a
+  right-hander, and the 5.8 km of clockwise Monza in the AC capture turn right on the whole.
+* ``steer`` + = left. AC's wheel angle and PCARS's ``sSteering`` are both + to the right.
+* ``g_lat`` + = accelerating to the left, so in a corner it has the sign of ``steer`` and follows
+  v² × the path's curvature. AC's RTCarInfo names its axes wrongly: the field at offset 28
+  (``accG_vertical``) is the lateral one (correlation 0.99 with v² × curvature on Monza), and
+  ``accG_horizontal`` follows neither. PCARS's local x is + to the left.
+* ``g_long`` + = speeding up: AC ``accG_frontal``, PCARS −local z (its z points backwards).
 """
 
 from __future__ import annotations
@@ -137,7 +145,8 @@ def _ac_car_info(c: Columns, out: np.ndarray) -> None:
     out["norm_pos"] = c["carPositionNormalized"]
     pos = c["carCoordinates"]
     out["pos_x"], out["pos_y"], out["pos_z"] = pos[:, 0], pos[:, 1], -pos[:, 2]
-    out["g_lat"] = c["accG_horizontal"]
+    # Not the struct's names: offset 28 ("accG_vertical") is the lateral axis (see ac.CAR_INFO).
+    out["g_lat"] = c["accG_vertical"]
     out["g_long"] = c["accG_frontal"]
 
 
@@ -174,8 +183,9 @@ def _pcars_common(c: Columns, out: np.ndarray) -> None:
     out["throttle"] = c["sThrottle"] / np.float32(255.0)
     out["brake"] = c["sBrake"] / np.float32(255.0)
     out["clutch"] = 1.0 - c["sClutch"] / np.float32(255.0)
-    out["steer"] = np.clip(c["sSteering"] / np.float32(127.0), -1.0, 1.0)
-    # PCARS local frame: x to the side, z points backwards, so forward acceleration is -z.
+    # PCARS steers + to the right, like a joystick axis; canonical steer is + to the left.
+    out["steer"] = np.clip(-c["sSteering"] / np.float32(127.0), -1.0, 1.0)
+    # PCARS local frame: x to the left, z points backwards, so forward acceleration is -z.
     acc = c["sLocalAcceleration"]
     out["g_lat"] = acc[:, 0] / STANDARD_GRAVITY
     out["g_long"] = -acc[:, 2] / STANDARD_GRAVITY
@@ -221,6 +231,105 @@ MAPPERS: dict[str, Callable[[Columns, np.ndarray], None]] = {
     "pcars1_telemetry": _pcars1_telemetry,
     **{f"pcars2_telemetry_{s}": _pcars2_telemetry for s in (538, 555, 556, 559)},
 }
+
+
+# ---- Project CARS 2: lap data from other packets -------------------------------------------------
+#
+# PC2's telemetry packet carries no lap data. The timings packet (about every 0.1 s) has every
+# participant's current lap time, lap number and lap distance; the time-stats packet their last
+# and fastest laps; the race packet the lap length. :class:`CanonicalMapper` keeps the latest of
+# each and fills the telemetry frames after them from the viewed participant's record.
+
+_PC2_CARRIED = {
+    # carrier kind prefix → (canonical channel, field) pairs it carries, per participant
+    "pcars2_timings_": (("lap_time_ms", "sParticipants.sCurrentTime"), ("lap_count", "sParticipants.sCurrentLap"),
+                        ("lap_distance_m", "sParticipants.sCurrentLapDistance")),
+    "pcars2_time_stats_": (("last_lap_ms", "sStats.sLastLapTime"), ("best_lap_ms", "sStats.sFastestLapTime")),
+    "pcars2_race_": (("track_length_m", "sTrackLength"),),
+}
+
+
+def _carrier(kind: str) -> str | None:
+    return next((prefix for prefix in _PC2_CARRIED if kind.startswith(prefix)), None)
+
+
+class CanonicalMapper:
+    """Canonical rows of one feed's packets, in arrival order, across batches (stateful).
+
+    :func:`to_canonical` maps one packet kind on its own; this adds what a game sends in other
+    packets (PCARS 2 lap data, see above). Decode a batch's packets that only carry such data
+    first (:meth:`carries`), then the telemetry: a frame takes the newest carried values received
+    at or before it.
+    """
+
+    def __init__(self) -> None:
+        # carrier prefix → (receive times, {channel: values}) of its latest packets; the last one
+        # of the group before stays in front, for frames between two groups.
+        self._carried: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+
+    @staticmethod
+    def carries(kind: str) -> bool:
+        """Whether packets of ``kind`` carry data for other kinds' frames (map them first)."""
+        return _carrier(kind) is not None
+
+    @classmethod
+    def order(cls, kind_ids: list[int], kinds) -> list[int]:
+        """The kind ids of a batch in the order to map them: carriers first (``kinds``: id → layout)."""
+        return sorted(kind_ids, key=lambda k: not cls.carries(kinds[k].name))
+
+    def map(self, kind: str, columns: Columns, t_ns: np.ndarray) -> np.ndarray | None:
+        """Canonical rows for a decoded group of ``kind`` (``None`` for kinds without driving data)."""
+        prefix = _carrier(kind)
+        if prefix is not None:
+            self._remember(prefix, columns, t_ns)
+            return None
+        out = to_canonical(kind, columns, t_ns)
+        if out is not None and kind.startswith("pcars2_telemetry_") and self._carried:
+            with np.errstate(all="ignore"):
+                self._fill_pcars2(columns, t_ns, out)
+        return out
+
+    def _remember(self, prefix: str, columns: Columns, t_ns: np.ndarray) -> None:
+        values = {channel: np.asarray(columns[field]) for channel, field in _PC2_CARRIED[prefix] if field in columns}
+        before = self._carried.get(prefix)
+        if before is not None and len(before[0]) and all(c in before[1] for c in values):
+            t_ns = np.concatenate((before[0][-1:], t_ns))
+            values = {c: np.concatenate((before[1][c][-1:], v)) for c, v in values.items()}
+        self._carried[prefix] = (np.asarray(t_ns), values)
+
+    def _latest(self, prefix: str, t_ns: np.ndarray):
+        """Index of the newest carried packet at or before each frame (-1: none yet), and the values."""
+        got = self._carried.get(prefix)
+        if got is None:
+            return None, None
+        times, values = got
+        return np.searchsorted(times, t_ns, side="right") - 1, values
+
+    def _fill_pcars2(self, c: Columns, t_ns: np.ndarray, out: np.ndarray) -> None:
+        viewed = c["sViewedParticipantIndex"].astype(np.int64)
+
+        def per_participant(values: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            ok = (at >= 0) & (viewed >= 0) & (viewed < values.shape[1])
+            return values[np.where(ok, at, 0), np.where(ok, viewed, 0)], ok
+
+        at, v = self._latest("pcars2_timings_", t_ns)
+        if at is not None:
+            lap_time, ok = per_participant(v["lap_time_ms"], at)
+            out["lap_time_ms"] = np.where(ok, _seconds_to_ms(lap_time), -1)
+            lap, ok = per_participant(v["lap_count"], at)
+            # sCurrentLap is the lap being driven, from 1: laps completed are one fewer.
+            out["lap_count"] = np.where(ok & (lap >= 1), lap.astype(np.int32) - 1, -1)
+            dist, ok_d = per_participant(v["lap_distance_m"], at)
+            at_r, race = self._latest("pcars2_race_", t_ns)
+            if at_r is not None:
+                length = np.where(at_r >= 0, race["track_length_m"][np.maximum(at_r, 0)], np.nan).astype(np.float64)
+                out["norm_pos"] = np.where(ok_d & (length > 0), dist / length, np.nan)
+        at, v = self._latest("pcars2_time_stats_", t_ns)
+        if at is not None:
+            for channel in ("last_lap_ms", "best_lap_ms"):
+                if channel in v:
+                    value, ok = per_participant(v[channel], at)
+                    out[channel] = np.where(ok & (value > 0), _seconds_to_ms(value), -1)  # 0: no lap yet
 
 
 def to_canonical(kind: str, columns: Columns, t_ns: np.ndarray) -> np.ndarray | None:

@@ -90,8 +90,35 @@ class Field:
 
 
 @dataclass(frozen=True)
+class SequenceCounter:
+    """How a packet kind numbers its packets, for loss by sequence gaps.
+
+    The counter is ``(field >> shift) % modulo``. Kinds that name the same ``counter`` are numbered
+    together (in arrival order, across kinds); a kind that only repeats another kind's number
+    (PCARS 1 strings carry the telemetry packet's) declares none. A forward step of ``reset`` or
+    more is a restart of the game, not loss.
+    """
+
+    field: str
+    counter: str
+    modulo: int
+    shift: int = 0
+    reset: int | None = None
+
+    def values(self, column: np.ndarray) -> np.ndarray:
+        """The counter of each packet, from its decoded ``field`` column (int64)."""
+        return (column.astype(np.int64) >> self.shift) % self.modulo
+
+
+@dataclass(frozen=True)
 class PacketLayout:
-    """A packet kind: its name, feed, exact on-wire size and field table."""
+    """A packet kind: its name, feed, exact on-wire size and field table.
+
+    ``sequence`` declares the kind's packet counter, if it has its own (see :class:`SequenceCounter`);
+    ``names`` which text fields name what (``car``, ``driver``, ``track``, ``track_config`` → field);
+    ``facts`` which numeric fields state a fact of the car or track that analyses use
+    (``max_rpm``: the engine's maximum, rpm; ``track_length_m``: the lap length, m → field).
+    """
 
     name: str
     size: int
@@ -99,6 +126,9 @@ class PacketLayout:
     doc: str = ""
     game: str = ""
     provisional: bool = False
+    sequence: SequenceCounter | None = None
+    names: dict[str, str] = field(default_factory=dict, compare=False)
+    facts: dict[str, str] = field(default_factory=dict, compare=False)
     _by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +142,14 @@ class PacketLayout:
                     f"outside the {self.size}-byte packet"
                 )
             seen[f.name] = f
+        if self.sequence is not None and self.sequence.field not in seen:
+            raise ValueError(f"{self.name}: sequence field {self.sequence.field!r} is not declared")
+        for key, name in self.facts.items():
+            if name not in seen or seen[name].strlen or seen[name].shape:
+                raise ValueError(f"{self.name}: fact {key} is field {name!r}, which is not a declared scalar field")
+        for key, name in self.names.items():
+            if name not in seen or not seen[name].strlen:
+                raise ValueError(f"{self.name}: {key} names field {name!r}, which is not a declared text field")
         self._by_name.update(seen)
 
     def __getitem__(self, name: str) -> Field:
@@ -206,6 +244,10 @@ def markdown_table(layout: PacketLayout) -> str:
         shape = "×".join(map(str, f.shape)) if f.shape else ""
         stride = f" (every {f.stride} B)" if f.stride else ""
         lines.append(f"| {f.offset} | {t} | {shape}{stride} | `{f.name}` | {f.unit} |")
+    seq = layout.sequence
+    if seq is not None:
+        bits = f" >> {seq.shift}" if seq.shift else ""
+        lines += ["", f"Sequence counter: `{seq.field}`{bits} modulo {seq.modulo}, counter `{seq.counter}`."]
     return "\n".join(lines)
 
 

@@ -1,12 +1,13 @@
 """Project CARS 1 UDP format (port 5606; also sent by PC2/AMS2 in "Project CARS 1" mode).
 
 Layouts from PROTOCOLS.md §2 (SMS's pCARS1 header, checked against jamesremuscat's real
-fixtures). Byte 2 holds the packet type in bits 0-1 and a 6-bit sequence counter in bits 2-7.
+fixtures). Byte 2 holds the packet type in bits 0-1 and a 6-bit sequence counter in bits 2-7,
+which only telemetry packets advance (strings packets repeat the last telemetry number).
 """
 
 from __future__ import annotations
 
-from .layout import PacketLayout, fields_from_rows, struct_array
+from .layout import PacketLayout, SequenceCounter, fields_from_rows, struct_array
 
 GAME = "project_cars_1"
 
@@ -24,6 +25,10 @@ TELEMETRY = PacketLayout(
     size=1367,
     game=GAME,
     doc="sTelemetryData: the viewed car's state plus 56 participant records.",
+    # Only telemetry advances the 6-bit counter: in real streams (the Spa capture) a strings
+    # packet repeats the number of the telemetry packet before it.
+    sequence=SequenceCounter("sPacketType", "pcars1", modulo=64, shift=2),
+    facts={"max_rpm": "sMaxRpm", "track_length_m": "sTrackLength"},
     fields=tuple(
         fields_from_rows(
             _HEADER
@@ -71,7 +76,7 @@ TELEMETRY = PacketLayout(
                 (112, "u8", "sBrake", (), "0..255"),
                 (113, "u8", "sThrottle", (), "0..255"),
                 (114, "u8", "sClutch", (), "0..255"),
-                (115, "s8", "sSteering", (), "-127..127"),
+                (115, "s8", "sSteering", (), "-127..127", "+ = right (real Spa capture)"),
                 (116, "f32", "sFuelLevel", (), "0..1"),
                 (120, "f32", "sSpeed", (), "m/s"),
                 (124, "u16", "sRpm", (), "rpm"),
@@ -85,7 +90,7 @@ TELEMETRY = PacketLayout(
                 (148, "f32", "sLocalVelocity", _V3, "m/s"),
                 (160, "f32", "sWorldVelocity", _V3, "m/s"),
                 (172, "f32", "sAngularVelocity", _V3, "rad/s"),
-                (184, "f32", "sLocalAcceleration", _V3, "m/s^2"),
+                (184, "f32", "sLocalAcceleration", _V3, "m/s^2", "x + = left, z + = backwards"),
                 (196, "f32", "sWorldAcceleration", _V3, "m/s^2"),
                 (208, "f32", "sExtentsCentre", _V3, "m"),
                 (220, "u8", "sTyreFlags", _W4, "", "FL FR RL RR"),
@@ -153,6 +158,7 @@ STRINGS = PacketLayout(
     size=1347,
     game=GAME,
     doc="sParticipantInfoStrings: car, class, track and the first 16 participant names.",
+    names={"car": "sCarName", "track": "sTrackLocation", "track_config": "sTrackVariation"},
     fields=tuple(
         fields_from_rows(
             _HEADER

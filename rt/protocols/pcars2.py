@@ -11,9 +11,12 @@ kind (:data:`KINDS`).
 
 from __future__ import annotations
 
-from .layout import Field, PacketLayout, fields_from_rows, struct_array, truncate
+from .layout import Field, PacketLayout, SequenceCounter, fields_from_rows, struct_array, truncate
 
 GAME = "project_cars_2"
+
+#: mPacketNumber counts every packet of a game run, whatever its kind.
+SEQUENCE = SequenceCounter("mPacketNumber", "pcars2", modulo=1 << 32, reset=100_000)
 
 BASE = fields_from_rows(
     [
@@ -49,7 +52,7 @@ _TELEMETRY_FINAL = BASE + fields_from_rows(
         (36, "f32", "sSpeed", (), "m/s"),
         (40, "u16", "sRpm", (), "rpm"),
         (42, "u16", "sMaxRpm", (), "rpm"),
-        (44, "s8", "sSteering", (), "-127..127"),
+        (44, "s8", "sSteering", (), "-127..127", "+ = right, as PCARS 1"),
         (45, "u8", "sGearNumGears", (), "", "low nibble gear (15 = R), high nibble gear count"),
         (46, "u8", "sBoostAmount"),
         (47, "u8", "sCrashState"),
@@ -58,7 +61,7 @@ _TELEMETRY_FINAL = BASE + fields_from_rows(
         (64, "f32", "sLocalVelocity", _V3, "m/s"),
         (76, "f32", "sWorldVelocity", _V3, "m/s"),
         (88, "f32", "sAngularVelocity", _V3, "rad/s"),
-        (100, "f32", "sLocalAcceleration", _V3, "m/s^2"),
+        (100, "f32", "sLocalAcceleration", _V3, "m/s^2", "x + = left, z + = backwards, as PCARS 1"),
         (112, "f32", "sWorldAcceleration", _V3, "m/s^2"),
         (124, "f32", "sExtentsCentre", _V3, "m"),
         (136, "u8", "sTyreFlags", _W4, "", "FL FR RL RR"),
@@ -146,6 +149,7 @@ def _timings(size: int) -> PacketLayout:
         name=f"pcars2_timings_{size}",
         size=size,
         game=GAME,
+        sequence=SEQUENCE,
         doc="sTimingsData: timing state of every participant.",
         fields=tuple(fields + list(truncate(tail, size))),
     )
@@ -171,13 +175,17 @@ def _time_stats(size: int) -> PacketLayout:
         name=f"pcars2_time_stats_{size}",
         size=size,
         game=GAME,
+        sequence=SEQUENCE,
         doc="sTimeStatsData: lap and sector records per participant.",
         fields=tuple(fields + struct_array("sStats", 16, 32, record, members)),
     )
 
 
 def _cut(name: str, size: int, fields: list[Field], doc: str) -> PacketLayout:
-    return PacketLayout(name=f"{name}_{size}", size=size, game=GAME, doc=doc, fields=truncate(fields, size))
+    fields = truncate(fields, size)
+    facts = {"max_rpm": "sMaxRpm"} if any(f.name == "sMaxRpm" for f in fields) else {}
+    return PacketLayout(name=f"{name}_{size}", size=size, game=GAME, doc=doc, fields=fields, sequence=SEQUENCE,
+                        facts=facts)
 
 
 _TELEMETRY_DOC = "sTelemetryData: the viewed car's state (538 early PC2, 555/556 mid PC2, 559 Patch 5 / AMS2)."
@@ -187,7 +195,10 @@ RACE = PacketLayout(
     name="pcars2_race_308",
     size=308,
     game=GAME,
+    sequence=SEQUENCE,
     doc="sRaceData: track and session definition.",
+    names={"track": "sTrackLocation", "track_config": "sTrackVariation"},
+    facts={"track_length_m": "sTrackLength"},
     fields=tuple(
         BASE
         + fields_from_rows(
@@ -222,6 +233,7 @@ GAME_STATE = PacketLayout(
     name="pcars2_game_state_24",
     size=24,
     game=GAME,
+    sequence=SEQUENCE,
     doc="sGameStateData: game/session state and weather.",
     fields=tuple(
         BASE
@@ -247,6 +259,7 @@ VEHICLE_NAMES = PacketLayout(
     name="pcars2_vehicle_names_1164",
     size=1164,
     game=GAME,
+    sequence=SEQUENCE,
     doc="sParticipantVehicleNamesData: 16 vehicles (C layout: sClass at record offset 4; unverified).",
     fields=tuple(
         BASE
@@ -264,6 +277,7 @@ CLASS_NAMES = PacketLayout(
     name="pcars2_class_names_1452",
     size=1452,
     game=GAME,
+    sequence=SEQUENCE,
     doc="sVehicleClassNamesData: 60 class names.",
     fields=tuple(
         BASE

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import ConfigError
-from .layout import PacketLayout, fields_from_rows
+from .layout import PacketLayout, SequenceCounter, fields_from_rows
 
 GAME = "assetto_corsa"
 DEFAULT_LAYOUT_FILE = "telemetry_tool_v1.json"
@@ -33,6 +33,7 @@ def load_layout(path: str | Path | None = None) -> PacketLayout:
             text = Path(path).read_text("utf-8")
         spec = json.loads(text)
         rows = [tuple(r) for r in spec["fields"]]
+        names = {r[2] for r in rows}
         layout = PacketLayout(
             name="tt_driver",
             size=int(spec["size"]),
@@ -40,6 +41,8 @@ def load_layout(path: str | Path | None = None) -> PacketLayout:
             doc=spec.get("doc", ""),
             game=GAME,
             provisional=bool(spec.get("provisional", False)),
+            # The table's packet_id increments per datagram (a replaced table may have none).
+            sequence=SequenceCounter("packet_id", "tt", modulo=1 << 32, reset=100_000) if "packet_id" in names else None,
         )
         for f in layout.fields:
             f.dtype  # noqa: B018 - raises KeyError for an unknown wire type

@@ -259,6 +259,10 @@ class SessionManager:
         end = run["end_marker"]
         rows, sectors = self.recordings.read_frames(run["recording_id"], run["feed_name"], run["start_marker"], end)
         meta = {"run_id": run["id"], "feed_name": run["feed_name"], "lost_frames": internal.get("lost_frames", 0)}
+        if len(rows):
+            # What the game itself states (its maximum rpm, the lap length) beats any estimate.
+            meta.update(self.recordings.read_facts(run["recording_id"], run["feed_name"],
+                                                   int(rows["t_ns"][0]), int(rows["t_ns"][-1])))
         if not run["merge_feeds"] or len(rows) == 0:
             return Frames.from_rows(rows, {"sector_times_s": sectors}, meta)
         t0, t1 = int(rows["t_ns"][0]), int(rows["t_ns"][-1])

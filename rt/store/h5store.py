@@ -44,7 +44,7 @@ import numpy as np
 from ..decode import CHUNK, Decoder, RowColumns, classify_batch
 from ..errors import StoreError
 from ..protocols import FEEDS, Protocols
-from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS, MAPPERS, to_canonical
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS, MAPPERS, CanonicalMapper
 from ..protocols.layout import PacketLayout
 from . import rawfile
 from .manifest import iso
@@ -355,6 +355,39 @@ def read_canonical(f: h5py.File, feed: str, start: int, end: int | None) -> tupl
     return rows, sectors
 
 
+def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Protocols) -> dict[str, float]:
+    """The game's own facts (``max_rpm``, ``track_length_m``: see ``PacketLayout.facts``) for the
+    packets of ``feed`` received in ``t0_ns..t1_ns``, or before it when none fall inside.
+
+    A fact is the median of the packets' positive values (menus send 0); absent when no packet
+    states it.
+    """
+    facts: dict[str, list[float]] = {}
+    group = f.get(feed)
+    if group is None:
+        return {}
+    for kind in group:
+        if kind == "canonical" or kind not in protocols.kind_id:
+            continue
+        layout = protocols[kind]
+        if not layout.facts:
+            continue
+        t = group[kind]["t_ns"]
+        total = t.shape[0]
+        lo, hi = (int(np.searchsorted(t[:], v, side=side)) for v, side in ((t0_ns, "left"), (t1_ns, "right")))
+        if lo >= hi:  # nothing inside the span: the last packets before it speak for it
+            lo, hi = max(0, min(lo, total) - 64), min(lo, total)
+        if lo >= hi:
+            continue
+        block = group[kind]["rows"].fields(list(layout.facts.values()))[lo:hi]
+        for fact, name in layout.facts.items():
+            values = block[name].astype(np.float64)
+            values = values[np.isfinite(values) & (values > 0)]
+            if values.size:
+                facts.setdefault(fact, []).append(float(np.median(values)))
+    return {fact: max(values) for fact, values in facts.items()}
+
+
 def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_canonical` from a closed recording's file."""
     try:
@@ -413,18 +446,19 @@ def _raw_groups(raw_path, feed: str, protocols: Protocols) -> Iterable[tuple[Pac
     t_ns, offsets, lengths, _ = rawfile.parse(data)
     rules = protocols.feed_rules[feed].rules
     decoders: dict[str, Decoder] = {}
+    mapper = CanonicalMapper()
     step = CHUNK * 4
     for start in range(0, len(t_ns), step):
         sl = slice(start, start + step)
         kinds, _ = classify_batch(rules, data, offsets[sl], lengths[sl])
         present = np.unique(kinds)
-        for kind_id in present[present >= 0].tolist():
+        for kind_id in CanonicalMapper.order(present[present >= 0].tolist(), protocols.kinds):
             layout = protocols.kinds[kind_id]
             sel = kinds == kind_id
             dec = decoders.get(layout.name) or decoders.setdefault(layout.name, Decoder(layout))
             cols = RowColumns(dec.rows(data, offsets[sl][sel]))
             group_t = t_ns[sl][sel]
-            yield layout, cols, group_t, to_canonical(layout.name, cols, group_t)
+            yield layout, cols, group_t, mapper.map(layout.name, cols, group_t)
 
 
 def rebuild(recording_dir: str | Path, recording_id: str, protocols: Protocols, created_at: str | None = None) -> Path:

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from ..errors import StoreError
@@ -82,6 +83,8 @@ class Active:
     first_ns: dict[str, int] = field(default_factory=dict)
     last_ns: dict[str, int] = field(default_factory=dict)
     last_sync: float = field(default_factory=time.monotonic)
+    #: Manifest names the client left unset, filled from the feeds (see RecordingManager._name_from).
+    unnamed: set[str] = field(default_factory=set)
 
 
 class RecordingManager:
@@ -247,6 +250,21 @@ class RecordingManager:
                 raise NotFound(rec_id)
         return h5store.read_canonical_file(self.data_dir / rec_id / "data.h5", feed, start, end)
 
+    def read_facts(self, rec_id: str, feed: str, t0_ns: int, t1_ns: int) -> dict[str, float]:
+        """What the game stated of the car and track (``max_rpm``, ``track_length_m``) while ``feed``
+        was received between ``t0_ns`` and ``t1_ns`` (see :func:`h5store.read_facts`)."""
+        with self.lock:
+            if self.active is not None and self.active.id == rec_id:
+                return h5store.read_facts(self.active.h5.file, feed, t0_ns, t1_ns, self.protocols)
+            if rec_id not in self._manifests:
+                raise NotFound(rec_id)
+        path = self.data_dir / rec_id / "data.h5"
+        try:
+            with h5py.File(path, "r") as f:
+                return h5store.read_facts(f, feed, t0_ns, t1_ns, self.protocols)
+        except (OSError, KeyError, ValueError) as exc:
+            raise StoreError(f"{path.name}: unreadable: {exc}") from exc
+
     def summary(self) -> dict | None:
         """``recording`` of /api/live."""
         with self.lock:
@@ -295,7 +313,8 @@ class RecordingManager:
                 shutil.rmtree(rec_dir, ignore_errors=True)
                 raise StoreError(f"cannot start a recording in {self.data_dir}: {exc}") from exc
             dropped = {feed: ring.dropped for feed, ring in self.rings.items()}
-            self.active = Active(rec_id, rec_dir, manifest, raw, h5, dropped)
+            self.active = Active(rec_id, rec_dir, manifest, raw, h5, dropped,
+                                 unnamed={key for key in ("game", "track", "car") if not manifest[key]})
             self._manifests[rec_id] = manifest
             self.last_error = None
             log.info("recording %s started (%s)", rec_id, manifest["name"])
@@ -407,6 +426,8 @@ class RecordingManager:
         with self.lock:
             act = self.active
             if act is not None:
+                if act.unnamed:
+                    self._name_from(act, feed.info)
                 act.h5.add(feed.name, layout, columns, t_ns, canonical)
                 if canonical is not None:
                     act.frames[feed.name] = act.frames.get(feed.name, 0) + len(canonical)
@@ -414,6 +435,18 @@ class RecordingManager:
                     act.h5.append_due()
                 except StoreError as exc:
                     self._fail(exc)
+
+    @staticmethod
+    def _name_from(act: Active, info: dict) -> None:
+        """Fill the recording's unset ``game``/``track``/``car`` from what a feed's game named.
+
+        What the client set is kept, and so is the first name a feed gave (a recording is one
+        session; a menu's empty name never fills anything)."""
+        for key in list(act.unnamed):
+            value = info.get(key)
+            if value:
+                act.manifest[key] = value
+                act.unnamed.discard(key)
 
     def release_idle(self) -> int:
         """Free what the active recording's writers keep for reuse but have not used lately (raw
