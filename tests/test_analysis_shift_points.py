@@ -396,3 +396,108 @@ def test_kmh_ratio_is_the_cars_gearing(gt_ac):
         assert g["ratio_rpm_per_kmh"] == pytest.approx(
             GT.overall_ratio(g["gear"]) * RPM_PER_RAD_S / GT.wheel_radius_m / 3.6, rel=1e-3
         )
+
+
+# ---------------------------------------------------------------------------------------- held gears, limiter
+SYNTH_LIMITER = 7900.0  # synthetic_pulls shifts here
+
+
+def pulls_then_braking(over_rev_rpm: float = 8400.0, meta: dict | None = None) -> Frames:
+    """synthetic_pulls (full throttle, 1st to 3rd, shifts at 7900 rpm), then a stop from 3rd with
+    downshifts that over-rev: each lower gear goes in when it puts the engine at ``over_rev_rpm``,
+    off throttle, braking, clutch engaged (the wheels spin the engine above its limiter)."""
+    t, v, rpm, gear, clutch, truth = synthetic_pulls()
+    k = truth["k"]
+    dt, decel = t[1] - t[0], 12.0  # s, m/s²
+    bt, bv, bg, bc = [], [], [], []
+    tt, vv, g, neutral = t[-1], v[-1], 3, 0
+    while vv > 12.0:
+        tt, vv = tt + dt, vv - decel * dt
+        if neutral:  # three samples in neutral, clutch pressed, per downshift
+            neutral -= 1
+            bt.append(tt), bv.append(vv), bg.append(0), bc.append(0.0)
+            continue
+        if g > 1 and k[g - 1] * vv <= over_rev_rpm:
+            g, neutral = g - 1, 3
+        bt.append(tt), bv.append(vv), bg.append(g), bc.append(1.0)
+    bt, bv, bg, bc = map(np.asarray, (bt, bv, bg, bc))
+    brpm = np.where(bg >= 1, bv * np.array([900.0, k[1], k[2], k[3]])[bg], 900.0)
+    n, m = len(t), len(bt)
+    channels = {
+        "t_ns": np.rint(np.concatenate([t, bt]) * 1e9).astype(np.int64),
+        "speed_kmh": (np.concatenate([v, bv]) * 3.6).astype(np.float32),
+        "rpm": np.concatenate([rpm, brpm]).astype(np.float32),
+        "gear": np.concatenate([gear, bg]).astype(np.int8),
+        "throttle": np.concatenate([np.ones(n), np.zeros(m)]).astype(np.float32),
+        "brake": np.concatenate([np.zeros(n), np.ones(m)]).astype(np.float32),
+        "clutch": np.concatenate([clutch, bc]).astype(np.float32),
+    }
+    frames = Frames(channels, meta=dict(meta or {}))
+    assert frames["rpm"].max() == pytest.approx(over_rev_rpm, abs=30.0)  # the over-rev is in the data
+    assert frames["rpm"][:n].max() <= SYNTH_LIMITER
+    return frames
+
+
+def test_game_max_rpm_is_the_limiter_despite_downshift_over_revs():
+    """The issue's car: game maximum 6800, a downshift over-rev to 7448 became max_rpm 7448."""
+    result = analyze([pulls_then_braking(meta={"max_rpm": SYNTH_LIMITER})])
+    assert result["max_rpm"] == SYNTH_LIMITER
+
+
+def test_without_a_game_max_rpm_over_revs_are_not_the_limiter():
+    """No meta: the limiter is the top of the full-throttle, in-gear data (7900 rpm), not the
+    8400 rpm the engine is spun to off throttle on the way down."""
+    result = analyze([pulls_then_braking()])
+    assert 0.995 * SYNTH_LIMITER <= result["max_rpm"] <= SYNTH_LIMITER
+
+
+def test_samples_above_the_game_max_rpm_are_not_clean():
+    """The game's maximum is the limiter even where the data runs above it: the fit stops below
+    LIMITER_FRAC of it (the torque chart's rpm axis is the fit's data range)."""
+    game_max = 7000.0
+    result = analyze([pulls_then_braking(meta={"max_rpm": game_max})])
+    assert result["max_rpm"] == game_max
+    assert max(result["curves"]["torque"]["rpm"]) < shift_points.LIMITER_FRAC * game_max
+    assert all(g["recommended_rpm"] <= game_max for g in result["gears"])
+
+
+# The five real Project CARS 1 sequences of the issue (Spa capture, ~50 Hz), with the held gears
+# on either side stretched to 0.4 s: (sequence, upshifts from). Blips carry an rpm spike so that
+# a blip taken for the old gear would show in the shift rpm too.
+PCARS_SHIFTS = [
+    ([5, 3, 0, 0, 3, 4], []),  # 5 → 4, blips of 3
+    ([3, 1, 0, 0, 0, 4], [3]),  # 3 → 4 at 116 km/h, blip of 1
+    ([4, 0, 1, 3], []),  # 4 → 3, blip of 1
+    ([4, 2, 0, 0, 3, 5], [4]),  # 4 → 5 at 167 km/h, blips of 2 and 3
+    ([5, 0, 0, 0, 5, 6], [5]),  # 5 → 6 at 220 km/h, the old gear again for one sample
+]
+
+
+@pytest.mark.parametrize("seq, ups", PCARS_SHIFTS, ids=["5-4", "3-4", "4-3", "4-5", "5-6"])
+def test_one_sample_gear_blips_are_no_upshifts(seq, ups):
+    hold = 20  # samples at 50 Hz
+    gear = np.array([seq[0]] * hold + seq[1:-1] + [seq[-1]] * hold)
+    t = np.arange(len(gear)) / 50.0
+    rpm = np.concatenate([np.linspace(5000.0, 6000.0, hold), np.full(len(seq) - 2, 9000.0), np.full(hold, 5000.0)])
+    from_gear, before = upshift_events(t, rpm, gear)
+    np.testing.assert_array_equal(from_gear, ups)
+    np.testing.assert_array_equal(before, [6000.0] * len(ups))
+
+
+def test_a_gear_value_with_another_gears_rpm_is_not_held():
+    """The issue's "upshift from 1st at 124 km/h": a wrong gear value that lasts long enough to
+    pass the run-length rule is still not the gearbox if its rpm/speed is another gear's."""
+    k = {1: 300.0, 2: 210.0, 3: 155.0, 4: 125.0}  # rpm per m/s
+    rate = 50.0
+    gear = np.array([3] * 50 + [1] * 8 + [0] * 3 + [4] * 50)  # the "1" lasts 0.16 s
+    t = np.arange(len(gear)) / rate
+    v = np.linspace(124.0, 128.0, len(gear)) / 3.6
+    engine_gear = np.where(np.arange(len(gear)) < 58, 3, 4)  # the gearbox: 3rd, then 4th
+    rpm = v * np.array([0.0, *k.values()])[engine_gear]
+    held = shift_points.held_mask(t, gear, v, rpm, k)
+    assert not held[50:58].any() and held[:50].all() and held[61:].all()
+    from_gear, before = upshift_events(t, rpm, gear, held)
+    np.testing.assert_array_equal(from_gear, [3])
+    assert before[0] == pytest.approx(rpm[49])
+    # On run length alone the "1" is held, and 3 → 1 → 4 has no upshift at all.
+    assert upshift_events(t, rpm, gear)[0].size == 0

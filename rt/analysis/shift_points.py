@@ -12,15 +12,39 @@ gear n+1 at the speeds where gear n is still running, so the two acceleration cu
 overlap. But every gear sees the *same engine*, and the gears' rpm ranges overlap heavily. So
 the engine's torque shape is rebuilt from all gears at once and the crossing is found on it.
 
+Gears: only held gears count
+----------------------------
+Project CARS reports one-sample gear values while a shift is under way: the next-but-one gear
+or the previous one between neutral samples (real Spa sequences: ``5,5,3,0,0,3,4,4`` is 5 → 4,
+``3,3,1,0,0,0,4,4`` is 3 → 4 at 116 km/h, ``4,4,2,0,0,3,5,5`` is 4 → 5). A run of one reported
+forward gear is *held* when it has ≥ ``HOLD_MIN_SAMPLES`` samples, lasts ≥ ``HOLD_MIN_S``
+(both, so a one-sample value never counts, at any rate) and, where gear n's ratio is known, at
+least ``HOLD_MIN_SAMPLES`` of its samples have rpm within ``HOLD_RATIO_TOL`` of kₙ·speed (a
+value with another gear's rpm is a label, not the gearbox; runs with nothing to check, e.g.
+standing still, pass on length). An upshift n → n+1 is a held gear n whose next held gear is
+n+1, less than ``SHIFT_MAX_S`` later; whatever lies between is the shift. Ratios are measured
+on runs long enough to be held, held is then confirmed with those ratios, and the ratios are
+measured again on the confirmed runs. See :func:`held_mask` and :func:`upshift_events`.
+
+Limiter
+-------
+When a run's meta carries the game's own ``max_rpm`` (PCARS sMaxRpm), that is the limiter and
+the reported ``max_rpm``: a downshift over-rev above it is not the limiter, and samples above it
+are not clean. Without it, the limiter is the highest rpm of *drive* samples: held gear, throttle
+≥ 0.98, clutch engaged, rpm within 3 % of kₙ·speed, outside the shift guard. The limiter is
+reached under power in gear; an over-rev happens on a downshift, off throttle or clutch in.
+
 Method (all in "acceleration units", because the car's mass is unknown)
 -----------------------------------------------------------------------
-1. Ratios. Per gear, kₙ = median(rpm / speed) in rpm per m/s (engaged samples above 3 m/s).
-   Wheel torque is proportional to the overall ratio and so to kₙ (no tyre slip assumed).
+1. Ratios. Per gear, kₙ = median(rpm / speed) in rpm per m/s (engaged samples of held gears
+   above 3 m/s). Wheel torque is proportional to the overall ratio and so to kₙ (no tyre slip
+   assumed).
 2. Clean samples: throttle ≥ 0.98, brake ≤ 0.02, clutch ≥ 0.98 (engaged), |steer| ≤ 0.1,
-   |g_lat| ≤ 0.15 g (unknown channels pass), a forward gear, speed ≥ 2 m/s, rpm within 3 % of
-   kₙ·speed (no clutch slip or wheelspin), below 99.7 % of the highest rpm (no fuel cut) and at
-   least ``SHIFT_GUARD_S`` after a gear change. Consecutive clean samples of one gear without a
-   receive gap > ``MAX_GAP_S`` form a stretch; ``SETTLE_START_S``/``SETTLE_END_S`` are cut off.
+   |g_lat| ≤ 0.15 g (unknown channels pass), a held forward gear, speed ≥ 2 m/s, rpm within 3 %
+   of kₙ·speed (no clutch slip or wheelspin), below 99.7 % of the limiter (no fuel cut) and at
+   least ``SHIFT_GUARD_S`` after the reported gear last changed. Consecutive clean samples of
+   one gear without a receive gap > ``MAX_GAP_S`` form a stretch; ``SETTLE_START_S`` /
+   ``SETTLE_END_S`` are cut off.
 3. Accelerations: every stretch is cut into windows of ``WINDOW_S`` several times (offset
    partitions, and one counted back from the stretch's end, so the top rpm of a fast first-gear
    sweep is in a full window). a(window) is the least-squares slope of speed against receive
@@ -51,12 +75,13 @@ Confidence, 0..1 per gear, is the product of
     ``uncertainty_rpm``); for "limiter" ``1 − exp(−z²/2)`` with z the margin at the top of the
     data in standard errors;
   * 0.5 when the answer lies above the rpm the data covers ("trend", or a limiter well above it).
-Gear n+1 only needs a ratio (from any engaged samples), so a top gear without clean pulls still
+Gear n+1 only needs a ratio (from any engaged samples of a held gear), so a top gear without clean pulls still
 gives gear n an entry, with low confidence.
 
-Limits: grade is not modelled (on the test ring it is the bulk of the fit residual); the
-limiter is the highest rpm seen unless a run's meta ``max_rpm`` is higher; all runs are taken
-to be the same car.
+Limits: grade is not modelled (on the test ring it is the bulk of the fit residual); all runs
+are taken to be the same car (with several meta ``max_rpm`` values the highest is used); adjacent
+gears' ratios are assumed ≥ 2·``HOLD_RATIO_TOL`` apart; a skip-shift (n → n+2) is no observed
+n → n+1 upshift.
 """
 
 from __future__ import annotations
@@ -85,6 +110,16 @@ RATIO_TOL = 0.03
 LIMITER_FRAC = 0.997
 #: Samples this soon after a gear change (s) are part of the shift, whatever the pedals say.
 SHIFT_GUARD_S = 0.2
+#: A gear value counts only when held (see held_mask): at least this many consecutive samples …
+HOLD_MIN_SAMPLES = 2
+#: … lasting at least this long (s) …
+HOLD_MIN_S = 0.1
+#: … with at least HOLD_MIN_SAMPLES of them within this fraction of the gear's rpm per speed.
+#: Looser than RATIO_TOL: it only has to tell gears apart (adjacent ratios differ by ≥ ~10 %),
+#: while the clutch is still slipping in the first samples after a shift.
+HOLD_RATIO_TOL = 0.05
+#: Held gears n and n+1 further apart than this (s) are no upshift (a stop, a pause, another run).
+SHIFT_MAX_S = 1.0
 #: A receive gap longer than this (s) ends a clean stretch.
 MAX_GAP_S = 0.1
 #: Cut from the start of a clean stretch (s): the drivetrain settles after a shift or pedal move.
@@ -179,16 +214,57 @@ def _ok_or_unknown(x: np.ndarray, test) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- ratios, events
-def gear_ratios(speed_ms: np.ndarray, rpm: np.ndarray, gear: np.ndarray, clutch: np.ndarray) -> dict[int, float]:
+def held_mask(t_s: np.ndarray, gear: np.ndarray, speed_ms: np.ndarray | None = None,
+              rpm: np.ndarray | None = None, ratios: dict[int, float] | None = None) -> np.ndarray:
+    """True for the samples of forward-gear runs that are *held* (see "Gears" in the module docstring).
+
+    A run is a stretch of consecutive samples reporting one gear value. It is held when it has
+    at least ``HOLD_MIN_SAMPLES`` samples, lasts at least ``HOLD_MIN_S`` (each sample counts
+    until the next one, at most ``MAX_GAP_S``), and — where ``ratios`` (rpm per m/s) knows the
+    gear — at least ``HOLD_MIN_SAMPLES`` of its samples have rpm within ``HOLD_RATIO_TOL`` of
+    kₙ·speed, unless none of them can be checked (speed ≤ 3 m/s or rpm/speed unknown).
+    ``t_s`` s, ``speed_ms`` m/s. Pure.
+    """
+    n = len(gear)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    t = np.asarray(t_s, dtype=np.float64)
+    gear = np.asarray(gear)
+    new = np.ones(n, dtype=bool)
+    new[1:] = gear[1:] != gear[:-1]
+    starts = np.flatnonzero(new)
+    rid = np.cumsum(new) - 1
+    step = np.diff(t)
+    dwell = np.minimum(np.append(step, np.median(step) if step.size else 0.0), MAX_GAP_S)
+    ok = (np.add.reduceat(dwell, starts) >= HOLD_MIN_S - 1e-9) & (np.diff(np.append(starts, n)) >= HOLD_MIN_SAMPLES)
+    ok &= gear[starts] >= 1
+    if ratios and speed_ms is not None and rpm is not None:
+        kmap = np.zeros(max(int(gear.max()), max(ratios)) + 1)
+        for g, k in ratios.items():
+            kmap[g] = k
+        k = kmap[np.clip(gear, 0, None)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            checkable = (k > 0) & (speed_ms > 3.0) & np.isfinite(rpm) & np.isfinite(speed_ms)
+            agree = checkable & (np.abs(rpm / (k * speed_ms) - 1.0) <= HOLD_RATIO_TOL)
+        n_check = np.add.reduceat(checkable.astype(np.int64), starts)
+        n_agree = np.add.reduceat(agree.astype(np.int64), starts)
+        ok &= (n_check == 0) | (n_agree >= HOLD_MIN_SAMPLES)
+    return ok[rid]
+
+
+def gear_ratios(speed_ms: np.ndarray, rpm: np.ndarray, gear: np.ndarray, clutch: np.ndarray,
+                held: np.ndarray | None = None) -> dict[int, float]:
     """Per forward gear, rpm per m/s of road speed: the robust median of rpm/speed.
 
-    Uses engaged samples (clutch ≥ 0.98 or unknown) above 3 m/s; gears with fewer than 5 such
-    samples are left out.
+    Uses engaged samples (clutch ≥ 0.98 or unknown) above 3 m/s, of held gears only when
+    ``held`` (see :func:`held_mask`) is given; gears with fewer than 5 such samples are left out.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (gear >= 1) & (speed_ms > 3.0) & (rpm > 0) & np.isfinite(rpm)
         ok &= _ok_or_unknown(clutch, lambda c: c >= CLUTCH_ENGAGED)
         q = rpm / speed_ms
+    if held is not None:
+        ok &= held
     out: dict[int, float] = {}
     for g in np.unique(gear[ok]):
         sel = q[ok & (gear == g)]
@@ -197,33 +273,42 @@ def gear_ratios(speed_ms: np.ndarray, rpm: np.ndarray, gear: np.ndarray, clutch:
     return out
 
 
-def upshift_events(t_s: np.ndarray, rpm: np.ndarray, gear: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def upshift_events(t_s: np.ndarray, rpm: np.ndarray, gear: np.ndarray,
+                   held: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Observed upshifts n → n+1: (from_gear, rpm before the shift) per event.
 
-    Gear steps are read on the forward-gear samples only, so a neutral blip between two gears
-    (H-pattern) still counts, if it lasts < 1 s. The rpm is the highest in the last
-    ``UPSHIFT_LOOKBACK_S`` of the old gear: the shift point, even if the driver lifted first.
+    Only held gears count (``held`` from :func:`held_mask`; by default the run-length rule alone):
+    an upshift is a held gear n followed by the next held gear, n+1, less than
+    ``SHIFT_MAX_S`` later. Whatever lies between (neutral, one-sample values of other gears, the
+    old gear again for a sample) is the shift itself. A skip-shift (n → n+2) is no n → n+1 event.
+    The rpm is the highest in the last ``UPSHIFT_LOOKBACK_S`` of the held run of gear n: the
+    shift point, even if the driver lifted first.
     """
-    fwd = np.flatnonzero(gear >= 1)
-    if fwd.size < 2:
-        return np.zeros(0, np.int64), np.zeros(0)
-    g = gear[fwd]
-    step = (g[1:] == g[:-1] + 1) & (t_s[fwd[1:]] - t_s[fwd[:-1]] < 1.0)
-    last = fwd[:-1][step]  # index of the last sample in the old gear
-    if last.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
-    # Start of the constant-gear run that each event's last sample belongs to.
-    change = np.ones(len(gear), dtype=bool)
-    change[1:] = gear[1:] != gear[:-1]
-    run_start = np.maximum.accumulate(np.where(change, np.arange(len(gear)), 0))
-    start = np.maximum(run_start[last], np.searchsorted(t_s, t_s[last] - UPSHIFT_LOOKBACK_S))
+    gear = np.asarray(gear)
+    if held is None:
+        held = held_mask(t_s, gear)
+    none = np.zeros(0, np.int64), np.zeros(0)
+    n = len(gear)
+    new = np.ones(n, dtype=bool)
+    new[1:] = gear[1:] != gear[:-1]
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], n) - 1  # inclusive
+    keep = held[starts]
+    hs, he, hg = starts[keep], ends[keep], gear[starts][keep]
+    if hs.size < 2:
+        return none
+    step = (hg[1:] == hg[:-1] + 1) & (t_s[hs[1:]] - t_s[he[:-1]] < SHIFT_MAX_S)
+    if not step.any():
+        return none
+    last, first = he[:-1][step], hs[:-1][step]
+    start = np.maximum(first, np.searchsorted(t_s, t_s[last] - UPSHIFT_LOOKBACK_S))
     r = np.where(np.isfinite(rpm), rpm, -np.inf)
     bounds = np.empty(2 * last.size, dtype=np.int64)
     bounds[0::2], bounds[1::2] = start, last + 1
     # reduceat over interleaved (start, end) pairs; the odd slots are junk and dropped. The
     # final end may equal len(r): reduceat needs indices < len, so pad one element.
     peak = np.maximum.reduceat(np.append(r, -np.inf), bounds)[0::2]
-    return g[:-1][step], np.where(np.isfinite(peak), peak, np.nan)
+    return hg[:-1][step].astype(np.int64), np.where(np.isfinite(peak), peak, np.nan)
 
 
 # ---------------------------------------------------------------------------------------- windows
@@ -435,7 +520,13 @@ def fit_torque(win: Windows, speed_ms: np.ndarray, rpm: np.ndarray, ratios: dict
         D[i, i], D[i, i + 1], D[i, i + 2] = 1.0, -2.0, 1.0
     lam = np.sqrt(SMOOTHNESS * float(np.sum(A[:, :nk] ** 2)) / max(nk, 1))
     # Normal equations on scaled columns (ncol ≈ 50, so this is cheap even for 10⁵ windows).
-    col = np.sqrt(np.sum(A * A, axis=0)) + 1e-300
+    col = np.sqrt(np.sum(A * A, axis=0))
+    # A knot no sample reaches (a gap in the rpm the data covers, as on the real Spa capture:
+    # nothing clean between 3000 and 5000 rpm) has an empty column; scaled by ~0 its penalty
+    # rows overflow. The smoothness penalty alone fixes such knots (a straight line across the
+    # gap), so any finite scale does: take a typical data column's.
+    filled = col[:nk] > 0
+    col = np.where(col > 0, col, np.median(col[:nk][filled]) if filled.any() else 1.0)
     As = A / col
     Ds = lam * D / col
     P = Ds.T @ Ds
@@ -529,27 +620,55 @@ def recommend_upshift(knots_rpm, torque, ratio_n: float, ratio_next: float, rpm_
 
 
 # ---------------------------------------------------------------------------------------- analysis
-def _clean_mask(s: _Samples, ratios: dict[int, float], limiter: float) -> np.ndarray:
+def _drive_mask(s: _Samples, ratios: dict[int, float], held: np.ndarray) -> np.ndarray:
+    """Samples of the engine driving the car under full throttle: a held forward gear with a
+    ratio, throttle ≥ FULL_THROTTLE, clutch engaged (or unknown), speed ≥ MIN_SPEED_MS, rpm within
+    RATIO_TOL of kₙ·speed (no clutch slip, no wheelspin) and at least SHIFT_GUARD_S after the
+    reported gear last changed."""
     kmap = np.zeros(max(int(s.gear.max()), 0) + 2)
     for g, k in ratios.items():
-        kmap[g] = k
+        if g < len(kmap):
+            kmap[g] = k
     gi = np.clip(s.gear, 0, len(kmap) - 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ok = (s.gear >= 1) & (kmap[gi] > 0) & (s.throttle >= FULL_THROTTLE) & (s.v >= MIN_SPEED_MS)
-        ok &= np.isfinite(s.v) & np.isfinite(s.rpm) & (s.rpm < LIMITER_FRAC * limiter)
-        ok &= _ok_or_unknown(s.brake, lambda b: b <= NO_BRAKE)
+        ok = held & (s.gear >= 1) & (kmap[gi] > 0) & (s.throttle >= FULL_THROTTLE) & (s.v >= MIN_SPEED_MS)
+        ok &= np.isfinite(s.v) & np.isfinite(s.rpm)
         ok &= _ok_or_unknown(s.clutch, lambda c: c >= CLUTCH_ENGAGED)
-        ok &= _ok_or_unknown(s.steer, lambda x: np.abs(x) <= MAX_STEER)
-        ok &= _ok_or_unknown(s.g_lat, lambda x: np.abs(x) <= MAX_G_LAT)
         ok &= np.abs(s.rpm / (s.v * kmap[gi]) - 1.0) <= RATIO_TOL
     # Not within a shift: without a clutch channel (or with flat shifts, where the game cuts the
-    # ignition and the pedal stays down) only the gear channel says a shift just happened.
+    # ignition and the pedal stays down) only the gear channel says a shift just happened. Any
+    # change of the reported value counts (a one-sample blip is the gearbox moving), so a held
+    # gear is guarded from its first sample, after the blips before it.
     change = np.flatnonzero(s.gear[1:] != s.gear[:-1]) + 1
     if change.size:
         k = np.searchsorted(change, np.arange(len(s.t)), side="right") - 1
         since = s.t - s.t[change[np.maximum(k, 0)]]
         ok &= (k < 0) | (since >= SHIFT_GUARD_S)
     return ok
+
+
+def _clean_mask(s: _Samples, ratios: dict[int, float], held: np.ndarray, limiter: float) -> np.ndarray:
+    """Drive samples (see _drive_mask) on a straight, brake off, below LIMITER_FRAC of the limiter."""
+    ok = _drive_mask(s, ratios, held) & (s.rpm < LIMITER_FRAC * limiter)
+    ok &= _ok_or_unknown(s.brake, lambda b: b <= NO_BRAKE)
+    ok &= _ok_or_unknown(s.steer, lambda x: np.abs(x) <= MAX_STEER)
+    ok &= _ok_or_unknown(s.g_lat, lambda x: np.abs(x) <= MAX_G_LAT)
+    return ok
+
+
+def limiter_rpm(s: _Samples, ratios: dict[int, float], held: np.ndarray) -> float:
+    """The engine's maximum rpm: the game's own (meta ``max_rpm``) when a run reports it.
+
+    Else the highest rpm of the drive samples (see _drive_mask): the limiter is reached under
+    power in gear. A downshift over-rev (off throttle or clutch in, the engine spun by the wheels
+    or free) is above the limiter and must not define it; so is the free-revving engine in
+    neutral or with the clutch in. Without any drive sample, the highest forward-gear rpm seen.
+    """
+    if s.meta_max_rpm > 0:
+        return s.meta_max_rpm
+    drive = _drive_mask(s, ratios, held)
+    pool = s.rpm[drive] if drive.any() else s.rpm[(s.gear >= 1) & np.isfinite(s.rpm)]
+    return float(pool.max())
 
 
 def _precision(fit: TorqueFit, kn: float, kn1: float, rec: float, basis: str) -> tuple[float | None, float]:
@@ -581,7 +700,8 @@ def analyze(runs: list[Frames]) -> dict:
     ``uncertainty_rpm`` (standard error, None for "limiter"), ``ratio_rpm_per_kmh``, ``clean_s``
     (s of clean full-throttle data in gear n) and ``basis`` ("crossing" | "trend" | "limiter" |
     "lowest_rpm", see :func:`recommend_upshift`)),
-    ``max_rpm`` (highest rpm seen, or the game's reported maximum if higher), ``curves`` (fitted
+    ``max_rpm`` (the limiter: the game's reported maximum when a run's meta has it, else the
+    highest rpm under full throttle in a held gear, see the module docstring), ``curves`` (fitted
     acceleration in m/s² against speed in km/h per gear; the rebuilt torque curve, relative to
     its peak, against rpm, both as one fit and per gear) and ``summary``.
 
@@ -593,12 +713,16 @@ def analyze(runs: list[Frames]) -> dict:
     fwd_rpm = s.rpm[(s.gear >= 1) & np.isfinite(s.rpm)]
     if fwd_rpm.size == 0:
         raise ValueError("no samples in a forward gear with a known rpm")
-    max_seen = float(fwd_rpm.max())
-    limiter = max(max_seen, s.meta_max_rpm)
-    ratios = gear_ratios(s.v, s.rpm, s.gear, s.clutch)
+    # Ratios from runs long enough to be held, then held confirmed by those ratios (a one-sample
+    # "1st" at 120 km/h has neither), then the ratios again from the confirmed runs only.
+    held = held_mask(s.t, s.gear)
+    ratios = gear_ratios(s.v, s.rpm, s.gear, s.clutch, held)
     if not ratios:
         raise ValueError("no engaged samples above 3 m/s with speed and rpm: cannot measure the gear ratios")
-    clean = _clean_mask(s, ratios, max_seen)
+    held = held_mask(s.t, s.gear, s.v, s.rpm, ratios)
+    ratios = gear_ratios(s.v, s.rpm, s.gear, s.clutch, held) or ratios
+    limiter = limiter_rpm(s, ratios, held)
+    clean = _clean_mask(s, ratios, held, limiter)
     if not clean.any():
         raise ValueError("no full-throttle, straight-line, clutch-engaged samples: drive full-throttle pulls "
                          "through the gears (throttle ≥ 98 %, brake off, wheel straight)")
@@ -611,7 +735,7 @@ def analyze(runs: list[Frames]) -> dict:
 
     # Clean seconds per gear: every partition covers the clean time once.
     clean_s = {int(g): WINDOW_S / win.overlap * int(np.sum(win.gear == g)) for g in win_gears}
-    ev_gear, ev_rpm = upshift_events(s.t, s.rpm, s.gear)
+    ev_gear, ev_rpm = upshift_events(s.t, s.rpm, s.gear, held)
     resid_rel = fit.residual_rms / max(fit.accel_rms, 1e-9)
     fit_factor = float(np.exp(-resid_rel / CONFIDENCE_RESID_REF))
 
