@@ -18,12 +18,40 @@ How it is made
    else the length of the track map made from the same runs (:mod:`rt.analysis.track_map`).
 
 Per event: ``entry_speed_kmh`` (at the onset, interpolated), ``min_speed_kmh`` (lowest while
-braking), ``peak_brake`` (pedal 0..1), ``peak_decel_g`` (from the speed: the steepest
-least-squares slope over ±:data:`DECEL_HALF_WINDOW_S` s windows while braking — the same in every
-game and immune to receive-time jitter, where ``g_long`` is missing in some feeds and noisy with
-kerbs in others), ``duration_s``, ``distance_braking_m`` (onset to release along the lap) and
-``trail_braking_share`` (share of the braking time with |steer| > :data:`TRAIL_STEER`).
-A zone's own values are the medians over its laps.
+braking), ``peak_brake`` (pedal 0..1), ``peak_decel_g``, ``decel_source``, ``duration_s``,
+``distance_braking_m`` (onset to release along the lap) and ``trail_braking_share`` (share of the
+braking time with |steer| > :data:`TRAIL_STEER`). A zone's own values are the medians over its laps
+(its ``decel_source`` is its laps' source, or ``"mixed"``).
+
+Peak deceleration (g, positive = slowing)
+-----------------------------------------
+Never a difference of two neighbouring frames, nor a fit that one bad frame can sway: a single
+glitched packet (a stale or jumped speed) turns either into several g that no car pulls. The rule:
+
+* Speed: a frame further than :data:`GLITCH_KMH` from the running median of the
+  :data:`DESPIKE_FRAMES` frames around it is a glitch and is left out (a slowing car's speed falls
+  monotonically and equals its running median, whatever the frame spacing; a glitch of one or
+  two frames is outvoted). A change between two kept frames faster than :data:`MAX_STEP_G`
+  (a jump that lasts, a reset) is no deceleration: no fit reaches across it.
+* The deceleration at a frame is the least-squares slope of the kept speeds over
+  ±:data:`DECEL_HALF_WINDOW_S` s (widened to hold :data:`DECEL_MIN_FRAMES` frames at the run's
+  typical frame interval); a window with fewer than :data:`DECEL_MIN_FRAMES` frames, or whose
+  frames span less than :data:`DECEL_MIN_SPAN_FRAC` of its width (packet loss, a burst after a
+  stall), gives no value.
+* Where the game has an accelerometer (``g_long`` known on every frame of the event), the
+  reported peak is the accelerometer's (``decel_source`` ``"accelerometer"``): its running median
+  (outvoting a one-frame kerb strike) is integrated over time and put through the same windowed
+  fit, which makes it the accelerometer's average over the same frames with the weights the
+  speed's slope gives them; nothing in the speed channel can touch it. Elsewhere the peak is the
+  speed's (``"speed"``). On the real AC Monza capture the two agree to ≤ 0.03 g wherever the car
+  brakes in a straight line or nearly; braking while turning all the way into Ascari's exit, the
+  car slides and its speed falls 0.15 g faster than the accelerometer (which measures along the
+  car) reads.
+* The peak is the largest value over the frames between the onset and the release; NaN (None in
+  the result) when no window there qualifies.
+* Not undone here: a receive clock that stalls and then catches up (no game timer) compresses
+  time for every frame of a window alike; :func:`rt.analysis.geometry.run_clock` uses the game's
+  timer where there is one.
 """
 
 from __future__ import annotations
@@ -44,7 +72,9 @@ from .geometry import (
 )
 from .track_map import line_from_laps
 
-VERSION = 1
+#: 2: peak_decel_g from the accelerometer where the game has one, glitch-proof from the speed
+#: elsewhere, with decel_source.
+VERSION = 2
 #: Pedal position (0..1) above which the driver is braking.
 BRAKE_ON = 0.05
 #: Braking events separated by less than this are one event, s.
@@ -61,6 +91,17 @@ CLUSTER_TOL_LAPS = 0.006
 TRAIL_STEER = 0.1
 #: Half width of the least-squares window for the deceleration, s.
 DECEL_HALF_WINDOW_S = 0.15
+#: A deceleration comes from a fit over at least this many frames (wider windows for slow feeds).
+DECEL_MIN_FRAMES = 5
+#: … whose frames span at least this fraction of the window's width (not a burst after a stall).
+DECEL_MIN_SPAN_FRAC = 2.0 / 3.0
+#: Width of the running median that finds glitches (of one or two frames), frames.
+DESPIKE_FRAMES = 5
+#: A frame whose speed is further than this from that running median is a glitch, left out, km/h.
+GLITCH_KMH = 0.5
+#: A change of speed between two frames faster than this is a jump (a glitch that lasts, a reset),
+#: not a deceleration: no fit reaches across it, g. Above any car's braking (F1: ≈ 6 g).
+MAX_STEP_G = 8.0
 #: Frame intervals longer than this (packet loss) count only this long in time shares, s.
 MAX_DT_S = 0.1
 G = 9.80665
@@ -129,6 +170,114 @@ def _interp_finite(tq, t, v):
     return np.interp(tq, t[fin], v[fin])
 
 
+def _running_median(v: np.ndarray, width: int = DESPIKE_FRAMES) -> np.ndarray:
+    """Centred running median of ``width`` frames (odd); the ends repeat the first/last value.
+
+    A monotonic stretch comes out unchanged (the median of sorted values is the middle one),
+    whatever the frame spacing; a glitch of up to ``width // 2`` frames is outvoted by its
+    neighbours. NaN where the window holds one.
+    """
+    if len(v) < width:
+        return v.copy()
+    h = width // 2
+    padded = np.concatenate((np.repeat(v[:1], h), v, np.repeat(v[-1:], h)))
+    win = np.lib.stride_tricks.sliding_window_view(padded, width)
+    med = np.sort(win, axis=1)[:, h]  # (np.median is 3× slower on these short rows)
+    med[np.isnan(win).any(axis=1)] = np.nan
+    return med
+
+
+def _integral(t: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Running trapezoid integral of ``y`` over ``t`` (units of y × s), NaN where ``y`` is, and
+    where it restarts (bool per frame: the first known frame after an unknown one).
+
+    Its level after a restart is off by a constant: fits must not reach across one.
+    """
+    inc = 0.5 * (y[1:] + y[:-1]) * np.diff(t)
+    u = np.concatenate(([0.0], np.cumsum(np.where(np.isfinite(inc), inc, 0.0))))
+    known = np.isfinite(y)
+    u[~known] = np.nan
+    restart = np.concatenate(([False], known[1:] & ~known[:-1]))
+    return u, restart
+
+
+def _speed_for_fit(t: np.ndarray, v: np.ndarray, dt_typ: float) -> tuple[np.ndarray, np.ndarray]:
+    """Speed (km/h) ready for the deceleration fit: glitch frames set to NaN (left out), and the
+    frames after a jump (bool per frame: fits must not reach across it).
+
+    A glitch is a frame more than :data:`GLITCH_KMH` from the running median of the
+    :data:`DESPIKE_FRAMES` frames around it (a slowing car's speed falls monotonically and equals
+    its running median). A jump is a change between two kept frames faster than
+    :data:`MAX_STEP_G` over the longer of their interval and ``dt_typ`` (s; the run's typical
+    frame interval, so a burst of packets received together does not make every change a jump).
+    """
+    v = np.asarray(v, dtype=np.float64)
+    keep = np.abs(v - _running_median(v)) <= GLITCH_KMH  # NaN compares False: unknown is left out
+    out = np.where(keep, v, np.nan)
+    cut = np.zeros(len(v), bool)
+    idx = np.flatnonzero(keep)
+    if len(idx) > 1:
+        step = np.abs(np.diff(v[idx]))
+        limit = MAX_STEP_G * G * 3.6 * np.maximum(np.diff(t[idx]), dt_typ)
+        cut[idx[1:][step > limit]] = True
+    return out, cut
+
+
+def _window_slopes(
+    t: np.ndarray, y: np.ndarray, half: float, cut: np.ndarray | None = None
+) -> np.ndarray:
+    """Least-squares slope of ``y`` per s over ±``half`` s at each frame with a known ``y``.
+
+    Unknown frames are left out of the fits; ``cut`` (bool per frame, or None) marks frames that
+    start a new stretch, which no fit reaches across. NaN where the window holds fewer than
+    :data:`DECEL_MIN_FRAMES` frames or its frames span less than :data:`DECEL_MIN_SPAN_FRAC` of
+    ``2 × half``: too few frames, or frames bunched on one side, make a slope out of a step.
+    """
+    out = np.full(len(t), np.nan)
+    idx = np.flatnonzero(np.isfinite(y))
+    if len(idx) == 0:
+        return out
+    tk, yk = t[idx], y[idx]
+    new = np.zeros(len(idx), bool)
+    new[0] = True
+    if cut is not None:
+        new |= cut[idx]
+    starts = np.flatnonzero(new)
+    for a, b in zip(starts, np.append(starts[1:], len(idx))):
+        if b - a < DECEL_MIN_FRAMES:
+            continue
+        tt = tk[a:b]
+        slope = windowed_slope(tt, yk[a:b], half)
+        lo = np.searchsorted(tt, tt - half, side="left")
+        hi = np.searchsorted(tt, tt + half, side="right")
+        spread = tt[hi - 1] - tt[lo] >= DECEL_MIN_SPAN_FRAC * 2.0 * half
+        ok = (hi - lo >= DECEL_MIN_FRAMES) & spread
+        out[idx[a:b]] = np.where(ok, slope, np.nan)
+    return out
+
+
+def _peak(x: np.ndarray) -> float:
+    """Largest finite value, NaN if none."""
+    x = x[np.isfinite(x)]
+    return float(x.max()) if len(x) else math.nan
+
+
+def typical_interval(t: np.ndarray) -> float:
+    """The run's typical frame interval, s: the median of its positive steps of ``t`` (s); NaN
+    for fewer than two distinct times. Duplicated packets (a step of 0) are not the frame rate."""
+    dt = np.diff(np.asarray(t, dtype=np.float64))
+    dt = dt[dt > 0]
+    return float(np.median(dt)) if len(dt) else math.nan
+
+
+def decel_half_window(dt_typ: float) -> float:
+    """Half width of the deceleration fit, s: :data:`DECEL_HALF_WINDOW_S`, widened so a window
+    holds :data:`DECEL_MIN_FRAMES` frames at the typical frame interval ``dt_typ`` (s)."""
+    if not math.isfinite(dt_typ):
+        return DECEL_HALF_WINDOW_S
+    return max(DECEL_HALF_WINDOW_S, 0.5 * DECEL_MIN_FRAMES * dt_typ)
+
+
 def zone_metrics(
     t: np.ndarray,
     brake: np.ndarray,
@@ -138,14 +287,20 @@ def zone_metrics(
     on: np.ndarray,
     off: np.ndarray,
     threshold: float = BRAKE_ON,
+    g_long: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Measurements of braking events ``on``/``off`` (from :func:`braking_events`) of one run.
 
     Inputs per frame: ``t`` s, ``brake`` 0..1, ``speed_kmh``, ``p`` position along the lap in
-    laps (continuous over the run, NaN unknown), ``steer`` −1..1 (or None).
+    laps (continuous over the run, NaN unknown), ``steer`` −1..1 (or None), ``g_long`` the car's
+    longitudinal accelerometer, g, + speeding up (or None; NaN unknown).
     Returns arrays, one value per event: ``t_on``/``t_off`` s, ``p_on``/``p_off`` laps,
-    ``entry_speed_kmh``, ``min_speed_kmh``, ``peak_brake``, ``peak_decel_g`` (g, positive =
-    slowing), ``duration_s``, ``trail_braking_share`` (0..1, NaN without steering data).
+    ``entry_speed_kmh``, ``min_speed_kmh``, ``peak_brake``, ``duration_s``,
+    ``trail_braking_share`` (0..1, NaN without steering data), and the peak deceleration (g,
+    positive = slowing; the rule is in the module docstring): ``peak_decel_speed_g`` from the
+    speed, ``peak_decel_accel_g`` from the accelerometer (NaN unless ``g_long`` is known on every
+    frame of the event), ``peak_decel_g`` the accelerometer's where known, else the speed's, and
+    ``decel_source`` (object array: ``"accelerometer"``, ``"speed"`` or None).
     """
     t = np.asarray(t, dtype=np.float64)
     b = np.nan_to_num(np.asarray(brake, dtype=np.float64), nan=0.0)
@@ -169,9 +324,12 @@ def zone_metrics(
             "min_speed_kmh",
             "peak_brake",
             "peak_decel_g",
+            "peak_decel_speed_g",
+            "peak_decel_accel_g",
             "trail_braking_share",
         ):
             out[key] = np.zeros(0)
+        out["decel_source"] = np.zeros(0, dtype=object)
         return out
     pairs = np.empty(2 * k, np.int64)
     pairs[0::2], pairs[1::2] = on, off
@@ -191,17 +349,37 @@ def zone_metrics(
             out["trail_braking_share"] = np.where(tot > 0, trn / tot, np.nan)
     else:
         out["trail_braking_share"] = np.full(k, np.nan)
-    # Deceleration: least-squares slope of speed over short windows, per event (short arrays).
-    decel = np.full(k, np.nan)
+    # Deceleration, per event on short arrays (the event plus two windows either side, so the
+    # median and the fits at its ends see real neighbours).
+    dt_typ = typical_interval(t)
+    half = decel_half_window(dt_typ)
+    gl = None if g_long is None else np.asarray(g_long, dtype=np.float64)
+    dec_v = np.full(k, np.nan)
+    dec_a = np.full(k, np.nan)
     n = len(t)
     for i in range(k):
-        a = int(np.searchsorted(t, t_on[i] - 2 * DECEL_HALF_WINDOW_S))
-        e = min(n, int(np.searchsorted(t, t_off[i] + 2 * DECEL_HALF_WINDOW_S, side="right")))
-        slope = windowed_slope(t[a:e], v[a:e], DECEL_HALF_WINDOW_S)
-        inside = (t[a:e] >= t_on[i]) & (t[a:e] <= t_off[i]) & np.isfinite(slope)
-        if inside.any():
-            decel[i] = -float(slope[inside].min()) / 3.6 / G
-    out["peak_decel_g"] = decel
+        a = int(np.searchsorted(t, t_on[i] - 2 * half))
+        e = min(n, int(np.searchsorted(t, t_off[i] + 2 * half, side="right")))
+        ts = t[a:e]
+        inside = (ts >= t_on[i]) & (ts <= t_off[i])
+        vs, cut = _speed_for_fit(ts, v[a:e], dt_typ if math.isfinite(dt_typ) else 0.0)
+        dec_v[i] = _peak(-_window_slopes(ts, vs, half, cut)[inside]) / 3.6 / G
+        if gl is not None and np.isfinite(gl[on[i] : off[i]]).all():
+            # The accelerometer's own glitches (a kerb) are outvoted by the median; its integral
+            # through the same fit is its average with the weights the speed's slope gives.
+            u, restart = _integral(ts, _running_median(gl[a:e]))
+            dec_a[i] = _peak(-_window_slopes(ts, u, half, restart)[inside])
+    use_a = np.isfinite(dec_a)
+    out["peak_decel_speed_g"] = dec_v
+    out["peak_decel_accel_g"] = dec_a
+    out["peak_decel_g"] = np.where(use_a, dec_a, dec_v)
+    out["decel_source"] = np.array(
+        [
+            "accelerometer" if ua else "speed" if math.isfinite(dv) else None
+            for ua, dv in zip(use_a, dec_v)
+        ],
+        dtype=object,
+    )
     return out
 
 
@@ -249,7 +427,8 @@ def analyze(runs: list[Frames]) -> dict:
 
     Returns a JSON-ready dict: ``zones`` (each: ``number``, ``norm_pos``, ``distance_m``, the
     medians ``entry_speed_kmh``, ``min_speed_kmh``, ``peak_brake``, ``peak_decel_g``,
-    ``duration_s``, ``distance_braking_m``, ``trail_braking_share``; ``laps`` with the same per
+    ``duration_s``, ``distance_braking_m``, ``trail_braking_share``, and ``decel_source`` (see
+    the module docstring; ``"mixed"`` when its laps differ); ``laps`` with the same per
     lap plus ``lap``, ``run_id``, ``delta_to_best_m``; ``spread`` {``onset_m``,
     ``min_speed_kmh``} standard deviations over the laps; ``delta_to_best_m``, one per entry of
     ``laps``: the lap's onset minus the best lap's, m, + = braking later) and ``summary``.
@@ -287,14 +466,17 @@ def analyze(runs: list[Frames]) -> dict:
         # Two events of one lap closer than the tolerance are one zone: join them first.
         p_run = unwrapped_position(fr["norm_pos"])
         steer = fr["steer"] if "steer" in fr else None  # noqa: SIM401 (Frames has no .get)
-        m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off)
+        g_long = fr["g_long"] if "g_long" in fr else None  # noqa: SIM401
+        m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long)
         if len(on) > 1:
             close = (owner[1:] == owner[:-1]) & (np.diff(m["p_on"]) < tol)
             if close.any():
                 keep_on = np.concatenate(([True], ~close))
                 keep_off = np.concatenate((~close, [True]))
                 on, off, owner = on[keep_on], off[keep_off], owner[keep_on]
-                m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off)
+                m = zone_metrics(
+                    t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long
+                )
         ok = np.isfinite(m["p_on"]) & (m["entry_speed_kmh"] >= MIN_ENTRY_KMH)
         for i in np.flatnonzero(ok).tolist():
             if owner[i] < 0:
@@ -304,6 +486,9 @@ def analyze(runs: list[Frames]) -> dict:
                 continue
             ev_lap.append(lap)
             for key, arr in m.items():
+                if arr.dtype == object:
+                    ev.setdefault(key, []).append(arr[i])
+                    continue
                 val = float(arr[i])
                 if key in ("p_on", "p_off"):
                     val -= lap.whole  # lap-relative
@@ -336,6 +521,7 @@ def analyze(runs: list[Frames]) -> dict:
     zones = [_order_keys(z) for z in zones]
 
     hardest = max(zones, key=lambda z: z["peak_decel_g"] or 0.0) if zones else None
+    sources = {s for s in ev.get("decel_source", []) if s is not None}
     return {
         "zones": zones,
         "summary": {
@@ -353,7 +539,7 @@ def analyze(runs: list[Frames]) -> dict:
             "track_length_m": fnum(length, 2),
             "track_length_source": length_source,
             "hardest_zone": None if hardest is None else hardest["number"],
-            "peak_decel_source": f"speed: least-squares slope over ±{DECEL_HALF_WINDOW_S} s",
+            "peak_decel_source": "/".join(sorted(sources)) or None,
             "clock": "/".join(sorted(clocks)) or None,
             "thresholds": {
                 "brake_on": BRAKE_ON,
@@ -362,6 +548,8 @@ def analyze(runs: list[Frames]) -> dict:
                 "min_entry_kmh": MIN_ENTRY_KMH,
                 "cluster_tol_m": CLUSTER_TOL_M,
                 "trail_steer": TRAIL_STEER,
+                "decel_half_window_s": DECEL_HALF_WINDOW_S,
+                "decel_min_frames": DECEL_MIN_FRAMES,
             },
         },
     }
@@ -393,6 +581,7 @@ def _zone(
                 "min_speed_kmh": fnum(ev["min_speed_kmh"][j], 2),
                 "peak_brake": fnum(ev["peak_brake"][j], 3),
                 "peak_decel_g": fnum(ev["peak_decel_g"][j], 3),
+                "decel_source": ev["decel_source"][j],
                 "duration_s": fnum(ev["duration_s"][j], 3),
                 "distance_braking_m": fnum(metres(span), 2),
                 "trail_braking_share": fnum(ev["trail_braking_share"][j], 3),
@@ -403,6 +592,8 @@ def _zone(
     q_med = _med(qs)
     spans = [ev["p_off"][j] - ev["p_on"][j] for _, j, _ in entries]
     js = [j for _, j, _ in entries]
+    lap_sources = {ev["decel_source"][j] for j in js} - {None}
+    source = (lap_sources.pop() if len(lap_sources) == 1 else "mixed") if lap_sources else None
     return {
         "_pos": q_med % 1.0,
         "norm_pos": fnum(q_med % 1.0, 6),
@@ -411,6 +602,7 @@ def _zone(
         "min_speed_kmh": fnum(_med(ev["min_speed_kmh"][j] for j in js), 2),
         "peak_brake": fnum(_med(ev["peak_brake"][j] for j in js), 3),
         "peak_decel_g": fnum(_med(ev["peak_decel_g"][j] for j in js), 3),
+        "decel_source": source,
         "duration_s": fnum(_med(ev["duration_s"][j] for j in js), 3),
         "distance_braking_m": fnum(metres(_med(spans)), 2),
         "trail_braking_share": fnum(_med(ev["trail_braking_share"][j] for j in js), 3),
@@ -432,6 +624,7 @@ def _order_keys(z: dict) -> dict:
         "min_speed_kmh",
         "peak_brake",
         "peak_decel_g",
+        "decel_source",
         "duration_s",
         "distance_braking_m",
         "trail_braking_share",
