@@ -83,11 +83,17 @@ def test_runs_add_up_and_a_gap_is_not_driving(run):
     assert sum(d["frames"] for d in res["runs_detail"]) == res["frames"] == len(fr)
     assert res["lost_frames"] == 5
 
-    # One run with a 10-minute hole (game paused): counted as MAX_FRAME_S at most, not 600 s.
+    # One run with a 10-minute hole on the receive clock while the game's lap timer moved one
+    # frame (the packets were late, the car was not driving): the game's step counts, not 600 s.
     ch = dict(fr.channels)
     ch["t_ns"] = ch["t_ns"].copy()
     ch["t_ns"][half:] += 600 * 10**9
-    res = analyze([Frames(ch, {}, {"run_id": "paused"})])
+    res = analyze([Frames(ch, {}, {"run_id": "late"})])
+    assert res["duration_s"] == pytest.approx((len(fr) - 1) / RATE, abs=0.002)
+    assert res["distance_km"] * 1000 == pytest.approx(driven_m, abs=1.0)
+    # Without a lap timer the receive clock is all there is: the hole counts MAX_FRAME_S at most.
+    ch["lap_time_ms"] = np.full(len(fr), -1, dtype=np.int32)
+    res = analyze([Frames(ch, {}, {"run_id": "no timer"})])
     assert res["duration_s"] == pytest.approx((len(fr) - 2) / RATE + 0.5, abs=0.002)
     assert res["distance_km"] * 1000 < driven_m + 0.5 * 80  # at most half a second at < 290 km/h
 
@@ -129,3 +135,43 @@ def test_no_frames_raises():
         analyze([])
     with pytest.raises(ValueError, match="no frames"):
         analyze([Frames.from_rows(empty(0))])
+
+
+def paused_at(fr: Frames, at: int, pause_s: float, rate_hz: float) -> Frames:
+    """The run with the game paused after frame ``at``: that frame's state re-sent at the same
+    rate for ``pause_s`` of receive time, then the run goes on (its receive times shifted)."""
+    k = int(round(pause_s * rate_hz))
+    idx = np.concatenate((np.arange(at + 1), np.full(k, at), np.arange(at + 1, len(fr))))
+    out = fr.take(idx)
+    t = fr["t_ns"]
+    step = np.int64(round(1e9 / rate_hz))
+    out.channels["t_ns"] = np.concatenate((t[: at + 1], t[at] + step * np.arange(1, k + 1), t[at + 1:] + k * step))
+    return out
+
+
+@pytest.mark.parametrize("game", ["ac", "pcars2"])  # with the game's lap timer, and without one
+def test_a_pause_the_game_keeps_sending_is_not_driving(game):
+    rate = 60.0
+    sim = Simulation(car="gt_coupe", track="test_ring", rate_hz=rate, seed=5, mode="race")
+    fr, state = frames_from_sim(sim, int(rate * 60), game, meta={"run_id": game})
+    at = len(fr) // 2
+    assert state["speed_ms"][at] * 3.6 > 50  # paused at speed: each second would add > 14 m
+    paused = paused_at(fr, at, 8.0, rate)
+    assert len(paused) == len(fr) + 480
+    res, ref = analyze([paused]), analyze([fr])
+    driven_m = state["odometer_m"][-1] - state["odometer_m"][0]
+    assert res["distance_km"] * 1000 == pytest.approx(driven_m, abs=1.0)
+    for key in ("duration_s", "distance_km", "mean_speed_kmh", "moving_time_s", "full_throttle_pct",
+                "braking_pct", "gear_time_pct", "max_speed_kmh"):
+        assert res[key] == ref[key], key
+    assert res["paused_s"] == pytest.approx(8.0, abs=1e-6) and ref["paused_s"] == 0.0
+
+
+def test_a_short_repeat_and_a_steady_speed_are_not_a_pause(run):
+    fr, _, _ = run
+    # Two repeats of one state (a re-sent packet) keep their receive time …
+    twice = paused_at(fr, len(fr) // 2, 2 / RATE, RATE)
+    assert analyze([twice])["duration_s"] == pytest.approx(analyze([fr])["duration_s"] + 2 / RATE, abs=1e-3)
+    assert analyze([twice])["paused_s"] == 0.0
+    # … and a feed that only reports a steady speed (no timer, no position) cannot tell a pause.
+    assert analyze([synthetic(np.full(1000, 100.0))])["paused_s"] == 0.0

@@ -372,6 +372,92 @@ def test_pcars2_sectors_from_distance_add_up():
         assert all(s > 10_000 for s in lap["sectors_ms"])
 
 
+# ---------------------------------------------------------------------------------------- a lap in progress
+@pytest.fixture(scope="module")
+def pcars1_long():
+    """Three whole laps and a bit: long enough for the truth of lap 3's sectors."""
+    sim = make_sim(PC_HZ, 0.02)
+    fr, _ = frames_from_sim(sim, int(PC_HZ * 280.0), "pcars1", meta={"run_id": "pc1-long"})
+    assert len(sim.truth.sector_times_s) == 3
+    return fr, sim
+
+
+def cut(fr: Frames, t_s: float) -> Frames:
+    """The run as recorded if it had ended at ``t_s`` (s since its first frame)."""
+    return fr.take(fr.t_s <= t_s)
+
+
+def test_lap_in_progress_shows_the_sectors_the_game_has_timed(pcars1_long):
+    fr, sim = pcars1_long
+    truth = [[x * 1000.0 for x in lap] for lap in sim.truth.sector_times_s]
+    start3 = sim.truth.lap_start_times_s[2]
+    s1, s2, _ = truth[2]
+    # Lap 3 has the best first and second sectors of the run: counted only once completed.
+    assert s1 < min(truth[0][0], truth[1][0]) and s2 < min(truth[0][1], truth[1][1])
+
+    res = analyze_sectors([cut(fr, start3 + s1 / 1000.0 + 5.0)])  # 5 s into sector 2 of lap 3
+    assert is_plain(res)
+    assert [lap["lap"] for lap in res["laps"]] == [1, 2, 3]
+    assert [lap["complete"] for lap in res["laps"]] == [True, True, False]
+    now = res["laps"][2]
+    assert now["time_ms"] is None and not now["valid"] and not now["consistent"] and now["source"] == "game"
+    assert abs(now["sectors_ms"][0] - s1) <= 1.5 and now["sectors_ms"][1:] == [None, None]
+    # The completed sector counts for the best; the one in progress does not.
+    want = [s1, min(truth[0][1], truth[1][1]), min(truth[0][2], truth[1][2])]
+    for got, w in zip(res["best_sectors_ms"], want):
+        assert abs(got - w) <= 1.5
+    assert abs(res["theoretical_best_ms"] - sum(want)) <= 3
+    assert res["summary"]["valid_laps"] == 2
+
+    res = analyze_sectors([cut(fr, start3 + (s1 + s2) / 1000.0 + 5.0)])  # in sector 3
+    now = res["laps"][2]
+    assert abs(now["sectors_ms"][0] - s1) <= 1.5 and abs(now["sectors_ms"][1] - s2) <= 1.5
+    assert now["sectors_ms"][2] is None
+    assert abs(res["best_sectors_ms"][1] - s2) <= 1.5
+    assert abs(res["best_sectors_ms"][2] - min(truth[0][2], truth[1][2])) <= 1.5
+
+    # A hole of 2 s in the frames during sector 2: sector 2 was not seen whole.
+    t = fr.t_s
+    hole = (t > start3 + s1 / 1000.0 + 5.0) & (t < start3 + s1 / 1000.0 + 7.0)
+    res = analyze_sectors([cut(fr.take(~hole), start3 + (s1 + s2) / 1000.0 + 5.0)])
+    assert abs(res["laps"][2]["sectors_ms"][0] - s1) <= 1.5 and res["laps"][2]["sectors_ms"][1:] == [None, None]
+
+    # Still in sector 1: nothing timed yet, nothing listed; not even just past a third of the lap
+    # (the simulator's sector-1 line lies 3 m beyond it), where thirds would time a "sector 1".
+    res = analyze_sectors([cut(fr, start3 + s1 / 2000.0)])
+    assert [lap["lap"] for lap in res["laps"]] == [1, 2]
+    past_third = int(np.flatnonzero((t > start3) & (fr["norm_pos"] > 1 / 3))[0])
+    assert t[past_third] < start3 + s1 / 1000.0
+    res = analyze_sectors([cut(fr, t[past_third])])
+    assert [lap["lap"] for lap in res["laps"]] == [1, 2]
+
+
+def test_lap_in_progress_marked_invalid_shows_but_sets_no_best(pcars1_long):
+    fr, sim = pcars1_long
+    truth = [[x * 1000.0 for x in lap] for lap in sim.truth.sector_times_s]
+    start3 = sim.truth.lap_start_times_s[2]
+    flag = ((fr.t_s > start3 + 2.0) & (fr.t_s < start3 + 3.0)).astype(np.int8)  # the game: lap 3 invalid
+    marked = cut(Frames(dict(fr.channels), {**fr.extras, "lap_invalid": flag}, dict(fr.meta)),
+                 start3 + sum(truth[2][:2]) / 1000.0 + 5.0)
+    res = analyze_sectors([marked])
+    assert abs(res["laps"][2]["sectors_ms"][0] - truth[2][0]) <= 1.5
+    for j in range(3):
+        assert abs(res["best_sectors_ms"][j] - min(truth[0][j], truth[1][j])) <= 1.5
+
+
+def test_lap_in_progress_derived_first_third(ac_run):
+    fr, state, sim = ac_run
+    starts = sim.truth.lap_start_times_s
+    t = (state["t_ns"] - state["t_ns"][0]) / 1e9
+    res = analyze_sectors([cut(fr, starts[3] + 0.5 * (starts[3] - starts[2]))])  # half of lap 4
+    assert [lap["lap"] for lap in res["laps"]] == [1, 2, 3, 4]
+    now = res["laps"][3]
+    assert now["source"] == "derived" and not now["complete"] and now["sectors_ms"][1:] == [None, None]
+    inlap = state["lap_count"] == 3
+    want = (_crossing(t[inlap], state["norm_pos"][inlap], 1 / 3) - starts[3]) * 1000.0
+    assert abs(now["sectors_ms"][0] - want) <= 1.0
+
+
 # ---------------------------------------------------------------------------------------- real capture
 def test_real_ac_capture_one_finished_lap():
     res = analyze_lap_times([monza_frames()])

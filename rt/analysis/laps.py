@@ -38,7 +38,9 @@ Sectors (three per lap): from the game's own splits where the feed has them (``s
 PCARS 1), else at equal thirds of ``norm_pos`` (thirds of the distance driven, from speed, when
 there is no ``norm_pos``), crossing times interpolated. Each lap's sectors are checked against its
 lap time (:data:`GAME_SPLIT_TOL_MS` for game splits, one sample period for derived ones) and
-flagged ``consistent: false`` when they do not add up.
+flagged ``consistent: false`` when they do not add up. The lap still in progress when a run ends
+(begun at the line, not finished) shows the sectors it has completed, the rest null; a completed
+sector of it counts for the best sectors when nothing seen so far makes the lap invalid.
 
 Units: times in ms in results (ints), seconds internally (``start_s``/``end_s``: s since the
 run's first frame), speeds km/h, ``norm_pos`` in laps (0..1). Everything is vectorised per run;
@@ -105,6 +107,8 @@ class Lap:
         sectors_ms: [s1, s2, s3] in ms (None until :func:`lap_sectors` fills them).
         start_s, end_s: line crossings, s since the run's first frame (None when not seen).
         invalid_reason: why the lap is not valid (None when valid).
+        flaw: ``"game"`` or ``"rewind"`` when the frames seen show the lap invalid, whether or not
+            it is complete (None otherwise); tells whether a lap in progress is clean so far.
     """
 
     run_id: object
@@ -119,6 +123,7 @@ class Lap:
     start_s: float | None = None
     end_s: float | None = None
     invalid_reason: str | None = None
+    flaw: str | None = None
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -446,15 +451,26 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
             reason = "rewind"
         lap.valid = reason is None
         lap.invalid_reason = reason
+        lap.flaw = "game" if i in game_invalid else ("rewind" if i in rewound else None)
 
 
 # ---------------------------------------------------------------------------------------- sectors
 def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
-    """Sector times of the finished, complete laps of one run (fills ``lap.sectors_ms``).
+    """Sector times of the finished, complete laps of one run and of the lap in progress at its
+    end (fills ``lap.sectors_ms``).
 
     Returns one dict per such lap: ``lap`` (the :class:`Lap`), ``sectors_ms`` ([s1, s2, s3],
-    ints, None where a sector could not be timed), ``source`` (``"game"`` splits or
-    ``"derived"`` thirds) and ``consistent`` (the sectors add up to the lap time).
+    ints in ms, None where a sector could not be timed), ``source`` (``"game"`` splits or
+    ``"derived"`` thirds), ``consistent`` (the sectors add up to the lap time; false for a lap in
+    progress, which has no time), ``complete`` (false for the lap in progress) and ``for_best``
+    (per sector: may set a best sector).
+
+    The lap in progress is the run's last lap when it began at the line and was not finished. It
+    is listed only when at least its first sector was timed; it shows the leading sectors it
+    completed before any hole of more than :data:`MAX_GAP_S` in its frames (what came after a hole
+    was not seen whole), the sector it was in and those after it null. Its completed sectors
+    count for the best sectors unless the frames seen show the lap invalid (``lap.flaw``); a
+    complete lap's sectors count when the lap is valid and its sectors consistent.
     """
     out = []
     if not laps:
@@ -467,23 +483,56 @@ def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
         if st.ndim == 2 and st.shape[1] == SECTOR_COUNT and (st >= 0).any():
             splits = st
     for i, lap in enumerate(laps):
-        if not lap.complete or lap.time_ms is None:
+        in_progress = i == len(laps) - 1 and lap.start_s is not None and lap.end_s is None and lap.time_ms is None
+        if not in_progress and (not lap.complete or lap.time_ms is None):
             continue
         secs, source = None, None
         if splits is not None:
             window_end = laps[i + 1].end if i + 1 < len(laps) else len(frames)
             secs = _split_sectors(frames, t_s, splits, lap, window_end)
             source = "game"
+            if secs is None and in_progress:
+                # Still in the game's sector 1: a third of norm_pos is no substitute for the
+                # game's line (it would set a "best sector 1" of another length).
+                continue
         if secs is None:
             secs = _derived_sectors(frames, t_s, lap)
             source = "derived"
         if secs is None:
             secs = [None] * SECTOR_COUNT
         ms = [None if s is None else round(s * 1000.0) for s in secs]
-        tol = GAME_SPLIT_TOL_MS if source == "game" else period * 1000.0 + 1.0
-        consistent = all(m is not None for m in ms) and abs(sum(ms) - lap.time_ms) <= tol
+        if in_progress:
+            ms = _seen_sectors(t_s, lap, ms)
+            if ms[0] is None:
+                continue
+            consistent = False
+            for_best = [m is not None and lap.flaw is None for m in ms]
+        else:
+            tol = GAME_SPLIT_TOL_MS if source == "game" else period * 1000.0 + 1.0
+            consistent = all(m is not None for m in ms) and abs(sum(ms) - lap.time_ms) <= tol
+            for_best = [bool(consistent and lap.valid)] * SECTOR_COUNT
         lap.sectors_ms = ms
-        out.append({"lap": lap, "sectors_ms": ms, "source": source, "consistent": bool(consistent)})
+        out.append({"lap": lap, "sectors_ms": ms, "source": source, "consistent": bool(consistent),
+                    "complete": not in_progress, "for_best": for_best})
+    return out
+
+
+def _seen_sectors(t_s: np.ndarray, lap: Lap, ms: list) -> list:
+    """The sectors (ms) of a lap in progress that were seen whole: the leading timed ones that end
+    before the first hole of more than :data:`MAX_GAP_S` in its frames (the step into its first
+    frame included, as it holds the line crossing); the rest None."""
+    lo = max(lap.start - 1, 0)
+    holes = np.flatnonzero(np.diff(t_s[lo:lap.end]) > MAX_GAP_S)
+    seen_until = float(t_s[lo + holes[0]]) if len(holes) else math.inf
+    out: list = [None] * SECTOR_COUNT
+    end_s = lap.start_s
+    for k, m in enumerate(ms):
+        if m is None:
+            break
+        end_s += m / 1000.0
+        if end_s > seen_until:
+            break
+        out[k] = m
     return out
 
 
@@ -499,7 +548,11 @@ def _split_sectors(fr: Frames, t_s, splits, lap: Lap, window_end: int) -> list[f
     the frozen value that fits the located range, nearest its middle, is taken). Only when no
     frozen value fits is the located value itself used. The lap time is not used, so the sum of
     the splits can be checked against it.
+
+    For a lap in progress (``lap.time_ms`` None) the sectors whose end is located are returned,
+    the rest None (sector 3 always: it ends at the line); None while not even sector 1 has ended.
     """
+    finished = lap.time_ms is not None
     s, e = lap.start, lap.end
     lt = _channel(fr, "lap_time_ms", -1, np.int64)[s:e]
     clock = np.where(lt >= 0, lt / 1000.0, np.nan)
@@ -513,34 +566,46 @@ def _split_sectors(fr: Frames, t_s, splits, lap: Lap, window_end: int) -> list[f
         live = good[:-1] & good[1:] & (np.abs(np.diff(d)) <= 0.0015) & (np.diff(v) > 0)
         idx = np.flatnonzero(live)
         if not len(idx):
-            return None
+            if finished or c == 1:
+                return None
+            break  # a lap in progress still in sector 2: only sector 1 has ended
         bounds.append(float(np.median(d[np.concatenate((idx, idx + 1))])))
         last_live = int(idx[-1]) + 1
-    b1, b2 = bounds
-    if not 0.0 < b1 < b2:
+    if not (0.0 < bounds[0] and all(x < y for x, y in zip(bounds, bounds[1:]))):
         return None
-    r3 = float(splits[s + last_live, 2])
-    after = s + last_live + 1
-    gap = float(t_s[after] - t_s[after - 1]) if after < len(t_s) else _period_s(t_s)
+    b1 = bounds[0]
     tol = 0.0015
-    ranges = [(b1 - tol, b1 + tol), (b2 - b1 - 2 * tol, b2 - b1 + 2 * tol), (r3 - tol, r3 + gap + tol)]
-    fallback = [b1, b2 - b1, lap.time_ms / 1000.0 - b2]
-    result = []
+    ranges = [(b1 - tol, b1 + tol)]
+    fallback = [b1]
+    if len(bounds) == 2:
+        b2 = bounds[1]
+        ranges.append((b2 - b1 - 2 * tol, b2 - b1 + 2 * tol))
+        fallback.append(b2 - b1)
+    if finished:
+        r3 = float(splits[s + last_live, 2])
+        after = s + last_live + 1
+        gap = float(t_s[after] - t_s[after - 1]) if after < len(t_s) else _period_s(t_s)
+        ranges.append((r3 - tol, r3 + gap + tol))
+        fallback.append(lap.time_ms / 1000.0 - b2)
+    result: list = [None] * SECTOR_COUNT
     for j, (lo, hi) in enumerate(ranges):
         w = splits[s:window_end, j]
         frozen = np.unique(w[:-1][(w[:-1] == w[1:]) & (w[:-1] >= 0)])
         fits = frozen[(frozen >= lo) & (frozen <= hi)]
         if len(fits):
-            result.append(float(fits[np.argmin(np.abs(fits - 0.5 * (lo + hi)))]))
+            result[j] = float(fits[np.argmin(np.abs(fits - 0.5 * (lo + hi)))])
         else:
-            result.append(fallback[j])
+            result[j] = fallback[j]
     return result
 
 
-def _derived_sectors(fr: Frames, t_s, lap: Lap) -> list[float] | None:
+def _derived_sectors(fr: Frames, t_s, lap: Lap) -> list[float | None] | None:
     """Sectors at equal thirds of the lap, s: where ``norm_pos`` first passes 1/3 and 2/3 going
-    forward (interpolated), or, without ``norm_pos``, thirds of the distance driven."""
-    if lap.start_s is None or lap.end_s is None:
+    forward (interpolated), or, without ``norm_pos``, thirds of the distance driven.
+
+    A lap in progress (``lap.end_s`` None) gets the sectors whose ends ``norm_pos`` has passed,
+    the rest None (without ``norm_pos`` none: the lap's distance is not known before its end)."""
+    if lap.start_s is None:
         return None
     s, e = lap.start, lap.end
     levels = [(k + 1) / SECTOR_COUNT for k in range(SECTOR_COUNT - 1)]
@@ -553,9 +618,16 @@ def _derived_sectors(fr: Frames, t_s, lap: Lap) -> list[float] | None:
         for x in levels:
             hit = np.flatnonzero((f0 < x) & (f1 >= x) & (step > 0) & (step < 0.5))
             if not len(hit):
+                if lap.end_s is None:
+                    break  # in progress: this sector has not ended yet
                 return None
             j = int(hit[0])
             cross.append(float(tt[j] + (x - f0[j]) / step[j] * (tt[j + 1] - tt[j])))
+        if lap.end_s is None:
+            edges = [lap.start_s, *cross]
+            return [edges[k + 1] - edges[k] if k < len(cross) else None for k in range(SECTOR_COUNT)]
+    elif lap.end_s is None:
+        return None
     else:
         speed = _channel(fr, "speed_kmh", np.nan, np.float64)
         after = speed[e] if e < len(fr) else speed[e - 1]
@@ -646,12 +718,17 @@ def analyze_sectors(runs: list[Frames]) -> dict:
 
     Keys:
         sector_count: 3.
-        laps: [{run_id, lap, sectors_ms: [s1, s2, s3], time_ms, valid, source, consistent}] for
-            every complete, finished lap (``source``: ``"game"`` splits or ``"derived"`` thirds).
-        best_sectors_ms: per sector, the best over valid, consistent laps (null if none).
+        laps: [{run_id, lap, sectors_ms: [s1, s2, s3], time_ms, valid, source, consistent,
+            complete}] for every complete, finished lap (``source``: ``"game"`` splits or
+            ``"derived"`` thirds) and, last of its run, the lap in progress at a run's end when it
+            has completed a sector: ``complete`` false, ``time_ms`` null, ``valid`` and
+            ``consistent`` false, the sectors not completed null (e.g. ``[31234, null, null]``).
+        best_sectors_ms: per sector, the best over valid, consistent laps and the completed
+            sectors of laps in progress that show nothing invalid so far (null if none).
         theoretical_best_ms: sum of the best sectors (null unless all three are known).
         best_lap_ms: fastest valid lap, ms.
-        summary: {laps, valid_laps, best_lap_ms, theoretical_best_ms, sector_source}.
+        summary: {laps (the laps listed, a lap in progress included), valid_laps, best_lap_ms,
+            theoretical_best_ms, sector_source}.
 
     Raises ValueError as :func:`analyze_lap_times`.
     """
@@ -663,10 +740,8 @@ def analyze_sectors(runs: list[Frames]) -> dict:
         entries.extend(lap_sectors(fr, rl))
     best = [None] * SECTOR_COUNT
     for en in entries:
-        if not (en["lap"].valid and en["consistent"]):
-            continue
         for j, v in enumerate(en["sectors_ms"]):
-            if v is not None and (best[j] is None or v < best[j]):
+            if en["for_best"][j] and v is not None and (best[j] is None or v < best[j]):
                 best[j] = v
     theoretical = sum(best) if all(v is not None for v in best) else None
     lap_best, _, _ = _stats([lap.time_ms for lap in all_laps if lap.valid and lap.time_ms is not None])
@@ -682,6 +757,7 @@ def analyze_sectors(runs: list[Frames]) -> dict:
                 "valid": en["lap"].valid,
                 "source": en["source"],
                 "consistent": en["consistent"],
+                "complete": en["complete"],
             }
             for en in entries
         ],
