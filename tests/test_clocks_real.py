@@ -86,6 +86,13 @@ def test_monza_general_leaves_the_pause_out(monza):
     assert res["duration_s"] == pytest.approx(game_s, abs=0.02)
 
 
+def test_monza_shift_points_take_nothing_from_the_pause(monza):
+    # 479 copies of one frozen state would otherwise be 479 samples at one instant of the clock.
+    with_pause = shift_points.analyze([monza])
+    moving = shift_points.analyze([monza.take(slice(0, 8162))])
+    assert with_pause["gears"] == moving["gears"] and with_pause["curves"] == moving["curves"]
+
+
 # ---------------------------------------------------------------------------------------- stopped timers
 def with_channel(fr: Frames, name: str, values: np.ndarray) -> Frames:
     ch = dict(fr.channels)

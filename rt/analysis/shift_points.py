@@ -90,7 +90,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import run_clock
+from .geometry import paused_steps, run_clock
 from .frames import Frames, downsample, plain
 
 VERSION = 1
@@ -183,6 +183,9 @@ def _collect(runs: list[Frames]) -> _Samples:
     offset = 0.0
     meta_max = 0.0
     for fr in runs:
+        if len(fr) > 1:
+            # A pause re-sends one frozen state for seconds: those copies are no samples.
+            fr = fr.take(~np.concatenate(([False], paused_steps(fr))))
         n = len(fr)
         if n == 0:
             continue
