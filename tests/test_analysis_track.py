@@ -7,7 +7,6 @@ checks that a map can be assembled from partial laps.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 
@@ -280,7 +279,7 @@ def test_track_map_of_monza_from_partial_laps():
     assert summ["source"] == "partial laps" and summ["laps_complete"] == 0
     assert summ["pit_frames_skipped"] > 300  # the standing start in the pit lane is left out
     assert res["length_m"] == pytest.approx(MONZA_LENGTH_M, rel=0.05)
-    assert abs(summ["total_turn_deg"]) == pytest.approx(360, abs=1)
+    assert summ["total_turn_deg"] == pytest.approx(-360, abs=1)  # Monza runs clockwise
     # The shape: about 1.25 km wide and 2.2 km long, as the real circuit.
     x, z = np.asarray(res["x"]), np.asarray(res["z"])
     assert 1100 < np.ptp(x) < 1400 and 2000 < np.ptp(z) < 2300
@@ -289,18 +288,17 @@ def test_track_map_of_monza_from_partial_laps():
     def within(lo, hi):
         return [c for c in corners if lo <= c["norm_pos"] <= hi]
 
-    # Rettifilo and Roggia are two-part chicanes, Ascari three parts, alternating direction;
-    # Parabolica is one long bend of ~170°. (Which way round is "left" depends on AC's frame:
-    # with the simulator's convention the capture turns counter-clockwise, where the real Monza
-    # runs clockwise — so directions are only compared with each other here.)
-    for lo, hi, parts in ((0.15, 0.18, 2), (0.36, 0.39, 2), (0.67, 0.74, 3)):
-        chicane = within(lo, hi)
-        assert len(chicane) == parts
-        dirs = [c["direction"] for c in chicane]
-        assert all(a != b for a, b in itertools.pairwise(dirs))
+    # The real circuit's corners, as a driver names them: Rettifilo right-left, Roggia
+    # left-right, the two Lesmos right, Ascari left-right-left, Parabolica one long right of ~170°.
+    for lo, hi, dirs in ((0.15, 0.18, ["right", "left"]), (0.36, 0.39, ["left", "right"]),
+                         (0.43, 0.51, ["right", "right"]), (0.67, 0.74, ["left", "right", "left"])):
+        corner = within(lo, hi)
+        assert [c["direction"] for c in corner] == dirs, (lo, hi)
+    for chicane in (within(0.15, 0.18), within(0.36, 0.39), within(0.67, 0.74)):
         assert all(c["radius_m"] < 120 for c in chicane)
     parabolica = within(0.88, 0.93)
     assert len(parabolica) == 1 and parabolica[0]["angle_deg"] == pytest.approx(170, abs=15)
+    assert parabolica[0]["direction"] == "right"
     json.dumps(res, allow_nan=False)
 
 
