@@ -20,6 +20,10 @@ from .errors import ConfigError
 log = logging.getLogger("rt")
 
 
+#: The simulator plays the games as they really are unless told otherwise (rt.sim.quirks).
+CLEAN_HELP = ("the clean protocol: without the real games' quirks (PCARS menus with empty names, gear blips "
+              "during shifts, a pause after 45 s, AC's lap timer at 0 on the out-lap, shared sequence counters)")
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rusty-telemetry",
@@ -35,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="serve, with the built-in simulator driving every feed (no game needed)")
     demo.add_argument("--plain", action="store_true", help="log lines instead of the live terminal view")
     demo.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
+    demo.add_argument("--clean", action="store_true", help=CLEAN_HELP)
 
     sim = sub.add_parser("simulate", help="play a game's side of a feed: a virtual car lapping a virtual track")
     sim.add_argument("--game", choices=("ac", "tt", "pcars1", "pcars2"), required=True)
@@ -45,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--car", default=None)
     sim.add_argument("--track", default=None)
     sim.add_argument("--seconds", type=float, default=None, help="stop after this long (default: run until Ctrl-C)")
+    sim.add_argument("--clean", action="store_true", help=CLEAN_HELP)
 
     replay = sub.add_parser("replay", help="re-send a raw feed file or a capture with its original timing")
     replay.add_argument("file", help="a raw feed file (RTFEED1) or a capture (.raw with an .index.csv beside it)")
@@ -167,13 +173,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .sim.game import DemoGames
 
     config = _config().replace(game_host="127.0.0.1")
-    games = DemoGames(config, seed=args.seed)
+    games = DemoGames(config, seed=args.seed, quirks=not args.clean)
     return run_server(config, args.plain, extra_start=games.start_for, extra_stop=games.stop)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sim.game import run_simulator
 
+    args.quirks = not args.clean
     return run_simulator(_config(), args)
 
 

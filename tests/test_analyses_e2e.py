@@ -11,9 +11,11 @@ import numpy as np
 from rigs import free_udp_port, wait_until
 from rt.sim.car import CARS
 from rt.sim.driver import Simulation
-from rt.sim.game import AcServer, PushSender, sim_source
+from rt.sim.game import AcServer, PushSender, pcars1_extra, push_sender, sim_source
+from rt.sim.quirks import Quirks
 
 SPEED = 40.0
+REAL = Quirks.real()
 
 
 def live(srv):
@@ -43,11 +45,14 @@ def test_shift_points_braking_track_map_and_racing_line_through_the_api(server_f
     ksudp_port = free_udp_port()
     srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port))
     feeds = live(srv)
-    race = Simulation("gt_coupe", "test_ring", rate_hz=100.0, seed=4)
+    # The games as they really are (rt.sim.quirks): an out-lap with AC's timer at 0, a pause,
+    # PCARS's menus and its gear blips during every shift.
+    race = Simulation("gt_coupe", "test_ring", rate_hz=100.0, seed=4, out_lap_m=REAL.out_lap_m)
     pulls = Simulation("gt_coupe", "test_ring", rate_hz=100.0, seed=5, mode="pulls")
+    pcars = sim_source("pcars1", pulls, speed=SPEED, quirks=REAL)
     senders = [
-        AcServer(sim_source("ac", race, speed=SPEED), "127.0.0.1", ksudp_port).start(),
-        PushSender(sim_source("pcars1", pulls, speed=SPEED), "127.0.0.1", feeds["pcars"]["port"]).start(),
+        AcServer(sim_source("ac", race, speed=SPEED, quirks=REAL), "127.0.0.1", ksudp_port).start(),
+        PushSender(pcars, "127.0.0.1", feeds["pcars"]["port"], extra=pcars1_extra(pcars)).start(),
     ]
     try:
         wait_until(lambda: all(live(srv)[f]["health"] == "healthy" for f in ("ksudp", "pcars")), timeout=15)
@@ -114,7 +119,8 @@ def test_runs_carry_the_game_s_own_max_rpm_and_track_length(server_factory):
     # telemetry packet: a run made by the server hands them to the analyses.
     srv = server_factory()
     race = Simulation("gt_coupe", "test_ring", rate_hz=60.0, seed=7)
-    sender = PushSender(sim_source("pcars1", race, speed=SPEED), "127.0.0.1", live(srv)["pcars"]["port"]).start()
+    sender = PushSender(sim_source("pcars1", race, speed=SPEED, quirks=REAL), "127.0.0.1",
+                        live(srv)["pcars"]["port"]).start()
     try:
         wait_until(lambda: live(srv)["pcars"]["health"] == "healthy", timeout=15)
         braking, braking_run = start(srv, "braking_analysis", "pcars")
@@ -130,3 +136,28 @@ def test_runs_carry_the_game_s_own_max_rpm_and_track_length(server_factory):
     assert summary["track_length_m"] == np.float32(race.truth.track_length_m).round(2)
     assert all(z["distance_m"] is not None for z in braking_result["zones"])
     assert shift_result["max_rpm"] == CARS["gt_coupe"].limiter_rpm
+
+
+def test_pcars2_laps_are_the_game_s_own_from_its_timings_packets(server_factory):
+    # PC2 sends lap data only in its timings, time-stats and race packets: the laps of a run on
+    # the pcars feed are still the game's own (source "game"), equal to the simulator's to 1 ms.
+    srv = server_factory()
+    race = Simulation("gt_coupe", "test_ring", rate_hz=60.0, seed=8, lap_variation=0.02)
+    sender = push_sender("pcars2", sim_source("pcars2", race, speed=SPEED, quirks=REAL), "127.0.0.1",
+                         live(srv)["pcars"]["port"]).start()
+    try:
+        wait_until(lambda: live(srv)["pcars"]["health"] == "healthy", timeout=15)
+        session, run = start(srv, "lap_times", "pcars")
+        first = laps_on(srv, "pcars")
+        wait_until(lambda: laps_on(srv, "pcars") >= first + 3, timeout=60)
+        result = stop_and_complete(srv, session, run)
+        feed = live(srv)["pcars"]
+    finally:
+        sender.stop()
+    assert feed["track"] == "RT Test Ring" and feed["best_lap_ms"] is not None
+    truth_ms = [round(t * 1000) for t in race.truth.lap_times_s]
+    complete = [lap for lap in result["laps"] if lap["complete"]]
+    assert len(complete) >= 2
+    for lap in complete:
+        assert lap["source"] == "game"
+        assert any(abs(lap["time_ms"] - t) <= 1 for t in truth_ms), (lap, truth_ms)

@@ -114,27 +114,26 @@ def stream(request):
     return request.param, canon, cols, path, v, sigma, fast
 
 
+def _follows(measured: np.ndarray, expected: np.ndarray, fast: np.ndarray, min_hard: int, name: str) -> None:
+    """``measured`` follows ``expected`` (g): correlated, and of the same sign and size where over 0.5 g
+    (smoothing the path a little lowers its peaks, bumps raise the accelerometer's)."""
+    assert _corr(measured[fast], expected[fast]) > 0.9, name
+    hard = fast & (np.abs(expected) > 0.5)
+    assert hard.sum() > min_hard, name
+    assert 0.8 < float(np.median(measured[hard] / expected[hard])) < 1.25, name
+
+
 def test_lateral_g_follows_v_squared_times_path_curvature(stream):
     name, canon, _, path, v, sigma, fast = stream
     expected = v**2 * path.kappa / STANDARD_GRAVITY
-    g_lat = _gauss(path.along(canon["g_lat"]), sigma)
-    assert _corr(g_lat[fast], expected[fast]) > 0.9, name
-    # The sign and the size: where the car corners hard, measured / path-derived is about 1
-    # (smoothing the path a little lowers its peaks, bumps raise the accelerometer's).
-    corner = fast & (np.abs(expected) > 0.5)
-    assert corner.sum() > 100, name
-    assert 0.8 < float(np.median(g_lat[corner] / expected[corner])) < 1.25, name
+    _follows(_gauss(path.along(canon["g_lat"]), sigma), expected, fast, 100, name)
 
 
 def test_longitudinal_g_follows_dv_dt(stream):
     name, canon, _, path, v, sigma, fast = stream
     vs = _gauss(v, sigma)
     expected = vs * np.gradient(vs, STEP_M) / STANDARD_GRAVITY  # dv/dt = v · dv/ds
-    g_long = _gauss(path.along(canon["g_long"]), sigma)
-    assert _corr(g_long[fast], expected[fast]) > 0.9, name
-    hard = fast & (np.abs(expected) > 0.5)
-    assert hard.sum() > 50, name
-    assert 0.8 < float(np.median(g_long[hard] / expected[hard])) < 1.25, name
+    _follows(_gauss(path.along(canon["g_long"]), sigma), expected, fast, 50, name)
 
 
 def test_steering_points_where_the_path_turns(stream):

@@ -33,7 +33,7 @@ def test_live_over_http_from_three_feeds_and_clean_sigterm(server_factory):
         assert feeds["ksudp"]["gear"] == -1 and feeds["ksudp"]["speed_kmh"] == pytest.approx(90.0, abs=1e-3)
         assert feeds["telemetry_tool"]["gear"] == 0
         assert feeds["pcars"]["gear"] == 5 and feeds["pcars"]["throttle"] == 1.0
-        assert feeds["pcars"]["lap_time_ms"] is None  # PC2 telemetry carries no lap data
+        assert feeds["pcars"]["lap_time_ms"] is None  # PC2 telemetry carries none (no timings sent here)
         assert all(f["malformed"] == 0 and f["dropped"] == 0 for f in feeds.values())
         assert srv.get("/api/games") == (200, ["assetto_corsa", "assetto_corsa_competizione", "project_cars_1", "project_cars_2"])
         assert srv.get("/api/use-cases")[1][0] == "shift_points"
@@ -64,6 +64,8 @@ def test_demo_shows_moving_data_on_every_feed_within_seconds(server_factory):
     def moving():
         feeds = srv.get("/api/live")[1]["feeds"]
         ok = all(f["health"] == "healthy" and (f["speed_kmh"] or 0) > 10 and f["gear"] >= 1 for f in feeds.values())
+        # PCARS starts in its menus (5 s, empty names), then names car and track every 2 s.
+        ok = ok and feeds["pcars"]["track"] is not None
         # AC streams at its physics rate, 333 Hz, once a full second of it has arrived
         return feeds if ok and 250 < feeds["ksudp"]["frequency_hz"] < 420 else None
 

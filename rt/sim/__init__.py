@@ -7,12 +7,15 @@
 * :mod:`rt.sim.driver` — :class:`Simulation`, a deterministic car lapping a track at the limit (or
   doing full-throttle pulls), sampled into arrays by :meth:`Simulation.step_block`, with the exact
   answers in :attr:`Simulation.truth`.
+* :mod:`rt.sim.quirks` — :class:`Quirks`, real-game behaviours the game side can reproduce (gear
+  blips, a hotlap out-lap, pauses, PCARS 1 menus and shared counters), all off by default.
 
 numpy only; everything is deterministic for a given seed.
 """
 
 from .car import CARS, G, CarSpec
 from .driver import CHANNELS, DEFAULT_START_TIME_NS, ShiftEvent, Simulation, SimTruth
+from .quirks import Quirks
 from .track import TRACKS, Corner, Segment, Track
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "CHANNELS",
     "DEFAULT_START_TIME_NS",
     "G",
+    "Quirks",
     "TRACKS",
     "CarSpec",
     "Corner",

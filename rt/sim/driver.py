@@ -24,6 +24,8 @@ memoised, so with ``lap_variation=0`` the periodic lap is solved once.
 
 The car starts at σ = 0 *on the start/finish line at racing speed* (a flying lap: the state at the
 line is the one a lap ends with, found with warm-up laps), so lap 1 is a complete, normal lap.
+With ``out_lap_m`` it starts that far before the line instead, on the same flying trajectory, with
+the lap timer standing at 0 until it crosses the line (a hotlap start); lap 1 is unchanged.
 
 Conventions: speeds m/s, distances m, times s (``t_ns`` ns since the Unix epoch), rpm, pedals
 0..1, clutch 1 = engaged, gear as the canonical channel (0 N, 1.. forward), steer −1..1 with
@@ -117,7 +119,9 @@ class SimTruth:
         corners: the track's corners (:meth:`Track.corners`).
         optimal_upshift_rpm: {gear: rpm} true optimal upshift points of the car.
         shift_rpm: {gear: rpm} upshift points the simulated driver used.
-        shifts: every gear change so far.
+        shifts: every gear change so far (``lap`` −1 for the out-lap).
+        out_lap_s: time from the first sample to the first crossing of the line, s (0 without
+            ``out_lap_m``); ``lap_start_times_s[0]`` equals it.
     """
 
     track_length_m: float
@@ -131,6 +135,7 @@ class SimTruth:
     optimal_upshift_rpm: dict[int, float]
     shift_rpm: dict[int, float]
     shifts: tuple[ShiftEvent, ...]
+    out_lap_s: float = 0.0
 
 
 # ---------------------------------------------------------------------------------------- path
@@ -629,6 +634,11 @@ class Simulation:
             from ``seed``) for corner speeds and braking, so lap times differ (0: identical laps).
         input_noise: standard deviation of the noise added to the *reported* steer, part
             throttle and brake (0 disables). Full throttle, zero brake and the truth stay exact.
+        out_lap_m: start this far (m along the driven line, < one lap) before the start/finish
+            line, at racing speed, on the trajectory that ends lap 0's start state. Until the car
+            crosses the line ``lap_time_s`` and ``sector_time_s`` stand at 0 and ``lap_count`` is
+            0 (an out-lap, as AC's hotlap start); ``truth.out_lap_s`` is its duration, shifts in
+            it have ``lap`` −1 and ``odometer_m`` counts from the first sample.
     """
 
     def __init__(
@@ -644,6 +654,7 @@ class Simulation:
         start_time_ns: int = DEFAULT_START_TIME_NS,
         lap_variation: float = 0.0,
         input_noise: float = 0.01,
+        out_lap_m: float = 0.0,
     ) -> None:
         self.car = CARS[car] if isinstance(car, str) else car
         self.track = TRACKS[track] if isinstance(track, str) else track
@@ -687,7 +698,25 @@ class Simulation:
         self._next_index = 0
         self._optimal = self.car.optimal_upshift_rpms()  # cached: truth is read often
         self._corners = tuple(self.track.corners())
-        self._start_state = self._flying_start_state()
+        self._start_state, before = self._flying_start_state()
+        # Out-lap: the end of the lap before lap 0 (``before`` ends in lap 0's start state).
+        self._out_tau0 = 0.0  # lap time in ``before`` of the first sample, s
+        self._odo0 = 0.0  # odometer at the line, m
+        out_lap_m = float(out_lap_m)
+        if not 0.0 <= out_lap_m < self._path.length_sigma:
+            raise ValueError("out_lap_m must be in [0, one lap)")
+        self.out_lap_m = out_lap_m
+        if out_lap_m > 0.0:
+            sig0 = self._path.length_sigma - out_lap_m
+            tau0 = float(np.interp(sig0, before.sig, before.t))
+            self._out_tau0 = tau0
+            self._odo0 = self._path.length_sigma - float(before.sample(np.array([tau0]))[0][0])
+            self._lap_start = [before.lap_time_s - tau0]
+            self._lap_traces[-1] = before
+            s_of = self._path.s_of_sigma
+            for t, sg, g0, g1, rpm, v in before.shifts:
+                if t >= tau0:
+                    self._shifts.append(ShiftEvent(t - tau0, -1, float(s_of(sg)), g0, g1, rpm, v))
         self._add_lap(self._start_state)
 
     # ------------------------------------------------------------------ setup helpers
@@ -728,9 +757,10 @@ class Simulation:
             self._trace_cache[key] = tr
         return tr
 
-    def _flying_start_state(self) -> tuple:
+    def _flying_start_state(self) -> tuple[tuple, _LapTrace]:
         """The state a lap ends with when laps repeat: drive warm-up laps from a guess until the
-        end state repeats (it does once a braking zone has wiped out the initial guess)."""
+        end state repeats (it does once a braking zone has wiped out the initial guess). Also
+        the warm-up lap that ends in that state (the out-lap is its end)."""
         pace0 = self._pace(0)
         state = self._solver.initial_state(30.0)
         for _ in range(6):
@@ -738,7 +768,7 @@ class Simulation:
             if tr.end_state == state:
                 break
             state = tr.end_state
-        return state
+        return state, tr  # state == tr.end_state either way
 
     def _add_lap(self, state: tuple) -> None:
         k = len(self._lap_times)
@@ -833,9 +863,10 @@ class Simulation:
             if a == b:
                 continue
             tr = self._lap_traces[k]
-            tk = t[a:b] - starts[k]
+            # The out-lap (k = −1) is the end of the lap before lap 0, from lap time _out_tau0.
+            tk = t[a:b] - starts[k] if k >= 0 else t[a:b] + self._out_tau0
             tk = np.minimum(tk, tr.lap_time_s)
-            tau[a:b] = tk
+            tau[a:b] = tk if k >= 0 else 0.0  # the timer stands at 0 before the first crossing
             sg, vv, aa, kk = tr.sample(tk)
             sig[a:b], v[a:b], acc[a:b] = sg, vv, aa
             gear[a:b] = tr.gear[kk]
@@ -845,7 +876,7 @@ class Simulation:
             e1, e2 = tr.sector_end_t
             sec = 1 + (tk >= e1).astype(np.int8) + (tk >= e2).astype(np.int8)
             sector[a:b] = sec
-            sec_time[a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2))
+            sec_time[a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2)) if k >= 0 else 0.0
             if k > 0:
                 last_lap[a:b] = laps[k - 1]
                 best_lap[a:b] = best[k - 1]
@@ -889,7 +920,7 @@ class Simulation:
             "brake": brk,
             "clutch": clu,
             "steer": steer,
-            "lap_count": lap.astype(np.int32),
+            "lap_count": np.maximum(lap, 0).astype(np.int32),
             "lap_time_s": tau,
             "last_lap_s": last_lap,
             "best_lap_s": best_lap,
@@ -910,7 +941,7 @@ class Simulation:
             "max_rpm": np.full(n, float(car.limiter_rpm)),
             "num_gears": np.full(n, car.num_gears, dtype=np.int8),
             "in_pit": np.zeros(n, dtype=np.int8),
-            "odometer_m": lap * path.length_sigma + sig,
+            "odometer_m": lap * path.length_sigma + sig + self._odo0,
         }
 
     @property
@@ -933,4 +964,5 @@ class Simulation:
             optimal_upshift_rpm=dict(self._optimal),
             shift_rpm=dict(self.shift_rpm),
             shifts=tuple(self._shifts[:n_shifts]),
+            out_lap_s=self._lap_start[0],
         )
