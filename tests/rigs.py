@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -89,10 +89,36 @@ def feed_config(**kw):
     return Config(**base)
 
 
-class Server:
-    """`python -m rt serve` in a child process on ephemeral ports."""
+# The server's command, run inside a new user and mount namespace where it mounts its own tmpfs
+# first: "$1" the mount point, "$2" the mount options, the rest the command.
+_MOUNT_THEN_RUN = 'mkdir -p "$1" && mount -t tmpfs -o "$2" tmpfs "$1" && shift 2 && exec "$@"'
+_USERNS = ["unshare", "--user", "--map-root-user", "--mount"]
+_userns_works: bool | None = None
 
-    def __init__(self, tmp_path, command: str = "serve", **env) -> None:
+
+def user_namespaces() -> bool:
+    """Whether this user may make a user + mount namespace (and mount a tmpfs in it) here."""
+    global _userns_works
+    if _userns_works is None:
+        try:
+            out = subprocess.run([*_USERNS, "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                                 capture_output=True, timeout=10)
+            _userns_works = out.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _userns_works = False
+    return _userns_works
+
+
+class Server:
+    """`python -m rt serve` in a child process on ephemeral ports.
+
+    ``tmpfs=(directory, mount options)`` gives the server a small real file system there (a full
+    or read-only disk): in a user and mount namespace of its own where the kernel allows it (no
+    root needed: the mount exists for the server only, and :meth:`outside` is how the test sees
+    into it), else mounted by the test itself, which then needs root.
+    """
+
+    def __init__(self, tmp_path, command: str = "serve", tmpfs=None, **env) -> None:
         full = dict(os.environ)
         full.update({
             "RUSTY_TELEMETRY_API_PORT": "0",
@@ -112,8 +138,27 @@ class Server:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (int(fsize), int(fsize)))
 
+        argv = [sys.executable, "-m", "rt", command, "--plain"]
+        self._namespaced = False
+        self._mounted = None
+        if tmpfs is not None:
+            where, options = tmpfs
+            where.mkdir(exist_ok=True)
+            if user_namespaces():
+                argv = [*_USERNS, "sh", "-c", _MOUNT_THEN_RUN, "sh", str(where), options, *argv]
+                self._namespaced = True
+            elif os.geteuid() == 0:
+                out = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
+                                     capture_output=True, text=True)
+                assert out.returncode == 0, f"mounting a tmpfs failed: {out.stderr}"
+                self._mounted = where
+            else:
+                import pytest
+
+                pytest.skip("needs a small file system: this kernel allows no user namespaces "
+                            "(unshare --user --map-root-user --mount) and the suite does not run as root")
         self.log = open(tmp_path / f"server-{os.getpid()}-{id(self)}.log", "w+")  # a file: a full pipe cannot block it
-        self.proc = subprocess.Popen([sys.executable, "-m", "rt", command, "--plain"], env=full,
+        self.proc = subprocess.Popen(argv, env=full,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True,
                                      preexec_fn=limit_file_size if fsize else None)
         for line in self.proc.stdout:  # blocks until the server announces itself (or dies)
@@ -123,6 +168,17 @@ class Server:
         else:
             self.proc.wait()
             raise AssertionError(f"server did not start: {self.stderr()}")
+
+    def outside(self, path) -> Path:
+        """``path`` as the test sees it: inside the server's own mount namespace (while it runs)
+        when its tmpfs is there."""
+        path = Path(path)
+        return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/") if self._namespaced else path
+
+    def unmount(self) -> None:
+        if self._mounted is not None:
+            subprocess.run(["umount", "-l", str(self._mounted)], check=False)
+            self._mounted = None
 
     def stderr(self) -> str:
         self.log.flush()
@@ -167,13 +223,3 @@ class Server:
         return self.proc.returncode, self.stderr()
 
 
-@contextmanager
-def tmpfs(path, options: str):
-    """A small real file system at ``path`` (``mount -t tmpfs -o OPTIONS``: root, as CI runs)."""
-    path.mkdir(exist_ok=True)
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True)
-    assert out.returncode == 0, f"this test needs to mount a tmpfs (root): {out.stderr}"
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -1,9 +1,10 @@
 """The system clock stepping while the recorder runs (an NTP step, someone setting the time).
 
-The step is real: the test sets CLOCK_REALTIME (it needs CAP_SYS_TIME: root, as CI runs) a minute
-forward, then back to where it belongs (a step backward), and puts it right in any case. The clock
-is the whole machine's: nothing else that minds a step should run beside the test suite. Recorded times follow the
-recorder's own clock, CLOCK_MONOTONIC anchored to the epoch when the server started, so neither
+The step is real: the test sets CLOCK_REALTIME (it needs CAP_SYS_TIME: root) a minute
+forward, then back to where it belongs (a step backward), and puts it right in any case. The
+clock is the whole machine's, so the test is marked ``machine`` and runs only with
+RT_TEST_MACHINE=1 (``.ci/run`` sets it, in CI's throw-away machine); nothing else that minds a
+step should run beside it. Recorded times follow the recorder's own clock, CLOCK_MONOTONIC anchored to the epoch when the server started, so neither
 step may show in them: no jump, no going backwards, no gap, health ``healthy`` throughout.
 """
 
@@ -42,9 +43,10 @@ def step_wall_clock(seconds: float) -> None:
     try:
         time.clock_settime_ns(time.CLOCK_REALTIME, time.clock_gettime_ns(time.CLOCK_REALTIME) + int(seconds * 1e9))
     except PermissionError:
-        pytest.fail("stepping the system clock needs CAP_SYS_TIME: run the suite as root (CI does)")
+        pytest.fail("stepping the system clock needs CAP_SYS_TIME: run the machine tests as root (CI does)")
 
 
+@pytest.mark.machine
 def test_clock_steps_forward_and_back_do_not_show_in_recordings_or_health(server_factory, tmp_path):
     srv = server_factory(RUSTY_TELEMETRY_RECV_PERIOD_MS=str(RECV_PERIOD_MS))
     live = srv.get("/api/live")[1]["feeds"]

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from rigs import ScriptedSim, tmpfs, wait_until
+from rigs import ScriptedSim, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import PushSender, sim_source
 from rt.store import rawfile
@@ -54,18 +54,18 @@ def test_repeated_sigkill_at_random_moments_leaves_every_recording_readable(serv
 
 
 def test_read_only_data_disk_gets_clear_errors_and_ingest_goes_on(server_factory, tmp_path):
-    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
-        srv = server_factory(RUSTY_TELEMETRY_DATA_DIR=str(ro), RUSTY_TELEMETRY_MIN_FREE_MB="0")
-        status, body = srv.call("POST", "/api/recordings", {"name": "nowhere"})
-        assert status == 507 and body["error"]["code"] == "storage_error" and "Read-only" in body["error"]["message"]
-        status, body = srv.call("POST", "/api/sessions", {"use_case": "general"})
-        assert status == 507 and body["error"]["code"] == "storage_error"
-        assert srv.get("/api/sessions") == (200, [])
-        port = srv.get("/api/live")[1]["feeds"]["telemetry_tool"]["port"]
-        sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=200), "127.0.0.1", port).start()
-        try:
-            wait_until(lambda: srv.get("/api/live")[1]["feeds"]["telemetry_tool"]["health"] == "healthy")
-        finally:
-            sender.stop()
-        code, log = srv.stop()
-        assert code == 0 and "Traceback" not in log
+    ro = tmp_path / "ro"  # a read-only disk of the server's own (rigs.Server: no root needed)
+    srv = server_factory(tmpfs=(ro, "ro,size=1m"), RUSTY_TELEMETRY_DATA_DIR=str(ro), RUSTY_TELEMETRY_MIN_FREE_MB="0")
+    status, body = srv.call("POST", "/api/recordings", {"name": "nowhere"})
+    assert status == 507 and body["error"]["code"] == "storage_error" and "Read-only" in body["error"]["message"]
+    status, body = srv.call("POST", "/api/sessions", {"use_case": "general"})
+    assert status == 507 and body["error"]["code"] == "storage_error"
+    assert srv.get("/api/sessions") == (200, [])
+    port = srv.get("/api/live")[1]["feeds"]["telemetry_tool"]["port"]
+    sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=200), "127.0.0.1", port).start()
+    try:
+        wait_until(lambda: srv.get("/api/live")[1]["feeds"]["telemetry_tool"]["health"] == "healthy")
+    finally:
+        sender.stop()
+    code, log = srv.stop()
+    assert code == 0 and "Traceback" not in log

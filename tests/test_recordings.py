@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from conftest import PCARS1
-from rigs import ScriptedSim, tmpfs, wait_until
+from rigs import ScriptedSim, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import AcServer, PushSender, pcars2_telemetry, sim_source, tt_driver
 from rt.store import rawfile
@@ -226,18 +226,20 @@ def _check_clean_stop(srv, rec: dict, live: dict, words: tuple[str, ...]) -> Non
 
 
 def test_disk_running_full_stops_the_recording_before_it_is_full(server_factory, tmp_path):
-    with tmpfs(tmp_path / "small", "size=8m") as small:
-        srv = server_factory(RUSTY_TELEMETRY_DATA_DIR=str(small / "data"), RUSTY_TELEMETRY_MIN_FREE_MB="2")
-        rec, live = _fill_until_stopped(srv, 6000)
-        _check_clean_stop(srv, rec, live, ("disk nearly full",))
-        # a new recording starts while MIN_FREE_MB is still free, and its guard stops it again in time
-        status, body = srv.call("POST", "/api/recordings", {"name": "again"})
-        assert status == 201
-        rec2, live2 = _fill_until_stopped_again(srv, body, 6000)
-        assert "disk nearly full" in live2["recording_error"]["error"]
-        code, log = srv.stop()
-        assert code == 0 and "Traceback" not in log
-        assert h5py.File(small / "data" / rec["id"] / "data.h5", "r")  # closed cleanly, readable
+    small = tmp_path / "small"  # an 8 MiB disk of the server's own (rigs.Server: no root needed)
+    srv = server_factory(tmpfs=(small, "size=8m"), RUSTY_TELEMETRY_DATA_DIR=str(small / "data"),
+                         RUSTY_TELEMETRY_MIN_FREE_MB="2")
+    rec, live = _fill_until_stopped(srv, 6000)
+    _check_clean_stop(srv, rec, live, ("disk nearly full",))
+    with h5py.File(srv.outside(small / "data" / rec["id"] / "data.h5"), "r") as f:  # closed cleanly, readable
+        assert f.attrs["recording_id"] == rec["id"]
+    # a new recording starts while MIN_FREE_MB is still free, and its guard stops it again in time
+    status, body = srv.call("POST", "/api/recordings", {"name": "again"})
+    assert status == 201
+    rec2, live2 = _fill_until_stopped_again(srv, body, 6000)
+    assert "disk nearly full" in live2["recording_error"]["error"]
+    code, log = srv.stop()
+    assert code == 0 and "Traceback" not in log
 
 
 def test_write_error_stops_the_recording_and_keeps_what_was_written(server_factory, tmp_path):
