@@ -60,11 +60,19 @@ class ScriptedSim:
 
 
 def wait_until(predicate, timeout: float = 10.0, manager=None):
-    """Await ``predicate()`` becoming truthy, a consumer pass at a time (no fixed sleeps)."""
+    """Await ``predicate()`` becoming truthy, a consumer pass at a time (no fixed sleeps).
+
+    With a ``manager`` the pass that made it true is awaited to its end too: a feed counts a
+    batch's datagrams before it decodes them, so values that the same pass sets (sequence gaps,
+    names, live values) are only all there once the pass is done.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
+            if manager is not None:
+                manager.wait_passes(1, timeout=max(0.1, deadline - time.monotonic()))
+                value = predicate() or value
             return value
         if manager is not None:
             manager.wait_passes(1, timeout=1.0)
