@@ -21,7 +21,12 @@ from rt.protocols.canonical import empty
 from rt.sim.driver import Simulation
 
 LAP_S = 87.25  # the GT coupe's lap of the test ring, s (a little over)
-ONSET_TOL_M = 5.0
+ONSET_TOL_M = 1.5  # the README: onsets within 1.5 m of the simulator's
+PEAK_TOL_G = 0.05  # the README: peak deceleration equal to the truth within 0.05 g
+# The README, real data: one-frame speed glitches move a zone's peak by under 0.02 g. A step
+# down that lasts (every later frame lower) is no one-frame glitch; the README states 0.03 g for it.
+GLITCH_TOL_G = 0.02
+LASTING_STEP_TOL_G = 0.03
 
 
 def with_channels(fr: Frames, **channels) -> Frames:
@@ -80,7 +85,7 @@ def check_against_truth(res: dict, sim: Simulation, state: dict, n_laps: int) ->
         for lap in z["laps"]:
             assert lap["distance_m"] == pytest.approx(t["onset_m"], abs=ONSET_TOL_M)
         assert z["entry_speed_kmh"] == pytest.approx(t["entry_kmh"], abs=1.0)
-        assert z["peak_decel_g"] == pytest.approx(t["peak_decel_g"], abs=0.05)
+        assert z["peak_decel_g"] == pytest.approx(t["peak_decel_g"], abs=PEAK_TOL_G)
         assert z["min_speed_kmh"] < z["entry_speed_kmh"]
         assert z["peak_brake"] > 0.5 and z["duration_s"] > 0.3
         # Braking distance ≈ mean speed × time.
@@ -104,7 +109,7 @@ def test_braking_zones_match_the_truth(rate_hz, accelerometer):
     assert {lap["decel_source"] for z in res["zones"] for lap in z["laps"]} == {source}
     summ = res["summary"]
     assert summ["track_length_source"] == "track_map"
-    assert summ["track_length_m"] == pytest.approx(sim.truth.track_length_m, rel=1e-3)
+    assert summ["track_length_m"] == pytest.approx(sim.truth.track_length_m, rel=1e-4)  # track_map's 0.01 %
     assert summ["laps_complete"] == 3 and summ["best_lap"]["lap"] == 1  # identical laps: the first
 
 
@@ -349,7 +354,7 @@ def test_monza_peak_deceleration_agrees_with_the_accelerometer():
         print(f"zone {z['number']} at {z['norm_pos']:.3f}: reported {z['peak_decel_g']:.3f} "
               f"({z.get('decel_source')}), speed only {zs['peak_decel_g']:.3f}, "
               f"accelerometer 0.3 s average {ref[-1]:.3f}, single frame {raw[-1]:.3f}")
-    assert peaks(res) == pytest.approx(ref, abs=0.05)
+    assert peaks(res) == pytest.approx(ref, abs=PEAK_TOL_G)
     assert all(p <= r for p, r in zip(peaks(res), raw))  # an average never exceeds its largest frame
     # Without the accelerometer, the speed alone says the same where the car brakes in a straight
     # line or nearly. At Ascari's exit (0.681), braked while turning all the way (trail share
@@ -362,7 +367,7 @@ def test_monza_peak_deceleration_agrees_with_the_accelerometer():
             assert z["trail_braking_share"] == 1.0
             assert r + 0.05 < zs["peak_decel_g"] < r + 0.25
         else:
-            assert zs["peak_decel_g"] == pytest.approx(r, abs=0.05)
+            assert zs["peak_decel_g"] == pytest.approx(r, abs=PEAK_TOL_G)
     assert {z["decel_source"] for z in res["zones"]} == {"accelerometer"}
     assert {z["decel_source"] for z in speed_only["zones"]} == {"speed"}
 
@@ -377,9 +382,11 @@ def test_monza_one_frame_speed_glitches_do_not_make_the_peak(kind, accelerometer
     bad = peaks(braking.analyze([with_channels(fr, speed_kmh=glitched(fr, kind))]))
     print(kind, "clean", clean, "\nglitched", bad)
     assert len(bad) == len(clean) == 8
-    # The glitch-free run's peaks within 0.05 g: a third of the accelerometer's frame scatter.
+    # The glitch-free run's peaks within 0.02 g (the README's figure, under a seventh of the
+    # accelerometer's frame scatter of ≈ 0.15 g); a lasting step within 0.03 g, stated apart.
     # (Before, a fit over the glitch read 2.0–2.7 g for these 1.9 g, and 4 g for a lasting step.)
-    assert bad == pytest.approx(clean, abs=0.05)
+    tol = LASTING_STEP_TOL_G if kind == "lasting" else GLITCH_TOL_G
+    assert max(abs(b - c) for b, c in zip(bad, clean)) < tol
 
 
 @pytest.mark.parametrize("accelerometer", [True, False], ids=["g_long", "no_g_long"])
@@ -395,5 +402,5 @@ def test_road_car_speed_spikes_at_20_hz_are_no_deceleration(accelerometer):
     bad = peaks(braking.analyze([with_channels(fr, speed_kmh=glitched(fr, "spike"))]))
     print(f"truth {truth:.3f} clean {clean} glitched {bad}")
     assert truth == pytest.approx(1.13, abs=0.03)
-    assert max(bad) <= truth + 0.05
-    assert bad == pytest.approx(clean, abs=0.05)
+    assert max(bad) <= truth + PEAK_TOL_G
+    assert max(abs(b - c) for b, c in zip(bad, clean)) < GLITCH_TOL_G  # a one-frame glitch

@@ -32,7 +32,10 @@ GT = CARS["gt_coupe"]
 HATCH = CARS["club_hatch"]
 RATE = 100.0
 PULLS_S = 200.0  # two laps of pulls: each gear 1→5 pulled four times (two straights per lap)
-TOL = 0.02  # the issue's acceptance: within 2 % of the true optimum
+TOL = 0.003  # the README: within 0.3 % of the true optimum (the issue asked for 2 %)
+# A driver who already shifts at the optimum leaves no data of gear n above it, so its crossing
+# is extrapolated: the README states 0.5 % for that case, and it is held to that.
+TOL_AT_OPTIMUM = 0.005
 GT_GEARS = (1, 2, 3, 4)  # the GT's pulls reach 5th but never 6th, so 5→6 has no entry
 HATCH_GEARS = (1, 2, 3, 4, 5)  # the hatch reaches 6th on the main straight
 WINDOWS_TIMER_NS = 15_625_000  # 1/64 s: the receive clock of the real AC capture
@@ -106,7 +109,7 @@ def test_gt_pulls_only_shift_at_the_limiter(gt_ac):
 
 
 @pytest.mark.parametrize("fixture", ["gt_ac", "gt_pcars1"])
-def test_gt_recommended_within_2pct_of_the_true_optimum(fixture, request):
+def test_gt_recommended_within_0_3pct_of_the_true_optimum(fixture, request):
     _, frames = request.getfixturevalue(fixture)
     result = analyze([frames])
     assert_within(result, GT, GT_GEARS)
@@ -208,10 +211,7 @@ def test_several_runs_pool_like_one(gt_ac):
 def test_driver_at_the_optimum_is_told_the_optimum():
     """Data of a driver who already shifts at the optimum: no gear n above it at all."""
     _, frames = pulls("gt_coupe", "ac", shift_rpm="optimal")
-    found = by_gear(analyze([frames]))
-    for g in (2, 3, 4):
-        truth = GT.optimal_upshift_rpm(g)
-        assert found[g]["recommended_rpm"] == pytest.approx(truth, rel=TOL)
+    assert_within(analyze([frames]), GT, GT_GEARS, tol=TOL_AT_OPTIMUM)
 
 
 # ---------------------------------------------------------------------------------------- output shape

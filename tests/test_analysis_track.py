@@ -36,6 +36,9 @@ from rt.sim.track import TRACKS
 RING = TRACKS["test_ring"]
 LAP_S = 87.25  # the GT coupe's lap of the test ring, s (a little over)
 MONZA_LENGTH_M = 5793.0
+# The README's figures ("## Sessions, runs and analyses"), asserted as stated.
+TRACK_LENGTH_REL = 1e-4  # track_map: length within 0.01 % of the simulator's track
+LINE_TOL_M = 5e-4  # racing_line: 1.5 m "measures 1.500 m", to the mm the result is rounded to
 
 
 def sim_run(rate_hz: float, laps: float, game: str = "ac", run_id: str = "r", **kw):
@@ -215,7 +218,7 @@ def test_split_laps_flags_a_rewind_and_prefers_the_game_time():
 # ---------------------------------------------------------------------------------------- track map
 def check_map(res: dict, sim: Simulation, apex_tol_m: float) -> None:
     truth = sim.truth
-    assert res["length_m"] == pytest.approx(truth.track_length_m, rel=1e-3)  # brief: 1 %; we do 0.1 %
+    assert res["length_m"] == pytest.approx(truth.track_length_m, rel=TRACK_LENGTH_REL)
     corners = res["corners"]
     assert [c["number"] for c in corners] == list(range(1, len(truth.corners) + 1))
     assert [c["direction"] for c in corners] == [c.direction for c in truth.corners]
@@ -328,7 +331,21 @@ def test_hotspots_find_the_bumps():
         (0.3, 1),
         (0.995, 2),
     ]
-    assert all(np.abs(dev[row, i]) >= 0 for i, row in spots)
+    # All five, by what a hotspot is: at its point, the lap that differs most; the largest
+    # |deviation| left once the points within the separation of the earlier spots are taken out;
+    # so in falling order, and each at least the separation (round the line) from the others.
+    a = np.abs(dev)
+    sep = racing_line.HOTSPOT_SEPARATION
+    assert len(spots) == 5
+    free = np.ones(len(g), dtype=bool)
+    for i, row in spots:
+        assert free[i]
+        assert a[row, i] == a[:, i].max()
+        assert a[row, i] == a[:, free].max()
+        d = np.abs(g - g[i])
+        free &= np.minimum(d, 1.0 - d) >= sep
+    sizes = [a[row, i] for i, row in spots]
+    assert sizes == sorted(sizes, reverse=True) and sizes[3] < 1.0  # the fourth is no bump
 
 
 def test_resample_lap_sorts_by_position():
@@ -357,19 +374,22 @@ def test_racing_line_measures_the_line_offset(offset_runs, offset):
     res = racing_line.analyze([centre, other])
     ref = res["reference_lap"]
     c_id, o_id = "offset+0.0", f"offset{offset:+.1f}"
-    # Laps of one run are identical: the lines are parallel, so the deviation is the same all round.
+    # Laps of one run are identical: the lines are parallel, so the deviation is the same all round
+    # (to the mm: max, mean |d| and |mean d| agree).
     for rid in (c_id, o_id):
         for lap in res["laps"]:
             if lap["run_id"] == rid:
                 dm = lap["deviation_m"]
-                assert dm["max"] - dm["mean_abs"] < 0.2
+                assert dm["max"] - dm["mean_abs"] <= LINE_TOL_M
+                assert abs(abs(dm["signed_mean"]) - dm["mean_abs"]) <= LINE_TOL_M
+    # The README: a lap driven 1.5 m to the left measures 1.500 m (and 2 m to the right −2.000 m).
     rel = [o - c for o, c in zip(_signed(res, o_id), _signed(res, c_id))]
-    assert len(rel) == 2 and all(r == pytest.approx(offset, abs=0.5) for r in rel)
-    # Against the centre-line reference itself, sign included, when the centre lap is the fastest.
+    assert len(rel) == 2 and all(r == pytest.approx(offset, abs=LINE_TOL_M) for r in rel)
+    # Against the reference lap itself, sign included: whichever run holds the fastest lap.
     if ref["run_id"] == c_id:
-        assert all(s == pytest.approx(offset, abs=0.5) for s in _signed(res, o_id))
+        assert all(s == pytest.approx(offset, abs=LINE_TOL_M) for s in _signed(res, o_id))
     else:
-        assert all(s == pytest.approx(-offset, abs=0.5) for s in _signed(res, c_id))
+        assert all(s == pytest.approx(-offset, abs=LINE_TOL_M) for s in _signed(res, c_id))
     json.dumps(res, allow_nan=False)
 
 
@@ -386,11 +406,11 @@ def test_racing_line_reference_is_the_fastest_lap(offset_runs):
     assert ref["deviation_m"] == {"mean_abs": 0.0, "max": 0.0, "signed_mean": 0.0}
     n = len(res["norm_pos"])
     assert n <= 1000 and all(len(lap[k]) == n for lap in laps for k in ("x", "z", "speed_kmh", "lateral_m"))
-    # The widest gap is between the +1.5 m and −2.0 m lines: 3.5 m.
-    assert res["summary"]["max_deviation_m"] == pytest.approx(3.5, abs=0.3)
+    # The widest gap is between the +1.5 m and −2.0 m lines: 3.5 m, to the mm as the offsets.
+    assert res["summary"]["max_deviation_m"] == pytest.approx(3.5, abs=LINE_TOL_M)
     assert 1 <= len(res["hotspots"]) <= 5
     for h in res["hotspots"]:
-        assert abs(h["deviation_m"]) == pytest.approx(res["summary"]["max_deviation_m"], abs=0.3)
+        assert abs(h["deviation_m"]) == pytest.approx(res["summary"]["max_deviation_m"], abs=LINE_TOL_M)
 
 
 def test_racing_line_speed_follows_the_sim(ac_one_lap):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -71,9 +73,29 @@ def test_unsorted_or_bad_input_is_rejected():
         merge_timelines([], 0)
 
 
-def test_merge_is_linear_enough_for_an_hour_of_three_feeds():
-    # 3 feeds x 333 Hz x 1 h, interleaved with small offsets: checks the output size, not the time.
+def test_an_hour_of_three_feeds_merges_exactly_and_costs_no_more_than_a_sort():
+    # 3 feeds x 333 Hz x 1 h, interleaved with small offsets: feed 1 lies 0.2 ms after every
+    # primary frame (duplicates, within the 0.5 ms tolerance), feed 2 1.5 ms after (kept).
     n = 333 * 3600
     base = np.arange(n, dtype=np.int64) * 3_003_003
-    t, feed, _ = merge_timelines([base, base + 200_000, base + 1_500_000], 500_000)
+    feeds = [base, base + 200_000, base + 1_500_000]
+    t, feed, idx = merge_timelines(feeds, 500_000)
     assert len(t) == 2 * n and (feed != 1).all()
+    assert np.array_equal(feed, np.tile([0, 2], n)) and np.array_equal(idx, np.repeat(np.arange(n), 2))
+    assert np.array_equal(t[0::2], base) and np.array_equal(t[1::2], feeds[2])
+    # Linear, not worse: against a peer measured here on the same frames, numpy's stable sort of
+    # the concatenated feeds (n log n, and it removes no duplicates). A merge that compared frames
+    # pairwise, or sorted them more than once, would take many times the sort; the benchmark
+    # (`python -m benchmarks -k merge`) has the merge 1.7x faster. Best of three each, interleaved,
+    # so both see the same machine; the bound is 2x the sort's time.
+    ours, peer = [], []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        merge_timelines(feeds, 500_000)
+        t1 = time.perf_counter()
+        both = np.concatenate(feeds)
+        both[np.argsort(both, kind="stable")]
+        t2 = time.perf_counter()
+        ours.append(t1 - t0)
+        peer.append(t2 - t1)
+    assert min(ours) < 2 * min(peer), (ours, peer)

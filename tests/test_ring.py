@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -61,13 +62,40 @@ def test_small_ring_under_a_waiting_producer_stays_in_order():
 
 
 def test_when_full_received_equals_consumed_plus_dropped_exactly():
-    count = 500_000
-    ring = PacketRing(256, 16)
-    accepted, seq, _ = _run(ring, count, 16, wait=False)
-    assert ring.received == count
-    assert ring.received == ring.consumed + ring.dropped
-    assert ring.consumed == accepted == len(seq)
-    # What got through is a strictly increasing subsequence: the newest datagrams were dropped, never reordered.
+    # The ring is made full before the consumer starts: a producer with no consumer is refused
+    # once every slot is taken, so drops are certain and counted exactly. Then a flat-out
+    # producer runs in chunks until the consumer thread has taken many ring-fulls meanwhile: one
+    # 500 000-datagram call was over in 0.7 ms, before the consumer took its first batch, so the
+    # two never ran together. (The deadline only stops a broken consumer from hanging the test.)
+    capacity, chunk, rounds = 256, 10_000, 20
+    ring = PacketRing(capacity, 16)
+    prefill = capacity + 1000
+    assert ring.produce_pattern(prefill, 16) == capacity
+    assert ring.dropped == prefill - capacity and ring.pending == capacity  # full: the newest 1000 refused
+    stop = threading.Event()
+    seen: list[np.ndarray] = []
+    consumer = threading.Thread(target=_drain, args=(ring, stop, seen, []))
+    consumer.start()
+    produced = accepted = 0
+    deadline = time.monotonic() + 30.0
+    try:
+        while ring.consumed < rounds * capacity and consumer.is_alive() and time.monotonic() < deadline:
+            accepted += ring.produce_pattern(chunk, 16, prefill + produced)  # without the GIL
+            produced += chunk
+    finally:
+        stop.set()
+        consumer.join(timeout=60)
+    assert not consumer.is_alive()
+    seq = np.concatenate(seen)
+    assert ring.consumed >= rounds * capacity  # the consumer ran while the producer did
+    assert ring.received == prefill + produced
+    assert ring.received == ring.consumed + ring.dropped and ring.pending == 0
+    assert ring.consumed == capacity + accepted == len(seq)
+    assert ring.dropped == (prefill - capacity) + (produced - accepted)
+    assert produced - accepted > 0  # the producer, flat out, found the ring full again meanwhile
+    # The oldest were kept and the newest dropped: the full ring held the first 256 ...
+    assert np.array_equal(seq[:capacity], np.arange(capacity, dtype="<u8"))
+    # ... and what got through is a strictly increasing subsequence: dropped, never reordered.
     assert (np.diff(seq.astype(np.int64)) > 0).all()
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from rt.sim import CARS, CHANNELS, G, TRACKS, Simulation
 from rt.sim.car import CarSpec
+from rt.sim.game import PACE_S
 from rt.sim.track import Track
 
 RATE = 333.0
@@ -487,12 +488,30 @@ def test_pulls_go_through_the_gears_at_full_throttle(gt_pulls):
             assert e.rpm == pytest.approx(car.limiter_rpm * (1 - 0.002), abs=1e-6)
 
 
-def test_step_block_is_much_faster_than_real_time(capsys):
+# The end-to-end tests (test_analyses_e2e.py, test_sessions_e2e.py) play the simulator at 40× real
+# time; each sender takes what is due every PACE_S, so it steps a car of up to 100 Hz in blocks of
+# 20 samples, and one test (test_sessions_e2e.py's rig) runs three senders in its process.
+E2E_SPEED = 40.0
+E2E_SENDERS = 3
+
+
+def test_step_block_is_much_faster_than_real_time():
+    # "Much faster" means: fast enough for the end-to-end tests, stepped as their senders step it,
+    # with room for all of one test's senders. The cost is this thread's CPU time (time.thread_time),
+    # so other work on the machine does not count; the best of three runs is taken.
+    rate = 100.0
+    block = round(rate * E2E_SPEED * PACE_S)
+    seconds = 60.0
+    n = int(seconds * rate)
+    cpu = []
+    for _ in range(3):
+        sim = Simulation(GT, RING, rate_hz=rate)
+        t0 = time.thread_time()
+        steps = [sim.step_block(block) for _ in range(n // block)]
+        cpu.append(time.thread_time() - t0)
+        assert sum(len(d["t_ns"]) for d in steps) == n
+    assert seconds / min(cpu) > E2E_SPEED * E2E_SENDERS, (block, cpu)
+    # And in one block, the whole of 10 minutes of 333 Hz data is what it should be: every lap run.
     sim = Simulation(GT, RING)
-    n = 200_000  # 10 minutes of 333 Hz data
-    t0 = time.perf_counter()
-    d = sim.step_block(n)
-    elapsed = time.perf_counter() - t0
-    assert len(d["t_ns"]) == n and len(sim.truth.lap_times_s) >= 6
-    with capsys.disabled():
-        print(f"\nstep_block: {n / elapsed:,.0f} samples/s ({n / RATE / elapsed:,.0f}× real time)")
+    d = sim.step_block(200_000)
+    assert len(d["t_ns"]) == 200_000 and len(sim.truth.lap_times_s) == int(200_000 / RATE // sim.truth.lap_times_s[0])
