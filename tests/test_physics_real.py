@@ -115,12 +115,14 @@ def stream(request):
 
 
 def _follows(measured: np.ndarray, expected: np.ndarray, fast: np.ndarray, min_hard: int, name: str) -> None:
-    """``measured`` follows ``expected`` (g): correlated, and of the same sign and size where over 0.5 g
-    (smoothing the path a little lowers its peaks, bumps raise the accelerometer's)."""
-    assert _corr(measured[fast], expected[fast]) > 0.9, name
+    """``measured`` follows ``expected`` (g): correlated, and of the same sign and size where over 0.5 g.
+
+    Measured: lateral 0.998 (Monza) and 0.981 (Spa), longitudinal 0.998 and 0.994; median ratios
+    0.996-1.023. The wrong field or sign gives ≤ 0.1 or a negative ratio."""
+    assert _corr(measured[fast], expected[fast]) > 0.97, name
     hard = fast & (np.abs(expected) > 0.5)
     assert hard.sum() > min_hard, name
-    assert 0.8 < float(np.median(measured[hard] / expected[hard])) < 1.25, name
+    assert 0.95 < float(np.median(measured[hard] / expected[hard])) < 1.05, name
 
 
 def test_lateral_g_follows_v_squared_times_path_curvature(stream):
@@ -139,8 +141,9 @@ def test_longitudinal_g_follows_dv_dt(stream):
 def test_steering_points_where_the_path_turns(stream):
     name, canon, _, path, v, sigma, fast = stream
     steer = _gauss(path.along(canon["steer"]), sigma)
-    assert _corr(steer[fast], path.kappa[fast]) > 0.5, name
-    # In every real corner (radius under 150 m) the wheel is turned the way the path turns.
+    assert _corr(steer[fast], path.kappa[fast]) > 0.7, name  # measured 0.79 (Monza), 0.92 (Spa)
+    # In real corners (radius under 150 m) the wheel is turned the way the path turns: all of
+    # Spa's corner samples, 97 % of Monza's (the rest is countersteer as the car slides).
     corner = fast & (np.abs(path.kappa) > 1 / 150) & (np.abs(steer) > 0.01)
     assert corner.sum() > 100, name
     assert float(np.mean(np.sign(steer[corner]) == np.sign(path.kappa[corner]))) > 0.95, name
