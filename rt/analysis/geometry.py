@@ -135,7 +135,9 @@ def split_laps(runs: list[Frames]) -> list[Lap]:
         if n == 0 or "norm_pos" not in fr:
             continue
         rid = run_id_of(fr, r)
-        t = fr.t_s
+        # The run's clock (the game's timer where it runs): receive times come in bursts and
+        # stalls, and a simulator or replay faster than real time compresses them.
+        t, _clock = run_clock(fr)
         p_run = unwrapped_position(fr["norm_pos"])
         lc = np.asarray(fr["lap_count"], dtype=np.int64) if "lap_count" in fr else np.full(n, -1, np.int64)
         known = lc >= 0
