@@ -36,6 +36,7 @@ class Runtime:
         self.sessions.open()
         self.feeds.start()
         self.recordings.rings = {name: feed.ring for name, feed in self.feeds.feeds.items()}
+        self.recordings.feed_stats = {name: feed.stats for name, feed in self.feeds.feeds.items()}
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
         self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle]).tick)

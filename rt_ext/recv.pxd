@@ -8,6 +8,7 @@ cdef extern from "rt_recv.h" nogil:
     int RT_RECV_MAX_BATCH
     int RT_HAVE_RECVMMSG
     int RT_SO_TIMESTAMPNS
+    int RT_SO_RXQ_OVFL
     ctypedef struct rt_clock_t:
         int64_t epoch_offset
         int64_t shift
@@ -16,7 +17,7 @@ cdef extern from "rt_recv.h" nogil:
     int64_t rt_mono_ns()
     int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
                       const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
-                      int64_t *sock_shift)
+                      int64_t *sock_shift, uint32_t *ovfl_seen, int64_t *kernel_dropped)
     int rt_wait_readable(const int *fds, int n, int timeout_ms)
     void rt_sleep_ns(int64_t ns)
     void rt_notify(int fd)

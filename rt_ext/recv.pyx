@@ -9,9 +9,14 @@ batch builds up, then drains every socket with ``recvmmsg`` straight into ring s
 once per period, not per datagram, is what keeps the CPU cost small; the kernel's receive
 timestamps (SO_TIMESTAMPNS, which the caller enables) keep the true arrival times.
 
-When a ring is full the datagrams are still read (so the kernel buffer never overflows silently)
-and counted as dropped by that ring. Linux only (``HAVE_RECVMMSG``); elsewhere ``rt.feeds``
-falls back to a Python ``recv_into`` loop.
+When a ring is full the datagrams are still read and counted as dropped by that ring. What the
+kernel drops before the loop reads it (the socket's receive buffer overflowed: a burst longer than
+the buffer holds, a stalled thread) is counted too, per socket (``kernel_dropped``), from the
+SO_RXQ_OVFL control message (which the caller enables, see :data:`SO_RXQ_OVFL`): each datagram
+carries the socket's cumulative drop count as of its arrival, so a drop is learnt from the next
+datagram that arrives after it. With every counter, each datagram sent to a socket is accounted
+for: ``accepted + dropped + shed + refused + kernel_dropped``. Linux only (``HAVE_RECVMMSG``);
+elsewhere ``rt.feeds`` falls back to a Python ``recv_into`` loop, which counts no kernel drops.
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -19,7 +24,7 @@ from libc.string cimport memcpy, memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
 from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_notify, rt_close_fd, rt_drain_fd,
-                    RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS)
+                    RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS, RT_SO_RXQ_OVFL)
 
 import ipaddress
 import os
@@ -29,9 +34,17 @@ import numpy as np
 HAVE_RECVMMSG = bool(RT_HAVE_RECVMMSG)
 #: setsockopt(SOL_SOCKET, SO_TIMESTAMPNS, 1) turns on kernel receive times; -1 where unknown.
 SO_TIMESTAMPNS = RT_SO_TIMESTAMPNS
+#: setsockopt(SOL_SOCKET, SO_RXQ_OVFL, 1) makes every datagram carry the socket's kernel drop
+#: count (the ``kernel_dropped`` counter comes from it); -1 where the platform has none (the
+#: counter then stays 0).
+SO_RXQ_OVFL = RT_SO_RXQ_OVFL
 
-#: Per-socket counters, columns of :attr:`ReceiverLoop.counters`.
-COUNTER_NAMES = ("accepted", "refused", "dropped", "errors", "batches", "shed")
+#: Per-socket counters, columns of :attr:`ReceiverLoop.counters` (datagrams, but ``errors``:
+#: failed receive calls, and ``batches``: drains that found data). ``kernel_dropped``: datagrams
+#: the kernel dropped for this socket before the loop could read them (see the module docstring).
+COUNTER_NAMES = ("accepted", "refused", "dropped", "errors", "batches", "shed", "kernel_dropped")
+cdef enum:
+    COL_KERNEL_DROPPED = 6  # its column in COUNTER_NAMES
 
 cdef enum:
     MAX_SOCKETS = 15        # plus the wake-up pipe: 16 poll entries
@@ -55,6 +68,7 @@ cdef class ReceiverLoop:
     cdef int64_t last_notify_ns
     cdef rt_clock_t clock
     cdef int64_t sock_shift[15]   # per socket: the clock's shift when it was last found empty
+    cdef uint32_t ovfl_seen[15]   # per socket: the kernel's cumulative drop count last seen (SO_RXQ_OVFL)
     cdef volatile int stopping
     cdef object _counters
     cdef int64_t[:, ::1] cnt
@@ -101,6 +115,7 @@ cdef class ReceiverLoop:
             self.clock.epoch_offset = self.clock.shift
         for i in range(MAX_SOCKETS):
             self.sock_shift[i] = self.clock.shift
+            self.ovfl_seen[i] = 0  # the count starts at 0 when the socket is made
         self._counters = np.zeros((max(self.nsock, 1), len(COUNTER_NAMES)), dtype=np.int64)
         self.cnt = self._counters
         self._scratch = np.zeros(RT_RECV_MAX_BATCH * SCRATCH_SLOT, dtype=np.uint8)
@@ -166,7 +181,7 @@ cdef class ReceiverLoop:
     cdef int64_t _drain(self, int i) noexcept nogil:
         cdef RingCore *ring = self.cores[i]
         cdef Py_ssize_t first, free_slots
-        cdef int64_t accepted = 0, refused = 0, total = 0, kept
+        cdef int64_t accepted = 0, refused = 0, total = 0, kept, kdropped = 0
         cdef int got
         while True:
             free_slots = ring_reserve(ring, RT_RECV_MAX_BATCH, &first)
@@ -174,7 +189,7 @@ cdef class ReceiverLoop:
                 accepted = 0
                 got = rt_recv_batch(self.fds[i], ring.data + first * ring.slot_size, ring.slot_size,
                                     ring.ts + first, ring.lens + first, <int> free_slots, self.allow[i], self.nallow[i],
-                                    &accepted, &refused, &self.clock, &self.sock_shift[i])
+                                    &accepted, &refused, &self.clock, &self.sock_shift[i], &self.ovfl_seen[i], &kdropped)
                 if got > 0:
                     if self.nrules[i] and ring_pending(ring) * 2 > <uint64_t> ring.capacity:
                         kept = self._shed(i, ring, first, accepted)
@@ -186,7 +201,8 @@ cdef class ReceiverLoop:
                 # Ring full: read the datagrams anyway and count them as dropped.
                 accepted = 0
                 got = rt_recv_batch(self.fds[i], self.scratch, SCRATCH_SLOT, self.scratch_ts, self.scratch_len,
-                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused, &self.clock, &self.sock_shift[i])
+                                    RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused, &self.clock, &self.sock_shift[i],
+                                    &self.ovfl_seen[i], &kdropped)
                 if got > 0:
                     ring_count_dropped(ring, accepted)
                     self.cnt[i, 2] += accepted
@@ -197,6 +213,7 @@ cdef class ReceiverLoop:
                 break
             total += got
         self.cnt[i, 1] += refused
+        self.cnt[i, <int> COL_KERNEL_DROPPED] += kdropped
         if total:
             self.cnt[i, 4] += 1
         return total

@@ -8,6 +8,12 @@
  * lens[i] is the datagram's true length (MSG_TRUNC), which exceeds slot_size for a datagram that
  * did not fit. Returns the number of datagrams taken from the socket (accepted + refused), 0 when
  * none was waiting, or -errno.
+ *
+ * Kernel drops: with SO_RXQ_OVFL set on the socket, each datagram carries the socket's cumulative
+ * drop count (u32) as of the moment it was queued. `*ovfl_seen` is the last such count seen on this
+ * socket; the datagrams dropped since are added to `*kernel_dropped`. A drop is thus learnt from
+ * the next datagram queued after it (refused ones included): losses at the very end of a burst show
+ * once traffic resumes. Where SO_RXQ_OVFL does not exist, nothing is added.
  */
 #ifndef RT_RECV_H
 #define RT_RECV_H
@@ -33,6 +39,11 @@ typedef struct {
 #include <time.h>
 #define RT_HAVE_RECVMMSG 1
 #define RT_SO_TIMESTAMPNS SO_TIMESTAMPNS
+#ifdef SO_RXQ_OVFL
+#define RT_SO_RXQ_OVFL SO_RXQ_OVFL
+#else
+#define RT_SO_RXQ_OVFL (-1)
+#endif
 
 static inline int rt_source_allowed(const struct sockaddr_storage *sa, const rt_allow_t *allow, int nallow)
 {
@@ -130,12 +141,14 @@ static inline int64_t rt_clock_from_realtime(const rt_clock_t *clk, int64_t t_re
 
 static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
                          const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
-                         int64_t *sock_shift)
+                         int64_t *sock_shift, uint32_t *ovfl_seen, int64_t *kernel_dropped)
 {
     struct mmsghdr msgs[RT_RECV_MAX_BATCH];
     struct iovec iov[RT_RECV_MAX_BATCH];
     struct sockaddr_storage addrs[RT_RECV_MAX_BATCH];
-    char cbuf[RT_RECV_MAX_BATCH][CMSG_SPACE(sizeof(struct timespec)) + 16];
+    /* Room for both control messages (a timestamp and the drop count) with slack: a control
+     * message that does not fit is cut (MSG_CTRUNC) and its information lost. */
+    char cbuf[RT_RECV_MAX_BATCH][CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(sizeof(uint32_t)) + 16];
     int i, got, w = 0;
     int64_t mono_now;
     if (max > RT_RECV_MAX_BATCH) max = RT_RECV_MAX_BATCH;
@@ -160,14 +173,26 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
     for (i = 0; i < got; i++) {
         struct cmsghdr *c;
         int64_t t = 0;
-        if (!rt_source_allowed(&addrs[i], allow, nallow)) { (*refused)++; continue; }
+        /* Control messages first: a refused datagram still tells the drops before it. */
         for (c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c != NULL; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            if (c->cmsg_level != SOL_SOCKET) continue;
+            if (c->cmsg_type == SCM_TIMESTAMPNS) {
                 struct timespec tsv;
                 memcpy(&tsv, CMSG_DATA(c), sizeof(tsv));
                 t = (int64_t)tsv.tv_sec * 1000000000LL + tsv.tv_nsec;
             }
+#ifdef SO_RXQ_OVFL
+            else if (c->cmsg_type == SO_RXQ_OVFL) {
+                /* Absent while the count is 0; cumulative and queued in order, so the difference
+                 * to the last one seen is what was dropped in between (u32 arithmetic: it wraps). */
+                uint32_t n;
+                memcpy(&n, CMSG_DATA(c), sizeof(n));
+                *kernel_dropped += (uint32_t)(n - *ovfl_seen);
+                *ovfl_seen = n;
+            }
+#endif
         }
+        if (!rt_source_allowed(&addrs[i], allow, nallow)) { (*refused)++; continue; }
         t = t ? rt_clock_from_realtime(clk, t, *sock_shift, mono_now) : mono_now + clk->epoch_offset;
         if (w != i) {
             int64_t keep = msgs[i].msg_len < (unsigned)slot_size ? msgs[i].msg_len : slot_size;
@@ -214,16 +239,17 @@ static inline int rt_drain_fd(int fd) { char b[64]; ssize_t r; int total = 0; wh
 #else  /* not Linux: the Python recv_into receiver is used instead */
 #define RT_HAVE_RECVMMSG 0
 #define RT_SO_TIMESTAMPNS (-1)
+#define RT_SO_RXQ_OVFL (-1)
 typedef struct { int64_t epoch_offset; int64_t shift; } rt_clock_t;
 static inline void rt_clock_init(rt_clock_t *clk, int64_t epoch_offset) { clk->epoch_offset = epoch_offset; clk->shift = 0; }
 static inline int64_t rt_mono_ns(void) { return 0; }
 static inline int64_t rt_clock_now(const rt_clock_t *clk) { return clk->epoch_offset; }
 static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
                          const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
-                         int64_t *sock_shift)
+                         int64_t *sock_shift, uint32_t *ovfl_seen, int64_t *kernel_dropped)
 {
     (void)fd; (void)clk; (void)sock_shift; (void)data; (void)slot_size; (void)ts; (void)lens; (void)max; (void)allow; (void)nallow;
-    (void)accepted; (void)refused;
+    (void)accepted; (void)refused; (void)ovfl_seen; (void)kernel_dropped;
     return -38; /* ENOSYS */
 }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }

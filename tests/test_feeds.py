@@ -303,3 +303,116 @@ def test_frequency_follows_the_send_rate(manager_factory, senders):
     senders.append(PushSender(sim_source("tt", ScriptedSim(), rate_hz=300), "127.0.0.1", feed.port).start())
     wait_until(lambda: feed.stats.packets > 450, manager=mgr)
     assert 200 < feed.frequency_hz() < 400
+
+
+# ---- kernel drops: nothing is lost silently ---------------------------------------------------
+
+
+def _tt_datagrams(first_id: int, n: int, speed_ms: float = 30.0) -> list[bytes]:
+    """``n`` good Telemetry Tool datagrams numbered from ``first_id``."""
+    from rt.sim.game import tt_driver
+
+    return [row.tobytes() for row in tt_driver(ScriptedSim(speed_ms=speed_ms).step_block(n), first_id)]
+
+
+def test_receive_loop_accounts_for_every_datagram_the_kernel_drops():
+    # Nobody reads while a burst arrives at a socket whose buffer holds a few dozen datagrams: the
+    # kernel drops the rest, the ring (8 slots) drops some of what the kernel kept. No thread: the
+    # loop drains when the test says so.
+    from rt.feeds.manager import _udp_socket
+    from rt_ext.recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, ReceiverLoop
+    from rt_ext.ring import PacketRing
+
+    if not HAVE_RECVMMSG or SO_RXQ_OVFL < 0:
+        pytest.skip("kernel drops are counted on Linux only (recvmmsg, SO_RXQ_OVFL)")
+    col = {name: k for k, name in enumerate(COUNTER_NAMES)}
+    sock = _udp_socket(socket.AF_INET, ("127.0.0.1", 0), 32768)  # the kernel doubles it: ~50 datagrams
+    ring = PacketRing(8, 2048)
+    loop = ReceiverLoop([(sock.fileno(), ring, None)])
+    burst = _tt_datagrams(0, 400)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            for d in burst:
+                out.sendto(d, sock.getsockname())
+            loop.drain_once()
+            _, _, lengths, data = ring.peek(8)
+            kept = [int.from_bytes(row[1:5].tobytes(), "little") for row in data]
+            ring.release(len(kept))
+            c = loop.counters[0]
+            # What came first was kept, the rest of what the kernel held went past the full ring.
+            # The kernel's drops are not known yet: a datagram tells the drops before it, and once
+            # the buffer was full nothing more was queued.
+            assert kept == list(range(8)) and c[col["dropped"]] > 0 and c[col["kernel_dropped"]] == 0
+            sent = len(burst)
+            probes = _tt_datagrams(1000, 20)
+
+            def accounted() -> bool:
+                # The drops at the tail of the burst are told by the next datagram that arrives:
+                # a probe into the now empty buffer.
+                nonlocal sent
+                loop.drain_once()
+                c = loop.counters[0]
+                if c[col["accepted"]] + c[col["dropped"]] + c[col["kernel_dropped"]] == sent:
+                    return True
+                assert sent - len(burst) < len(probes), f"not accounted for: {dict(zip(COUNTER_NAMES, c.tolist()))}, {sent} sent"
+                out.sendto(probes[sent - len(burst)], sock.getsockname())
+                sent += 1
+                return False
+
+            wait_until(accounted)
+        c = dict(zip(COUNTER_NAMES, loop.counters[0].tolist()))
+        assert c["accepted"] + c["dropped"] + c["kernel_dropped"] == sent  # every datagram, exactly once
+        assert c["kernel_dropped"] > 300 and c["dropped"] == ring.dropped > 0 and c["refused"] == c["shed"] == 0
+    finally:
+        loop.close()
+        sock.close()
+
+
+def _probe_until_accounted(mgr, feed, sent: int) -> int:
+    """Send probes (good datagrams, each with a speed of its own) until the feed accounts for every
+    datagram sent, one after another, each once its predecessor is in the live view; returns how
+    many were sent. Drops are only told by the next datagram to arrive: the probes tell them."""
+    probes = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        while True:
+            speed_kmh = (100 + probes) * 3.6
+            out.sendto(_tt_datagrams(10_000 + probes, 1, speed_ms=100 + probes)[0], ("127.0.0.1", feed.port))
+            probes += 1
+            try:
+                wait_until(lambda: mgr.live()[feed.name]["speed_kmh"] == pytest.approx(speed_kmh, abs=0.05),
+                           timeout=2, manager=mgr)
+            except AssertionError:
+                pass  # the probe itself was dropped (the buffer was still full): the next one tells
+            s = feed.stats
+            if s.packets + s.dropped + s.shed + s.refused + s.kernel_dropped == sent + probes:
+                return probes
+            assert probes < 20, (s, sent, probes)
+
+
+def test_kernel_drops_of_a_burst_are_counted_and_shown_in_live(manager_factory):
+    # A buffer of a few datagrams and a receiver that drains 100 ms after the first one arrives:
+    # a burst of 300 sent within those 100 ms overflows it. Every datagram is then received or
+    # counted as dropped, by the kernel or the ring, and /api/live says so.
+    from rt_ext.recv import HAVE_RECVMMSG, SO_RXQ_OVFL
+
+    if not HAVE_RECVMMSG or SO_RXQ_OVFL < 0:
+        pytest.skip("kernel drops are counted on Linux only (recvmmsg, SO_RXQ_OVFL)")
+    mgr = manager_factory(config(rcvbuf_bytes=4096, recv_period_ms=100.0))
+    rec = Recorder()
+    mgr.sinks.append(rec)
+    feed = mgr.feeds["telemetry_tool"]
+    burst = _tt_datagrams(0, 300)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in burst:
+            out.sendto(d, ("127.0.0.1", feed.port))
+    probes = _probe_until_accounted(mgr, feed, len(burst))
+    s = feed.stats
+    assert s.packets + s.dropped + s.kernel_dropped == len(burst) + probes
+    assert s.kernel_dropped > 200 and s.malformed == 0
+    ids = [int.from_bytes(d[1:5], "little") for d in rec.raw["telemetry_tool"]]
+    got = [i for i in ids if i < 10_000]
+    assert len(ids) == s.packets and got == sorted(set(got)) and got[0] == 0  # in order, the first always
+    # A probe sent while the buffer was still full was dropped too.
+    assert len(got) + s.dropped + s.kernel_dropped == len(burst) + (probes - (len(ids) - len(got)))
+    live = mgr.live()["telemetry_tool"]
+    assert live["kernel_dropped"] == s.kernel_dropped and live["dropped"] == s.dropped

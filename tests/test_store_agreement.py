@@ -219,3 +219,28 @@ def test_receive_times_going_back_agree_when_intact_and_disagree_when_changed(tm
     change(rec_dir, "telemetry_tool/canonical/speed_kmh", 12345, lambda v: v + 1)
     assert "telemetry_tool/canonical" in disagreement(rec_dir, P)
     assert recover(rec_dir) and agrees_with_raw(rec_dir, P)
+
+
+def test_a_pc2_recording_started_mid_stream_agrees_with_its_raw_file(server_factory, tmp_path):
+    # PC2's lap data come in their own packets; a recording that starts between them must not
+    # take lap data the live feed saw before it, or its data.h5 differs from what its raw file
+    # rebuilds (recovery would then rebuild it, and lose nothing, but say it disagreed).
+    from rigs import wait_until
+    from rt.sim.driver import Simulation
+    from rt.sim.game import push_sender, sim_source
+
+    srv = server_factory()
+    port = srv.get("/api/live")[1]["feeds"]["pcars"]["port"]
+    sim = Simulation("gt_coupe", "test_ring", rate_hz=60.0, seed=9)
+    sender = push_sender("pcars2", sim_source("pcars2", sim, speed=10.0), "127.0.0.1", port).start()
+    try:
+        wait_until(lambda: srv.get("/api/live")[1]["feeds"]["pcars"]["lap_time_ms"] is not None, timeout=15)
+        status, rec = srv.call("POST", "/api/recordings", {"name": "mid stream"})
+        assert status == 201
+        wait_until(lambda: srv.get(f"/api/recordings/{rec['id']}")[1]["feeds"]["pcars"]["packets"] > 500, timeout=15)
+        srv.call("POST", "/api/recordings/stop")
+    finally:
+        sender.stop()
+    assert srv.stop()[0] == 0
+    rec_dir = tmp_path / "data" / rec["id"]
+    assert disagreement(rec_dir, default_protocols()) is None

@@ -57,7 +57,11 @@ class FeedStats:
     packets: int = 0
     bytes: int = 0
     malformed: int = 0
-    dropped: int = 0
+    dropped: int = 0  # datagrams read but not kept because the ring was full (the consumer fell behind)
+    #: Datagrams the kernel dropped before the receive thread could read them (the socket's
+    #: receive buffer was full). Learnt from the next datagram that arrives after a drop; stays 0
+    #: where the platform has no SO_RXQ_OVFL (and with the Python fallback receiver).
+    kernel_dropped: int = 0
     refused: int = 0  # datagrams from a source that is not allowed (not recorded)
     shed: int = 0  # malformed datagrams not kept because the ring was over half full (a flood)
     sequence_gaps: int = 0
@@ -178,6 +182,11 @@ class Feed:
         for counter, (seq, parts) in numbered.items():
             self._count_gaps(counter, seq, parts)
 
+    def start_recording(self) -> None:
+        """A recording starts with the batch being consumed: forget data carried over from packets
+        before it (PCARS 2 lap data), so its frames depend on its raw file alone. Consumer thread."""
+        self._mapper = CanonicalMapper()
+
     def _count_gaps(self, counter: str, seq, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Count the packets missing from one counter's numbers in this batch (and since the last).
 
@@ -237,6 +246,7 @@ class Feed:
                 "packets": stats.packets,
                 "malformed": stats.malformed,
                 "dropped": self.ring.dropped,
+                "kernel_dropped": stats.kernel_dropped,
                 "last_packet_age_ms": None if self.last_good_ns is None else round((now - self.last_good_ns) / 1e6, 1),
             }
         out.update(

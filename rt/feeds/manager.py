@@ -10,6 +10,12 @@ Two threads, so a slow consumer (an HDF5 flush, a busy API) never delays a recei
   (the recorder) and the live values, and drives the ksudp handshake. Python wake-ups cost far
   more than the work of a batch, so there are as few as possible: ~10/s busy, 2/s idle.
 
+Nothing is lost silently: every datagram sent to a feed's socket is in its ``packets``, or counted
+as ``refused`` (a source not allowed), ``shed`` (garbage while the ring was over half full),
+``dropped`` (the ring was full: the consumer fell behind) or ``kernel_dropped`` (the socket's
+receive buffer overflowed before the receive thread read it: Linux, SO_RXQ_OVFL; a drop is known
+once the next datagram arrives; 0 on other platforms and with the Python receive loop).
+
 A port that cannot be bound leaves its feed ``not_available``; the others carry on.
 """
 
@@ -23,7 +29,7 @@ import socket
 import threading
 from typing import Callable, Iterable
 
-from rt_ext.recv import HAVE_RECVMMSG, SO_TIMESTAMPNS, ReceiverLoop
+from rt_ext.recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 
 from .. import clock
 from ..config import Config
@@ -40,6 +46,8 @@ TICK_S = 0.1
 IDLE_S = 0.5
 
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+# Columns of the receive loop's per-socket counters that FeedStats mirrors.
+_REFUSED, _ERRORS, _SHED, _KERNEL_DROPPED = (COUNTER_NAMES.index(n) for n in ("refused", "errors", "shed", "kernel_dropped"))
 
 
 def _udp_socket(family: int, addr: tuple[str, int], rcvbuf: int) -> socket.socket:
@@ -53,6 +61,10 @@ def _udp_socket(family: int, addr: tuple[str, int], rcvbuf: int) -> socket.socke
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         if SO_TIMESTAMPNS >= 0:
             sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        if SO_RXQ_OVFL >= 0:
+            # Each datagram then carries the socket's drop count: a buffer overflow is counted
+            # (FeedStats.kernel_dropped), never silent. Set before bind, so no drop escapes it.
+            sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         sock.bind(addr)
         sock.setblocking(False)
     except BaseException:
@@ -194,9 +206,10 @@ class FeedManager:
         for k, feed in enumerate(bound):
             taken += feed.consume(self.sinks, handler if feed.name == "ksudp" else None)
             if counters is not None:
-                feed.stats.refused = int(counters[k, 1])
-                feed.stats.errors = int(counters[k, 3])
-                feed.stats.shed = int(counters[k, 5])
+                feed.stats.refused = int(counters[k, _REFUSED])
+                feed.stats.errors = int(counters[k, _ERRORS])
+                feed.stats.shed = int(counters[k, _SHED])
+                feed.stats.kernel_dropped = int(counters[k, _KERNEL_DROPPED])
         if self.ksudp is not None:
             self.ksudp.tick()
         for callback in self.on_tick:

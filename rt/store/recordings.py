@@ -55,7 +55,9 @@ class Conflict(Exception):
 
 
 def _empty_counters() -> dict:
-    return {"packets": 0, "bytes": 0, "malformed": 0, "dropped": 0, "first_time": None, "last_time": None}
+    # dropped: the ring was full; kernel_dropped: the socket buffer overflowed (rt.feeds.feed.FeedStats)
+    return {"packets": 0, "bytes": 0, "malformed": 0, "dropped": 0, "kernel_dropped": 0, "first_time": None,
+            "last_time": None}
 
 
 def _dir_size(path: Path) -> int:
@@ -76,6 +78,7 @@ class Active:
     raw: dict[str, rawfile.RawWriter]
     h5: h5store.H5Writer
     dropped_base: dict[str, int]
+    kernel_dropped_base: dict[str, int] = field(default_factory=dict)  # feed stats' kernel_dropped at start
     synced_bytes: int = 0  # raw bytes written up to the last sync
     frames: dict[str, int] = field(default_factory=dict)  # canonical frames per feed, queued ones included
     durable: Future | None = None  # the fsync + manifest write under way
@@ -96,6 +99,7 @@ class RecordingManager:
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
         self.protocols = protocols
         self.rings = rings or {}  # feed name → PacketRing, for the dropped counters
+        self.feed_stats: dict = {}  # feed name → FeedStats, for the kernel_dropped counters
         self.lock = threading.RLock()
         self.active: Active | None = None
         self.last_error: dict | None = None  # the last recording that stopped on an error
@@ -167,6 +171,7 @@ class RecordingManager:
             path = rec_dir / f"{feed}.bin"
             counters = _empty_counters()
             counters["dropped"] = manifest.get("feeds", {}).get(feed, {}).get("dropped", 0)
+            counters["kernel_dropped"] = manifest.get("feeds", {}).get(feed, {}).get("kernel_dropped", 0)
             if path.exists():
                 cut = rawfile.trim(path)
                 if cut:
@@ -227,9 +232,11 @@ class RecordingManager:
         return {feed: n for (feed, kind), n in counts.items() if kind == "canonical"}
 
     def dropped_now(self, feed: str) -> int:
-        """The feed ring's dropped counter (for runs' data_truncated)."""
+        """Datagrams of the feed lost so far, by its ring (full) and by the kernel (socket buffer
+        full), for runs' data_truncated."""
         ring = self.rings.get(feed)
-        return ring.dropped if ring is not None else 0
+        stats = self.feed_stats.get(feed)
+        return (ring.dropped if ring is not None else 0) + (stats.kernel_dropped if stats is not None else 0)
 
     def read_frames(self, rec_id: str, feed: str, start: int, end: int | None):
         """Canonical frames ``start:end`` of ``feed`` (a structured array) and the PCARS 1 sector
@@ -314,6 +321,7 @@ class RecordingManager:
                 raise StoreError(f"cannot start a recording in {self.data_dir}: {exc}") from exc
             dropped = {feed: ring.dropped for feed, ring in self.rings.items()}
             self.active = Active(rec_id, rec_dir, manifest, raw, h5, dropped,
+                                 {feed: stats.kernel_dropped for feed, stats in self.feed_stats.items()},
                                  unnamed={key for key in ("game", "track", "car") if not manifest[key]})
             self._manifests[rec_id] = manifest
             self.last_error = None
@@ -415,6 +423,13 @@ class RecordingManager:
             except StoreError as exc:
                 self._fail(exc)
                 return
+            if feed.name not in act.first_ns:
+                # The recording's first batch of this feed: what it decodes must follow from its
+                # raw file alone, so a rebuild gives the same frames (PC2 lap data come from
+                # packets before the recording otherwise).
+                start_recording = getattr(feed, "start_recording", None)
+                if start_recording is not None:
+                    start_recording()
             c = act.manifest["feeds"][feed.name]
             c["packets"] += len(t_ns)
             c["bytes"] += int(lengths.sum())
@@ -532,6 +547,9 @@ class RecordingManager:
             ring = self.rings.get(feed)
             if ring is not None:
                 c["dropped"] = ring.dropped - act.dropped_base.get(feed, 0)
+            stats = self.feed_stats.get(feed)
+            if stats is not None:
+                c["kernel_dropped"] = stats.kernel_dropped - act.kernel_dropped_base.get(feed, 0)
             if feed in act.first_ns:
                 c["first_time"] = iso(act.first_ns[feed])
                 c["last_time"] = iso(act.last_ns[feed])
