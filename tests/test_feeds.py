@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 
 import numpy as np
 import pytest
@@ -416,3 +417,42 @@ def test_kernel_drops_of_a_burst_are_counted_and_shown_in_live(manager_factory):
     assert len(got) + s.dropped + s.kernel_dropped == len(burst) + (probes - (len(ids) - len(got)))
     live = mgr.live()["telemetry_tool"]
     assert live["kernel_dropped"] == s.kernel_dropped and live["dropped"] == s.dropped
+
+
+def test_live_is_one_snapshot_counters_and_values_together(manager_factory):
+    # Every Telemetry Tool datagram k carries packet id 2k (one lost between each two) and its own
+    # number as lap time: in any /api/live answer, packets, sequence gaps and the newest values
+    # must describe the same datagrams, however the request falls between count and decode.
+    from rt.sim.game import tt_driver
+
+    mgr = manager_factory(config(recv_period_ms=1.0))
+    feed = mgr.feeds["telemetry_tool"]
+    n = 1000
+    state = ScriptedSim().step_block(n)
+    state["lap_time_s"] = np.arange(n) / 1000.0  # → lap_time_ms = k
+    rows = tt_driver(state, 0)
+    rows_ids = rows.copy()
+    ids = np.arange(n, dtype=np.int64) * 2
+    rows_ids[:, 1:5] = ids.astype("<i4").view(np.uint8).reshape(n, 4)
+    seen = []
+    done = threading.Event()
+
+    def poll():
+        while not done.wait(0.0005):  # a request every ~0.5 ms, as a busy client would
+            seen.append(mgr.live()["telemetry_tool"])
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            for k in range(n):
+                out.sendto(rows_ids[k].tobytes(), ("127.0.0.1", feed.port))
+        wait_until(lambda: feed.stats.packets == n, manager=mgr)
+    finally:
+        done.set()
+        poller.join()
+    moving = [v for v in seen if v["packets"]]
+    assert len(moving) > 100
+    for v in moving:
+        assert v["sequence_gaps"] == v["packets"] - 1, v  # one missing id between each two seen
+        assert v["lap_time_ms"] == v["packets"] - 1, v  # the newest value is the last one counted

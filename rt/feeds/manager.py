@@ -35,7 +35,7 @@ from .. import clock
 from ..config import Config
 from ..protocols import FEEDS, Protocols
 from .feed import BATCH, Feed, Sink
-from .health import LOST_S
+from .health import LOST_S, health
 from .ksudp import KsudpSession, resolve
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class FeedManager:
         self._wake_r: int | None = None
         self._wake_w: int | None = None
         self._passes = 0
+        self._live: dict | None = None  # name → (live entry, last good ns, handshaking), per pass
         self._pass_done = threading.Condition()
         self.on_tick: list[Callable[[], None]] = []
 
@@ -212,6 +213,7 @@ class FeedManager:
                 feed.stats.kernel_dropped = int(counters[k, _KERNEL_DROPPED])
         if self.ksudp is not None:
             self.ksudp.tick()
+        self._publish_live()
         for callback in self.on_tick:
             callback()
         with self._pass_done:
@@ -267,6 +269,28 @@ class FeedManager:
             target = self._passes + count
             return self._pass_done.wait_for(lambda: self._passes >= target, timeout)
 
-    def live(self) -> dict[str, dict]:
+    def _publish_live(self) -> None:
+        """Take the live view of every feed at once, between two passes (consumer thread).
+
+        /api/live reads this snapshot, so its counters and values all belong to one moment: no
+        feed's packets counted before its values were decoded, no feed a batch ahead of another.
+        """
         now = clock.now_ns()
-        return {name: self.feeds[name].live(now) for name in FEEDS if name in self.feeds}
+        self._live = {name: (self.feeds[name].live(now), self.feeds[name].last_good_ns, self.feeds[name].handshaking)
+                      for name in FEEDS if name in self.feeds}
+
+    def live(self) -> dict[str, dict]:
+        """Every feed's entry of /api/live: the consumer's last snapshot (see :meth:`_publish_live`),
+        with health and age as of now; computed directly before the first pass."""
+        now = clock.now_ns()
+        snapshot = self._live
+        if snapshot is None:
+            return {name: self.feeds[name].live(now) for name in FEEDS if name in self.feeds}
+        out = {}
+        for name, (entry, last_good, handshaking) in snapshot.items():
+            feed = self.feeds[name]
+            entry = dict(entry)
+            entry["health"] = health(feed.available, last_good, now, handshaking, feed.lost_s)
+            entry["last_packet_age_ms"] = None if last_good is None else round((now - last_good) / 1e6, 1)
+            out[name] = entry
+        return out
