@@ -35,6 +35,10 @@ RING_SLOTS = 8192
 #: IP fragmentation; no supported game sends one) keeps its first SLOT_BYTES and is malformed.
 SLOT_BYTES = 2048
 
+#: How many of a batch's newest name packets are looked at for a name (the rest are older).
+NAME_LOOKBACK = 16
+
+
 class Sink(Protocol):
     """Receives every batch a feed consumes (the recorder implements this)."""
 
@@ -213,7 +217,9 @@ class Feed:
         # says nothing, so it never replaces one the game gave before (in this batch or earlier).
         for key, field_name in layout.names.items():
             column, wide = cols[field_name], layout[field_name].wtype == "wchar"
-            for k in range(len(column) - 1, -1, -1):  # strings packets are rare: a few per batch
+            # Strings packets are rare (a few per batch); a flood of empty ones costs at most
+            # NAME_LOOKBACK decodes per batch, not one Python string per datagram.
+            for k in range(len(column) - 1, max(-1, len(column) - 1 - NAME_LOOKBACK), -1):
                 value = decode_text(column[k], wide)
                 if value.strip():
                     self.info[key] = value
