@@ -7,7 +7,6 @@ copy of the same bytes (the floor nobody can beat).
 
 from __future__ import annotations
 
-import struct
 
 import numpy as np
 import pytest
@@ -16,8 +15,10 @@ from benchmarks.conftest import PACKETS, per_second
 from rt.decode import CHUNK, Decoder, concatenated_offsets
 from rt.protocols import default_protocols
 
+from reference_decoder import STRUCTS  # noqa: E402  (benchmarks/conftest.py puts tests/ on the path)
+
 LAYOUT = default_protocols()["ac_car_info"]
-AC_STRUCT = struct.Struct("<c3xi3f6B2x3f4i5fif56f5f")
+AC_STRUCT = STRUCTS["ac_car_info"]  # the independent reference decoder's struct: every field its own type
 OFFSET_DTYPE = np.dtype(
     {
         "names": [f.name for f in LAYOUT.fields],

@@ -2,8 +2,8 @@
 
 PCARS 1 telemetry is the widest row the recorder stores: its 56 participant records are
 flattened into one column per member, so a row is 392 separate copies of 1-12 bytes. Peer: numpy
-with an offset dtype over the slots and one strided copy per field into the same packed rows
-(what a numpy user would write to get that layout).
+with one strided view per field over the slots (participant members strided by the record size),
+each copied once into the same packed rows: what a numpy user would write to get that layout.
 """
 
 from __future__ import annotations
@@ -45,23 +45,17 @@ def test_rt_batch_decode_rows(benchmark, slots):
 
 
 def _numpy_rows(slots: np.ndarray) -> np.ndarray:
-    fields = LAYOUT.fields
-    view_dtype = np.dtype({
-        "names": [f.name for f in fields if not f.stride],
-        "formats": [(f.dtype, f.shape) if f.shape else f.dtype for f in fields if not f.stride],
-        "offsets": [f.offset for f in fields if not f.stride],
-        "itemsize": SLOT,
-    })
-    packets = np.frombuffer(slots, dtype=view_dtype)
+    """Each field of every packet as one numpy view over the slots, copied once into the rows."""
     rows = np.empty(slots.shape[0], dtype=LAYOUT.dtype)
-    for f in fields:
-        if f.stride:  # a flattened struct array: record r of every packet is one strided column
-            for r in range(f.records):
-                start = f.offset + r * f.stride
-                rows[f.name][:, r] = slots[:, start : start + f.element_bytes].copy().view(f.dtype).reshape(
-                    rows[f.name][:, r].shape)
-        else:
-            rows[f.name] = packets[f.name]
+    for f in LAYOUT.fields:
+        item = np.dtype(f.dtype)
+        shape, strides = (slots.shape[0],), (SLOT,)
+        if f.stride:  # a flattened struct array: record r of every packet sits f.stride bytes further on
+            shape, strides = shape + (f.records,), strides + (f.stride,)
+        inner = rows[f.name].shape[len(shape):]  # the member's own array dimensions, packed
+        shape += inner
+        strides += tuple(int(np.prod(inner[i + 1:], dtype=np.int64)) * item.itemsize for i in range(len(inner)))
+        rows[f.name] = np.ndarray(shape, dtype=item, buffer=slots, offset=f.offset, strides=strides)
     return rows
 
 

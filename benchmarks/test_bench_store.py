@@ -27,7 +27,10 @@ BATCHES = 60  # 245 760 AC packets per round
 
 
 class _Feed:
+    """The two attributes of a feed that the recorder reads: its name and what the game named."""
+
     name = "ksudp"
+    info = {"game": "assetto_corsa"}
 
 
 @pytest.fixture(scope="module")

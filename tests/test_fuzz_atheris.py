@@ -6,7 +6,8 @@ feed (ring → classify → decode → canonical → live view). libFuzzer instr
 exits the process when it is done, so it runs in a subprocess, seeded with the real captures (see
 ``captures.py``) and synthetic packets of every kind. The run is pinned down as far as libFuzzer
 allows: ``-seed=1``, ``PYTHONHASHSEED=0``, a fixed recorder clock in the target and a fixed number
-of runs (a wall-clock cap only stops it early on a very slow machine); libFuzzer's comparison hints
+of runs, all of which must run: no wall-clock cap decides how much is fuzzed, so a loaded machine
+takes longer but tests the same (only a hang guard of minutes stops it); libFuzzer's comparison hints
 can still differ now and then between processes, so the later mutations are not bit-for-bit equal.
 
 A failure shows libFuzzer's report: the Python traceback and the input that caused it (written to
@@ -28,12 +29,10 @@ import atheris_hot_path
 import pytest
 
 HARNESS = Path(atheris_hot_path.__file__).resolve()
-#: Inputs run per test: ~5-10 s of fuzzing on one core (libFuzzer stops after these many runs).
+#: Inputs run per test: 5-25 s of fuzzing on one core of the 2-core machine; every one must run.
 RUNS = 4000
-#: Hard stop for a slow or loaded machine; the whole test stays under ~20 s.
-MAX_TOTAL_TIME_S = 13
-#: Fewer runs than this would not be a meaningful fuzzing session: the test fails.
-MIN_RUNS = 1000
+#: Only against a hang of the whole run: far above what 4000 runs take even on a loaded machine.
+HANG_S = 600
 #: libFuzzer's last word: "Done 4000 in 7 second(s)" (-atheris_runs) or "Done N runs in S second(s)".
 DONE = re.compile(r"^Done (\d+) (?:runs )?in (\d+) second", re.MULTILINE)
 REQUIREMENT = "atheris>=3.0.0"
@@ -69,7 +68,6 @@ def test_atheris_fuzz_of_decode_and_feed_consume_finds_nothing(tmp_path):
         "-seed=1",
         "-reload=0",  # nothing else writes the corpus: do not re-read it (keeps runs repeatable)
         f"-atheris_runs={RUNS}",
-        f"-max_total_time={MAX_TOTAL_TIME_S}",
         "-max_len=6144",
         "-timeout=30",  # one input taking this long is a hang: a failure
         "-rss_limit_mb=2048",
@@ -77,7 +75,7 @@ def test_atheris_fuzz_of_decode_and_feed_consume_finds_nothing(tmp_path):
     ]
     started = time.monotonic()
     env = {**os.environ, "PYTHONHASHSEED": "0", "RT_FUZZ_WARNINGS": "error"}
-    proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=HANG_S)
     elapsed = time.monotonic() - started
     report = _report(proc, tmp_path)
     assert proc.returncode == 0, report
@@ -87,5 +85,5 @@ def test_atheris_fuzz_of_decode_and_feed_consume_finds_nothing(tmp_path):
     done = DONE.findall(proc.stderr)
     assert done, "no libFuzzer 'Done N runs' line: the fuzzer did not run\n" + report
     runs = int(done[-1][0])
-    assert runs >= MIN_RUNS, f"only {runs} runs in {elapsed:.1f} s (at least {MIN_RUNS} expected)\n" + report
+    assert runs == RUNS, f"{runs} runs in {elapsed:.1f} s ({RUNS} expected)\n" + report
     print(f"atheris: {runs} runs in {elapsed:.1f} s ({runs / elapsed:.0f}/s)")
