@@ -231,3 +231,8 @@ class Server:
         return self.proc.returncode, self.stderr()
 
 
+def synced_packets(rec_dir, feed: str) -> int:
+    """What the manifest on disk counts for ``feed``: the word of the last sync that completed
+    (the manifest is replaced by a rename, so it is always whole)."""
+    manifest = json.loads((Path(rec_dir) / "manifest.json").read_text())
+    return manifest.get("feeds", {}).get(feed, {}).get("packets", 0)

@@ -167,6 +167,31 @@ def test_small_jitter_backwards_is_not_a_rewind(ac_run):
     assert all(lap["valid"] for lap in laps[:4])
 
 
+def test_frames_arriving_late_in_a_burst_are_no_hole(ac_run):
+    # A stalled network or a busy PC: 1.5 s with nothing received, then all of it at once. Every
+    # frame is there and the game's timer ran on, so the lap was seen whole.
+    fr, _, sim = ac_run
+    a = int((sim.truth.lap_start_times_s[1] + 40) * AC_HZ)
+    k = int(1.5 * AC_HZ)
+    ch = dict(fr.channels)
+    t = ch["t_ns"].copy()
+    t[a : a + k] = t[a + k]
+    ch["t_ns"] = t
+    laps = analyze_lap_times([Frames(ch, {}, dict(fr.meta))])["laps"]
+    assert all(lap["valid"] for lap in laps[:4]), laps[:4]
+    # So it is with a coarse timer (PCARS 2's comes in its timings packet, every third frame),
+    # whichever frame the stall falls on.
+    coarse = ch["lap_time_ms"][np.arange(len(fr)) // 3 * 3]
+    for shift in range(3):
+        t = fr.channels["t_ns"].copy()
+        t[a + shift : a + shift + k] = t[a + shift + k]
+        laps = analyze_lap_times([Frames({**ch, "t_ns": t, "lap_time_ms": coarse}, {}, dict(fr.meta))])["laps"]
+        assert all(lap["valid"] for lap in laps[:4]), (shift, laps[:4])
+    # The same 1.5 s never received is a hole.
+    laps = analyze_lap_times([fr.take(np.r_[0:a, a + k : len(fr)])])["laps"]
+    assert not laps[1]["valid"] and laps[1]["invalid_reason"] == "gap"
+
+
 def test_lost_frames_inside_a_lap_or_a_lap_counter_jump(ac_run):
     fr, _, sim = ac_run
     starts = sim.truth.lap_start_times_s

@@ -9,18 +9,18 @@ import time
 
 import numpy as np
 
-from rigs import ScriptedSim, wait_until
+from rigs import ScriptedSim, synced_packets, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import PushSender, sim_source
 from rt.store import rawfile
 from rt.store.h5store import agrees_with_raw
-from rt.store.recordings import SYNC_S
 
 P = default_protocols()
 
 
 def test_repeated_sigkill_at_random_moments_leaves_every_recording_readable(server_factory, tmp_path):
     seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed {seed}")  # shown with a failure: random.Random(seed) replays its kill moments
     rng = random.Random(seed)
     kills = []
     for cycle in range(3):
@@ -31,14 +31,15 @@ def test_repeated_sigkill_at_random_moments_leaves_every_recording_readable(serv
         sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=3000), "127.0.0.1", port).start()
         try:
             time.sleep(rng.uniform(0.3, 2.0))  # a random moment is the point of this test
-            kills.append((rec["id"], time.time_ns()))
             srv.proc.send_signal(signal.SIGKILL)
             srv.proc.wait()
         finally:
             sender.stop()
+        # What the last sync before the kill made durable (its manifest is the newest on disk).
+        kills.append((rec["id"], synced_packets(tmp_path / "data" / rec["id"], "telemetry_tool")))
     srv = server_factory()  # the next start repairs all three
     listed = {r["id"]: r for r in srv.get("/api/recordings")[1]}
-    for rec_id, killed_at in kills:
+    for rec_id, synced in kills:
         m = listed[rec_id]
         assert m["status"] == "interrupted", (seed, m)
         rec_dir = tmp_path / "data" / rec_id
@@ -47,8 +48,9 @@ def test_repeated_sigkill_at_random_moments_leaves_every_recording_readable(serv
         assert end == len(data) and (lengths == 357).all(), seed
         ids = np.array([int.from_bytes(data[o + 1 : o + 5], "little") for o in offsets.tolist()])
         assert len(ids) == 0 or (np.diff(ids) == 1).all(), seed
-        if len(t_ns):
-            assert (killed_at - t_ns[-1]) / 1e9 < SYNC_S + 0.3, seed
+        # Whatever the moment, nothing the last sync counted is lost (the README's promise: a
+        # sync every SYNC_S, checked in test_recordings.py, so at most what came after it).
+        assert len(t_ns) >= synced, (seed, len(t_ns), synced)
         assert agrees_with_raw(rec_dir, P), seed
         assert m["feeds"]["telemetry_tool"]["packets"] == len(t_ns)
 

@@ -595,12 +595,13 @@ def run_clock(frames: Frames) -> tuple[np.ndarray, str]:
     (step i: frame i → i+1), the clock advances by
 
     * nothing over a pause (:func:`paused_steps`: the game re-sends a frozen state);
-    * the timer's step where both frames know it and it is above 0 and at most
-      :data:`MAX_GAME_STEP_S`;
+    * the timer's step where both frames know it, it is above 0 and at most
+      :data:`MAX_GAME_STEP_S`, and the lap counter did not step between them;
     * over a stretch where the timer stands still while the state changes (AC's timer stands at 0
       before the first crossing of the line): nothing when the timer's next step covers at least
-      :data:`TIMER_COVERS_FRAC` of the stretch's receive time (a coarse timer: that step is the
-      elapsed time), else the receive-time steps (the timer had stopped, the car had not);
+      :data:`TIMER_COVERS_FRAC` of the stretch's receive time, or of what its frames take at the
+      run's mean rate if that is less (a coarse timer: that step is the elapsed time), else the
+      receive-time steps (the timer had stopped, the car had not);
     * the receive-time step everywhere else (the reset on the line, a jump, an unknown timer).
 
     Returns ``(t, 'game')``, or ``(t, 'receive')`` when fewer than 90 % of frames have a timer
@@ -619,12 +620,20 @@ def run_clock(frames: Frames) -> tuple[np.ndarray, str]:
     d_game = np.diff(lt) / 1000.0
     both = valid[1:] & valid[:-1]
     runs = both & (d_game > 0) & (d_game <= MAX_GAME_STEP_S)
+    if "lap_count" in frames:
+        # Across a step of the lap counter the timer's difference is no elapsed time (frames
+        # lost from 40 s into one lap to 40 s into the next differ by a few ms on the timer).
+        lc = np.asarray(frames["lap_count"])
+        runs &= lc[1:] == lc[:-1]
     inc = np.where(runs, d_game, d_recv)
     a, b = _stretches(both & (d_game == 0) & ~paused)
     if len(a):
         closing = np.minimum(b, n - 2)
         cum = np.concatenate(([0.0], np.cumsum(d_recv)))
         waited = cum[closing + 1] - cum[a]  # receive time of the stretch and of its closing step
+        # ... but not more than its frames take at the run's mean rate: frames that arrived in a
+        # burst after a stall of the network or the PC waited longer than the game did.
+        waited = np.minimum(waited, (closing + 1 - a) * (cum[-1] / (n - 1)))
         covered = (b < n - 1) & runs[closing] & (d_game[closing] >= TIMER_COVERS_FRAC * waited)
         inc[_fill(n - 1, a[covered], b[covered])] = 0.0
     inc[paused] = 0.0

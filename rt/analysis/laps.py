@@ -29,7 +29,8 @@ per-frame ``lap_invalid`` extra is honoured when a feed provides one), laps with
 (``norm_pos`` going backwards by more than :data:`REWIND_NORM` of a lap, or the game's lap timer
 jumping backwards by more than :data:`REWIND_LAP_TIME_MS` inside a lap; on position-only feeds,
 the car jumping further between two frames than its speed allows). A lap with a hole in
-its frames longer than :data:`MAX_GAP_S` was not seen whole: it is not complete, though a
+its frames longer than :data:`MAX_GAP_S` of the run's clock (game time where the game's lap timer
+runs: frames arriving late in a burst are no hole) was not seen whole: it is not complete, though a
 finished lap keeps the game's time. ``invalid_reason`` says which rule applied: ``out_lap`` (a
 run's first lap, begun before the run), ``unfinished`` (the run ended first), ``incomplete``
 (cut by a jump or restart of the lap counter), ``gap``, ``no_time``, ``game``, ``rewind``.
@@ -55,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .frames import Frames
+from .geometry import run_clock
 
 VERSION = 1
 
@@ -426,7 +428,7 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
         game_invalid = laps_of(np.flatnonzero(flag.astype(bool)))
     # A hole in the frames (lost packets, a paused recording) means the run did not see all of
     # the lap; a hole right at a lap's first frame also hides the end of the lap before.
-    holes = np.flatnonzero(np.diff(t_s) > MAX_GAP_S) + 1 if n > 1 else np.zeros(0, np.int64)
+    holes = frame_holes(fr)
     holed = laps_of(holes) | {int(i) - 1 for i in np.flatnonzero(np.isin(starts, holes)) if i > 0}
 
     for i, lap in enumerate(laps):
@@ -502,7 +504,7 @@ def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
             secs = [None] * SECTOR_COUNT
         ms = [None if s is None else round(s * 1000.0) for s in secs]
         if in_progress:
-            ms = _seen_sectors(t_s, lap, ms)
+            ms = _seen_sectors(t_s, lap, ms, frame_holes(frames))
             if ms[0] is None:
                 continue
             consistent = False
@@ -517,13 +519,25 @@ def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
     return out
 
 
-def _seen_sectors(t_s: np.ndarray, lap: Lap, ms: list) -> list:
+def frame_holes(frames: Frames) -> np.ndarray:
+    """Indices of the frames that follow a hole: more than :data:`MAX_GAP_S` of the run's clock
+    (:func:`~rt.analysis.geometry.run_clock`) with no frame.
+
+    On the game's clock, not on receive time: frames that arrive late in a burst (a stalled
+    network, a busy PC) were all seen, and a game paused without sending lost nothing; frames
+    that never came leave the game's timer a step ahead, and that is a hole."""
+    if len(frames) < 2:
+        return np.zeros(0, np.int64)
+    clock, _source = run_clock(frames)
+    return np.flatnonzero(np.diff(clock) > MAX_GAP_S) + 1
+
+
+def _seen_sectors(t_s: np.ndarray, lap: Lap, ms: list, holes: np.ndarray) -> list:
     """The sectors (ms) of a lap in progress that were seen whole: the leading timed ones that end
-    before the first hole of more than :data:`MAX_GAP_S` in its frames (the step into its first
+    before the first of ``holes`` (:func:`frame_holes`) in its frames (the step into its first
     frame included, as it holds the line crossing); the rest None."""
-    lo = max(lap.start - 1, 0)
-    holes = np.flatnonzero(np.diff(t_s[lo:lap.end]) > MAX_GAP_S)
-    seen_until = float(t_s[lo + holes[0]]) if len(holes) else math.inf
+    inside = holes[(holes > max(lap.start - 1, 0)) & (holes < lap.end)]
+    seen_until = float(t_s[inside[0] - 1]) if len(inside) else math.inf
     out: list = [None] * SECTOR_COUNT
     end_s = lap.start_s
     for k, m in enumerate(ms):
