@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from conftest import PCARS1
+from conftest import PCARS1, need
 from rt.decode import Decoder, concatenated_offsets
 from rt.protocols import default_protocols
 from rt.protocols.canonical import AC_STEER_LOCK_DEG, CANONICAL_DTYPE, MAPPERS, to_canonical
@@ -51,7 +51,7 @@ def test_ac_gear_convention_and_units():
 
 
 def pcars1_with(gear_byte: int, throttle: int, brake: int, clutch: int, steering: int, speed_ms: float) -> bytes:
-    b = bytearray((PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
+    b = bytearray(need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
     b[112], b[113], b[114] = brake, throttle, clutch
     struct.pack_into("<b", b, 115, steering)
     struct.pack_into("<f", b, 120, speed_ms)
@@ -78,14 +78,14 @@ def test_pcars_gear_nibble_and_byte_pedals():
 
 
 def test_pcars1_capture_canonical_values():
-    out = canon("pcars1_telemetry", [(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()])
+    out = canon("pcars1_telemetry", [need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()])
     assert out["gear"][0] == 0
     assert out["norm_pos"][0] == 0.0  # participant 0 at lap distance 0 of a 3890 m track
     assert out["lap_count"][0] >= 0
 
 
 def test_pcars_seconds_become_ms_and_negative_means_unknown():
-    b = bytearray((PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
+    b = bytearray(need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
     struct.pack_into("<3f", b, 12, -1.0, 83.456, 12.5)  # best (none), last, current
     out = canon("pcars1_telemetry", [bytes(b)])
     assert out["best_lap_ms"][0] == -1

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import AC_MONZA
+from conftest import AC_MONZA, need
 from rigs import feed_config, free_udp_port, wait_until
 from rt.store.rawfile import HEADER, MAGIC
 
@@ -22,7 +22,7 @@ def test_replay_of_the_monza_capture_plays_ac_and_is_received_whole(manager):
     # 40× the capture's pace (~2 600 datagrams/s, 3.4 s): flat out (--speed 0) would put all 8641
     # datagrams on the wire within a few ms, more than a ring holds (8192) unless the consumer
     # happens to wake in time, which is luck on a loaded 2-core machine.
-    proc = subprocess.Popen([sys.executable, "-m", "rt", "replay", str(AC_MONZA), "--port", str(port), "--speed", "40"],
+    proc = subprocess.Popen([sys.executable, "-m", "rt", "replay", str(need(AC_MONZA)), "--port", str(port), "--speed", "40"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "waiting for a handshake" in proc.stdout.readline()

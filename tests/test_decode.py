@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import reference_decoder
-from conftest import AC_MONZA, PCARS1, as_plain
+from conftest import AC_MONZA, PCARS1, as_plain, need
 from rt.decode import CHUNK, Decoder, classify_batch, concatenated_offsets
 from rt.errors import DecodeError
 from rt.protocols import default_protocols
@@ -85,7 +85,7 @@ def test_rows_and_columns_hold_the_same_values(kind, n, shuffled):
 
 
 def test_pcars1_telemetry_capture(impl):
-    v = impl.decode("pcars1_telemetry", (PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
+    v = impl.decode("pcars1_telemetry", need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
     assert v["sBuildVersionNumber"] == 1122
     assert v["sPacketType"] & 3 == 0 and v["sPacketType"] >> 2 == 0
     assert v["sGameSessionState"] & 7 == 2  # INGAME_PLAYING
@@ -105,7 +105,7 @@ def test_pcars1_telemetry_capture(impl):
 
 
 def test_pcars1_strings_capture(impl):
-    v = impl.decode("pcars1_participant_strings", (PCARS1 / "jamesremuscat_ParticipantInfoStringsPacket_1.bin").read_bytes())
+    v = impl.decode("pcars1_participant_strings", need(PCARS1 / "jamesremuscat_ParticipantInfoStringsPacket_1.bin").read_bytes())
     assert v["sBuildVersionNumber"] == 1235 and v["sPacketType"] >> 2 == 8
     assert v["sCarName"].split(b"\0")[0] == b"Mitsubishi Lancer Evolution X FQ400"
     assert v["sCarClassName"].split(b"\0")[0] == b"Road C1"
@@ -118,7 +118,7 @@ def test_pcars1_strings_capture(impl):
 def test_pcars1_additional_strings_capture(impl):
     v = impl.decode(
         "pcars1_participant_strings_additional",
-        (PCARS1 / "jamesremuscat_ParticipantInfoStringsAdditionalPacket_1.bin").read_bytes(),
+        need(PCARS1 / "jamesremuscat_ParticipantInfoStringsAdditionalPacket_1.bin").read_bytes(),
     )
     assert v["sPacketType"] >> 2 == 32 and v["sOffset"] == 32
     assert v["sName"][0].split(b"\0")[0] == b"Abdullah El Khereiji"
@@ -216,7 +216,7 @@ def _pc2_packet(ptype: int, size: int) -> bytes:
 
 def test_classifier_by_feed():
     p = PROTOCOLS
-    car = (AC_MONZA.read_bytes())[:328]
+    car = need(AC_MONZA).read_bytes()[:328]
     assert p.classify("ksudp", car).name == "ac_car_info"
     assert p.classify("ksudp", b"b" + car[1:]) is None  # wrong identifier byte
     assert p.classify("ksudp", car[:327]) is None
@@ -224,13 +224,13 @@ def test_classifier_by_feed():
     assert p.classify("ksudp", bytes(212)).name == "ac_lap"
     assert p.classify("telemetry_tool", bytes(357)).name == "tt_driver"
     assert p.classify("telemetry_tool", bytes(356)) is None
-    assert p.classify("pcars", (PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()).name == "pcars1_telemetry"
-    assert p.classify("pcars", (PCARS1 / "jamesremuscat_packet_1.bin").read_bytes()).name == "pcars1_participant_strings"
-    assert p.classify("pcars", (PCARS1 / "jamesremuscat_packet_2.bin").read_bytes()).name == (
+    assert p.classify("pcars", need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()).name == "pcars1_telemetry"
+    assert p.classify("pcars", need(PCARS1 / "jamesremuscat_packet_1.bin").read_bytes()).name == "pcars1_participant_strings"
+    assert p.classify("pcars", need(PCARS1 / "jamesremuscat_packet_2.bin").read_bytes()).name == (
         "pcars1_participant_strings_additional"
     )
     # V1 size with the wrong type bits is foreign traffic
-    bad = bytearray((PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
+    bad = bytearray(need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes())
     bad[2] = (bad[2] & ~3) | 1
     assert p.classify("pcars", bytes(bad)) is None
 

@@ -99,7 +99,7 @@ def test_pcars_v1_and_v2_on_one_port(manager_factory, senders):
     rec = Recorder()
     mgr.sinks.append(rec)
     port = mgr.feeds["pcars"].port
-    v1 = [(PCARS1 / name).read_bytes() for name in ("jamesremuscat_packet_0.bin", "jamesremuscat_packet_1.bin", "jamesremuscat_packet_2.bin")]
+    v1 = [need(PCARS1 / name).read_bytes() for name in ("jamesremuscat_packet_0.bin", "jamesremuscat_packet_1.bin", "jamesremuscat_packet_2.bin")]
     v2 = [row.tobytes() for row in pcars2_telemetry(ScriptedSim().step_block(5), 100)]
     out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for payload in v1 + v2 + v1[:1]:
@@ -273,10 +273,10 @@ class CanonicalRecorder:
 def test_names_from_the_menus_never_overwrite_the_game_s_names(manager_factory):
     # A real strings packet (car "Mitsubishi Lancer Evolution X FQ400", track "Cadwell"), then
     # the same packet as the game sends it from its menus: names empty.
-    real = (PCARS1 / "jamesremuscat_ParticipantInfoStringsPacket_1.bin").read_bytes()
+    real = need(PCARS1 / "jamesremuscat_ParticipantInfoStringsPacket_1.bin").read_bytes()
     menu = bytearray(real)
     menu[3:259] = bytes(256)  # sCarName, sCarClassName, sTrackLocation, sTrackVariation
-    telemetry = (PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()
+    telemetry = need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes()
     mgr = manager_factory(config())
     feed = mgr.feeds["pcars"]
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:

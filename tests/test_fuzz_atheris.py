@@ -27,6 +27,7 @@ from pathlib import Path
 
 import atheris_hot_path
 import pytest
+from captures import need
 
 HARNESS = Path(atheris_hot_path.__file__).resolve()
 #: Inputs run per test: 5-25 s of fuzzing on one core of the 2-core machine; every one must run.
@@ -58,6 +59,9 @@ def test_atheris_fuzz_of_decode_and_feed_consume_finds_nothing(tmp_path):
             f"atheris is not installed: this fuzz test needs it. Add {REQUIREMENT!r} to the [test] extra "
             f"of pyproject.toml (or: {sys.executable} -m pip install '{REQUIREMENT}')."
         )
+    # seeded with the real captures: skipped without them (failed under RT_REQUIRE_CAPTURES=1)
+    need(atheris_hot_path.AC_RAW)
+    need(atheris_hot_path.PCARS1)
     corpus = tmp_path / "corpus"
     seeds = atheris_hot_path.write_seeds(corpus)
     assert len(seeds) >= 15

@@ -14,7 +14,7 @@ import uuid
 import h5py
 import numpy as np
 
-from conftest import PCARS1
+from conftest import PCARS1, need
 from rigs import ScriptedSim, synced_packets, wait_until
 from rt.protocols import default_protocols
 from rt.sim.game import AcServer, PushSender, pcars2_telemetry, sim_source, tt_driver
@@ -54,7 +54,7 @@ def test_recording_holds_every_datagram_byte_for_byte_and_decoded(server_factory
         rng = np.random.default_rng(5)
         junk = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in rng.integers(1, 900, 40)]
         tt_sent = tt[:250] + junk[:20] + tt[250:] + junk[20:]
-        pc = [(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes(), (PCARS1 / "jamesremuscat_packet_1.bin").read_bytes()]
+        pc = [need(PCARS1 / "jamesremuscat_packet_0.bin").read_bytes(), need(PCARS1 / "jamesremuscat_packet_1.bin").read_bytes()]
         pc += [row.tobytes() for row in pcars2_telemetry(ScriptedSim().step_block(30), 0)]
         base = {name: f["packets"] for name, f in live_feeds(srv).items()}
         send(feeds["telemetry_tool"]["port"], tt_sent)

@@ -163,7 +163,7 @@ def test_completing_a_session_without_frames_is_a_conflict(server_factory):
 
 
 def test_monza_capture_replayed_into_a_run_gives_the_games_lap(server_factory):
-    from conftest import AC_MONZA
+    from conftest import AC_MONZA, need
     from rt.replay import load
     from rt.sim.game import ReplaySource
 
@@ -172,7 +172,7 @@ def test_monza_capture_replayed_into_a_run_gives_the_games_lap(server_factory):
     _, session = srv.call("POST", "/api/sessions", {"use_case": "lap_times", "label": "Monza"})
     status, run = srv.call("POST", f"/api/sessions/{session['id']}/runs", {"feed_name": "ksudp"})
     assert status == 201
-    times, payloads = load(AC_MONZA)  # the capture with its original timing, 20× faster
+    times, payloads = load(need(AC_MONZA))  # the capture with its original timing, 20× faster
     ac = AcServer(ReplaySource(times, payloads, speed=20), "127.0.0.1", port).start()
     try:
         wait_until(lambda: srv.get("/api/live")[1]["feeds"]["ksudp"]["packets"] >= len(payloads), timeout=60)
