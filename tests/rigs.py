@@ -236,3 +236,32 @@ def synced_packets(rec_dir, feed: str) -> int:
     (the manifest is replaced by a rename, so it is always whole)."""
     manifest = json.loads((Path(rec_dir) / "manifest.json").read_text())
     return manifest.get("feeds", {}).get(feed, {}).get("packets", 0)
+
+
+#: Datagrams a gated sender may have in flight (sent, not yet taken by the server's consumer):
+#: well inside a feed's ring (8192 slots) and its socket buffer (thousands of datagrams with the
+#: server's 8 MiB request, capped by net.core.rmem_max for an ordinary user: 4 MiB here).
+IN_FLIGHT = 1000
+
+
+def keeps_up(srv, feed: str, in_flight: int = IN_FLIGHT):
+    """A sender ``gate`` (:attr:`rt.sim.game.Sender.gate`): the game's clock stands while more than
+    ``in_flight`` datagrams sent to ``feed`` are not yet counted in /api/live, so a loaded machine
+    slows the game rather than overflowing a buffer and a test can assert that nothing was lost.
+    Call it before the sender starts (it counts from the feed's packets at that moment)."""
+    base = srv.get("/api/live")[1]["feeds"][feed]["packets"]
+    taken = 0
+
+    def gate(sent: int) -> bool:
+        nonlocal taken
+        if sent - taken >= in_flight // 2:  # ask the server only when it may matter
+            taken = srv.get("/api/live")[1]["feeds"][feed]["packets"] - base
+        return sent - taken < in_flight
+
+    return gate
+
+
+def gated(sender, srv, feed: str):
+    """``sender`` with a :func:`keeps_up` gate on ``feed``, not yet started."""
+    sender.gate = keeps_up(srv, feed)
+    return sender

@@ -601,9 +601,23 @@ class Sender:
     def __init__(self, source, family: int) -> None:
         self.source = source
         self.sent = 0  # datagrams sent
+        #: ``gate(sent) -> bool``, or None: while it says False the game's clock stands still (as
+        #: in a game that hitches), so a receiver that falls behind slows the game down instead
+        #: of being sent a burst it has no room for. Tests that assert zero loss set it.
+        self.gate: Callable[[int], bool] | None = None
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._game_s = 0.0
+        self._ticked_at: float | None = None
+
+    def game_time(self) -> float:
+        """Seconds on the game's clock since the first call: wall time, except while ``gate`` is shut."""
+        now = time.monotonic()
+        if self._ticked_at is not None and (self.gate is None or self.gate(self.sent)):
+            self._game_s += now - self._ticked_at
+        self._ticked_at = now
+        return self._game_s
 
     @property
     def sim(self):
@@ -668,11 +682,10 @@ class PushSender(Sender):
         return self.sent
 
     def run(self) -> None:
-        t0 = time.monotonic()
         last_extra = -math.inf
         while not self._stop.is_set():
             now = time.monotonic()
-            self._send_all(self.source.take(now - t0), self.addr)
+            self._send_all(self.source.take(self.game_time()), self.addr)
             if self.extra is not None and now - last_extra >= self.extra_every_s:
                 payload = self.extra(self._extra_seq())
                 if payload is not None:
@@ -725,24 +738,23 @@ class AcServer(Sender):
             pass  # lap events are not simulated
 
     def run(self) -> None:
-        t0 = time.monotonic()
         streaming_since: float | None = None
         while not self._stop.is_set():
             ready, _, _ = select.select([self.sock], [], [], PACE_S)
             if ready:
                 data, addr = self.sock.recvfrom(2048)
                 self._handle(data, addr)
-            now = time.monotonic()
+            game_s = self.game_time()
             if self.subscriber is None:
-                self.source.skip(now - t0)
+                self.source.skip(game_s)
                 streaming_since = None
                 continue
             if isinstance(self.source, ReplaySource):
                 # a replay starts from its first datagram when the client subscribes
-                streaming_since = now if streaming_since is None else streaming_since
-                self._send_all(self.source.take(now - streaming_since), self.subscriber)
+                streaming_since = game_s if streaming_since is None else streaming_since
+                self._send_all(self.source.take(game_s - streaming_since), self.subscriber)
             else:
-                self._send_all(self.source.take(now - t0), self.subscriber)
+                self._send_all(self.source.take(game_s), self.subscriber)
 
 
 def make_sim(seed: int = 1, car: str | None = None, track: str | None = None, rate_hz: float = 333.0,
