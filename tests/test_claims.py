@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import h5py
 import pytest
@@ -304,12 +303,21 @@ def test_a_feed_that_goes_quiet_is_stale_then_lost(server_factory):
     assert live(srv)["feeds"]["telemetry_tool"]["health"] == "waiting"
     send_tt(srv, tt_payloads(30))
     wait_until(lambda: tt_packets(srv) == 30, timeout=10)
-    quiet_since = time.monotonic()
-    feed = wait_until(lambda: (f := live(srv)["feeds"]["telemetry_tool"])["health"] == "stale" and f, timeout=3.5)
-    assert time.monotonic() - quiet_since < 3.0
-    assert 500 < feed["last_packet_age_ms"] <= 3000
-    feed = wait_until(lambda: (f := live(srv)["feeds"]["telemetry_tool"])["health"] == "lost" and f, timeout=6)
-    assert feed["last_packet_age_ms"] > 3000
-    assert time.monotonic() - quiet_since > 2.0  # lost only after the stale span
+    # Every answer's health agrees with the age it reports (both taken at the request), so how
+    # fast this machine answers does not matter; quiet, the feed goes healthy → stale → lost.
+    seen = []
+
+    def observe(state: str):
+        feed = live(srv)["feeds"]["telemetry_tool"]
+        age = feed["last_packet_age_ms"]
+        expected = "healthy" if age <= 500 else "stale" if age <= 3000 else "lost"
+        assert feed["health"] == expected, feed
+        if not seen or seen[-1] != feed["health"]:
+            seen.append(feed["health"])
+        return feed["health"] == state and feed
+
+    wait_until(lambda: observe("stale"), timeout=20)
+    wait_until(lambda: observe("lost"), timeout=20)
+    assert seen[-2:] == ["stale", "lost"] and "healthy" not in seen[seen.index("stale"):], seen
     send_tt(srv, tt_payloads(1, 30))
     wait_until(lambda: live(srv)["feeds"]["telemetry_tool"]["health"] == "healthy", timeout=5)
