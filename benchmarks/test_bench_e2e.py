@@ -109,10 +109,12 @@ def _get(url: str, method: str = "GET", body=None):
 
 
 class RtServer:
-    def __init__(self, tmp: Path) -> None:
+    """``rusty-telemetry serve`` in its own process on ephemeral ports; ``env`` adds configuration."""
+
+    def __init__(self, tmp: Path, **env: str) -> None:
         env = dict(os.environ, RUSTY_TELEMETRY_API_PORT="0", RUSTY_TELEMETRY_TT_PORT="0", RUSTY_TELEMETRY_PCARS_PORT="0",
                    RUSTY_TELEMETRY_LISTEN="127.0.0.1", RUSTY_TELEMETRY_DATA_DIR=str(tmp / "rt-data"),
-                   RUSTY_TELEMETRY_MIN_FREE_MB="0")
+                   RUSTY_TELEMETRY_MIN_FREE_MB="0", **env)
         self.proc = subprocess.Popen([sys.executable, "-m", "rt", "serve", "--plain"], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         for line in self.proc.stdout:
