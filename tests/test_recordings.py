@@ -20,7 +20,9 @@ from rt.protocols import default_protocols
 from rt.sim.game import AcServer, PushSender, pcars2_telemetry, sim_source, tt_driver
 from rt.store import rawfile
 from rt.store.h5store import agrees_with_raw
+from rt.decode import Decoder, RowColumns
 from rt.feeds.feed import Feed
+from rt.protocols.canonical import to_canonical
 from rt.store.recordings import SYNC_S, RecordingManager
 
 P = default_protocols()
@@ -218,6 +220,38 @@ def test_a_sync_every_half_second_makes_what_was_recorded_durable(tmp_path):
     wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == len(rows))
     assert rawfile.read(rec_dir / "telemetry_tool.bin")[0].size == len(rows)
     mgr.stop()
+
+
+def test_syncs_make_the_raw_files_durable_and_leave_hdf5_to_its_long_interval(tmp_path):
+    # A sync fsyncs the raw files and rewrites the manifest; flushing data.h5 (all its datasets'
+    # metadata) waits for H5_FLUSH_S or the stop: a crash before it is repaired from the raw files.
+    mgr = RecordingManager(tmp_path, P, min_free_mb=0)
+    mgr.open()
+    rec = mgr.start({"name": "h5 interval"})
+    rec_dir = tmp_path / rec["id"]
+    feed = Feed("telemetry_tool", 0, P, None)
+    layout = P["tt_driver"]
+    decoder = Decoder(layout)
+    h5_size = (rec_dir / "data.h5").stat().st_size
+    sent = 0
+    for batch in range(3):
+        rows = tt_driver(ScriptedSim().step_block(200), sent)
+        slots = np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(len(rows), 357).copy()
+        t_ns = np.arange(sent, sent + len(rows), dtype=np.int64) * 3_000_000 + 10**9
+        mgr.on_raw(feed, t_ns, np.full(len(rows), 357, dtype=np.uint32), slots, 0)
+        columns = RowColumns(decoder.rows(slots.reshape(-1), np.arange(len(rows), dtype=np.int64) * 357))
+        mgr.on_decoded(feed, layout, columns, t_ns, to_canonical(layout.name, columns, t_ns))
+        sent += len(rows)
+        mgr.sync()
+        wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == sent)
+    assert rawfile.read(rec_dir / "telemetry_tool.bin")[0].size == sent
+    assert (rec_dir / "data.h5").stat().st_size == h5_size  # not flushed by the syncs
+    frames, _ = mgr.read_frames(rec["id"], "telemetry_tool", 0, None)  # a reader sees it all
+    assert len(frames) == sent
+    mgr.stop()
+    assert agrees_with_raw(rec_dir, P)
+    with h5py.File(rec_dir / "data.h5", "r") as f:
+        assert f["telemetry_tool/tt_driver/rows"].shape[0] == sent
 
 
 def _fill_until_stopped(srv, rate_hz: float) -> tuple[dict, dict]:

@@ -44,6 +44,12 @@ log = logging.getLogger(__name__)
 
 #: Longest time between two syncs of an active recording, s (the most a crash can lose).
 SYNC_S = 0.5
+#: How often a sync also flushes ``data.h5`` (and at stop). The raw files are the recording's
+#: source of truth and are made durable at every sync; ``data.h5`` is rebuilt from them at
+#: start-up when a crash left it behind or damaged, and readers in this process see the writer's
+#: own handle. An HDF5 flush writes the metadata of every dataset, which at game rates cost as
+#: much CPU as all the rest of recording did when it ran at every sync.
+H5_FLUSH_S = 30.0
 
 
 class NotFound(Exception):
@@ -86,6 +92,7 @@ class Active:
     first_ns: dict[str, int] = field(default_factory=dict)
     last_ns: dict[str, int] = field(default_factory=dict)
     last_sync: float = field(default_factory=time.monotonic)
+    last_h5_flush: float = field(default_factory=time.monotonic)
     #: Manifest names the client left unset, filled from the feeds (see RecordingManager._name_from).
     unnamed: set[str] = field(default_factory=set)
 
@@ -242,16 +249,12 @@ class RecordingManager:
         """Canonical frames ``start:end`` of ``feed`` (a structured array) and the PCARS 1 sector
         splits of those frames (n × 3 seconds, NaN where a frame has none), read from ``data.h5``.
 
-        For the active recording the queued rows are flushed first and the writer's own handle is
+        For the active recording the queued rows are appended first and the writer's own handle is
         read, so analysis sees everything up to now.
         """
         with self.lock:
             if self.active is not None and self.active.id == rec_id:
-                try:
-                    self.active.h5.flush()
-                except StoreError as exc:
-                    self._fail(exc)
-                    raise
+                self._append_pending(self.active)
                 return h5store.read_canonical(self.active.h5.file, feed, start, end)
             if rec_id not in self._manifests:
                 raise NotFound(rec_id)
@@ -262,6 +265,7 @@ class RecordingManager:
         was received between ``t0_ns`` and ``t1_ns`` (see :func:`h5store.read_facts`)."""
         with self.lock:
             if self.active is not None and self.active.id == rec_id:
+                self._append_pending(self.active)
                 return h5store.read_facts(self.active.h5.file, feed, t0_ns, t1_ns, self.protocols)
             if rec_id not in self._manifests:
                 raise NotFound(rec_id)
@@ -271,6 +275,14 @@ class RecordingManager:
                 return h5store.read_facts(f, feed, t0_ns, t1_ns, self.protocols)
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(f"{path.name}: unreadable: {exc}") from exc
+
+    def _append_pending(self, act: Active) -> None:
+        """Append what the active recording's HDF5 writer has queued, for a reader of its handle."""
+        try:
+            act.h5.append_pending()
+        except StoreError as exc:
+            self._fail(exc)
+            raise
 
     def summary(self) -> dict | None:
         """``recording`` of /api/live."""
@@ -493,12 +505,15 @@ class RecordingManager:
             if act.durable_error is not None:
                 self._fail(act.durable_error)
                 return
+            now = time.monotonic()
             try:
-                act.h5.flush()
+                if now - act.last_h5_flush >= H5_FLUSH_S:
+                    act.h5.flush()
+                    act.last_h5_flush = now
             except StoreError as exc:
                 self._fail(exc)
                 return
-            act.last_sync = time.monotonic()
+            act.last_sync = now
             act.synced_bytes += written
             # fsync can take 100 ms and more on a busy disk: it runs beside the consumer, which
             # keeps emptying the rings meanwhile. One at a time; a slow one delays the next.
