@@ -8,9 +8,11 @@ and ``redecode`` (repair recordings), ``layouts`` (print the packet tables).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -122,12 +124,37 @@ def run_server(config, plain: bool, extra_start=None, extra_stop=None) -> int:
     app = create_app(runtime)
     view = StatusView(runtime, url, stream=sys.stdout if not plain else _NotATty(sys.stdout))
 
-    @app.after_server_start
-    async def _announce(app_):
-        if extra_start is not None:
-            extra_start(runtime)
+    # Sanic stops its loop on SIGINT/SIGTERM with loop.stop(); one that arrives while the loop is
+    # still completing a start-up step (its "after start" listeners) only ends that step, and
+    # the server then runs on for good (seen about once in 30 starts that were stopped at once).
+    # So a stop is remembered, and the server says it is listening only once its loop serves.
+    stop_requested = False
+
+    def _on_stop_signal() -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        app.stop(terminate=False)
+
+    async def _when_serving() -> None:
+        while not app.state.is_running:
+            await asyncio.sleep(0.005)
+        if stop_requested:
+            app.stop(terminate=False)
+            return
         print(f"rusty-telemetry {__version__} listening on {url}", flush=True)
         view.start()
+
+    @app.after_server_start
+    async def _announce(app_):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, _on_stop_signal)
+            except (NotImplementedError, RuntimeError):  # Windows: Sanic's own Ctrl-C handling stays
+                pass
+        if extra_start is not None:
+            extra_start(runtime)
+        app_.add_task(_when_serving())
 
     @app.before_server_stop
     async def _quiet(app_):
