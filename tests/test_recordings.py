@@ -196,57 +196,60 @@ def test_sigkill_mid_recording_leaves_an_interrupted_readable_recording(server_f
         assert f["telemetry_tool/tt_driver/rows"]["packet_id"].tolist() == ids.tolist()
 
 
+def _recording(tmp_path, name: str):
+    """A recording started on a RecordingManager of its own (no server), and a Telemetry Tool feed."""
+    mgr = RecordingManager(tmp_path, P, min_free_mb=0)
+    mgr.open()
+    rec = mgr.start({"name": name})
+    return mgr, tmp_path / rec["id"], Feed("telemetry_tool", 0, P, None)
+
+
+def _tt_batch(first: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` Telemetry Tool datagrams numbered from ``first`` as the receive path hands them to a
+    sink: receive times (ns), lengths, and one slot per datagram."""
+    rows = tt_driver(ScriptedSim().step_block(n), first)
+    slots = np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(n, 357).copy()
+    return np.arange(first, first + n, dtype=np.int64) * 3_000_000 + 10**9, np.full(n, 357, dtype=np.uint32), slots
+
+
 def test_a_sync_every_half_second_makes_what_was_recorded_durable(tmp_path):
     # The promise behind the kill tests: the consumer syncs once SYNC_S has passed since the last
     # sync (not before), and a sync fsyncs the raw file and then rewrites the manifest to count it.
-    mgr = RecordingManager(tmp_path, P, min_free_mb=0)
-    mgr.open()
-    rec = mgr.start({"name": "sync"})
-    rec_dir = tmp_path / rec["id"]
-    feed = Feed("telemetry_tool", 0, P, None)
-    rows = tt_driver(ScriptedSim().step_block(500), 1)
-    slots = np.zeros((len(rows), 512), dtype=np.uint8)
-    slots[:, :357] = np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(len(rows), 357)
-    lengths = np.full(len(rows), 357, dtype=np.uint32)
+    mgr, rec_dir, feed = _recording(tmp_path, "sync")
+    t_ns, lengths, slots = _tt_batch(1, 500)
     act = mgr.active
     started = act.last_sync  # the interval counts from the start
-    mgr.on_raw(feed, np.arange(len(rows), dtype=np.int64) * 3_000_000 + 10**9, lengths, slots, 0)
+    mgr.on_raw(feed, t_ns, lengths, slots, 0)
     mgr.tick()
     if time.monotonic() - started < SYNC_S:  # (unless this thread was paused for half a second)
         assert act.last_sync == started  # the interval is not up: no sync yet
     time.sleep(max(0.0, SYNC_S - (time.monotonic() - started)))  # the interval itself is under test
     mgr.tick()
     assert act.last_sync > started
-    wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == len(rows))
-    assert rawfile.read(rec_dir / "telemetry_tool.bin")[0].size == len(rows)
+    wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == 500)
+    assert rawfile.read(rec_dir / "telemetry_tool.bin")[0].size == 500
     mgr.stop()
 
 
 def test_syncs_make_the_raw_files_durable_and_leave_hdf5_to_its_long_interval(tmp_path):
     # A sync fsyncs the raw files and rewrites the manifest; flushing data.h5 (all its datasets'
     # metadata) waits for H5_FLUSH_S or the stop: a crash before it is repaired from the raw files.
-    mgr = RecordingManager(tmp_path, P, min_free_mb=0)
-    mgr.open()
-    rec = mgr.start({"name": "h5 interval"})
-    rec_dir = tmp_path / rec["id"]
-    feed = Feed("telemetry_tool", 0, P, None)
+    mgr, rec_dir, feed = _recording(tmp_path, "h5 interval")
     layout = P["tt_driver"]
     decoder = Decoder(layout)
     h5_size = (rec_dir / "data.h5").stat().st_size
     sent = 0
     for batch in range(3):
-        rows = tt_driver(ScriptedSim().step_block(200), sent)
-        slots = np.frombuffer(rows.tobytes(), dtype=np.uint8).reshape(len(rows), 357).copy()
-        t_ns = np.arange(sent, sent + len(rows), dtype=np.int64) * 3_000_000 + 10**9
-        mgr.on_raw(feed, t_ns, np.full(len(rows), 357, dtype=np.uint32), slots, 0)
-        columns = RowColumns(decoder.rows(slots.reshape(-1), np.arange(len(rows), dtype=np.int64) * 357))
+        t_ns, lengths, slots = _tt_batch(sent, 200)
+        mgr.on_raw(feed, t_ns, lengths, slots, 0)
+        columns = RowColumns(decoder.rows(slots.reshape(-1), np.arange(200, dtype=np.int64) * 357))
         mgr.on_decoded(feed, layout, columns, t_ns, to_canonical(layout.name, columns, t_ns))
-        sent += len(rows)
+        sent += 200
         mgr.sync()
         wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == sent)
     assert rawfile.read(rec_dir / "telemetry_tool.bin")[0].size == sent
     assert (rec_dir / "data.h5").stat().st_size == h5_size  # not flushed by the syncs
-    frames, _ = mgr.read_frames(rec["id"], "telemetry_tool", 0, None)  # a reader sees it all
+    frames, _ = mgr.read_frames(rec_dir.name, "telemetry_tool", 0, None)  # a reader sees it all
     assert len(frames) == sent
     mgr.stop()
     assert agrees_with_raw(rec_dir, P)
