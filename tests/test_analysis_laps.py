@@ -187,6 +187,12 @@ def test_frames_arriving_late_in_a_burst_are_no_hole(ac_run):
         t[a + shift : a + shift + k] = t[a + shift + k]
         laps = analyze_lap_times([Frames({**ch, "t_ns": t, "lap_time_ms": coarse}, {}, dict(fr.meta))])["laps"]
         assert all(lap["valid"] for lap in laps[:4]), (shift, laps[:4])
+    # And right at the line: the stall falls on the step where the lap counter goes up.
+    line = int(np.flatnonzero(np.diff(ch["lap_count"]) == 1)[1]) + 1
+    t = fr.channels["t_ns"].copy()
+    t[line : line + k] = t[line + k]
+    laps = analyze_lap_times([Frames({**ch, "t_ns": t}, {}, dict(fr.meta))])["laps"]
+    assert all(lap["valid"] for lap in laps[:4]), laps[:4]
     # The same 1.5 s never received is a hole.
     laps = analyze_lap_times([fr.take(np.r_[0:a, a + k : len(fr)])])["laps"]
     assert not laps[1]["valid"] and laps[1]["invalid_reason"] == "gap"

@@ -117,6 +117,7 @@ def test_lap_sector_and_general_sessions_through_the_api(rig, server_factory):
     assert full
     for lap in full:
         assert any(np.allclose(lap["sectors_ms"], t, atol=2) for t in truth_sectors), (lap, truth_sectors[:3])
+    assert sec["best_lap_ms"] is not None, [(l["lap"], l["valid"], l.get("invalid_reason"), l["sectors_ms"], l.get("time_ms")) for l in sec["laps"]]
     assert sec["theoretical_best_ms"] <= sec["best_lap_ms"] + 3
 
     # general: the distance covers the laps driven (≥ 3 laps ran; on the game's clock, so the

@@ -596,7 +596,9 @@ def run_clock(frames: Frames) -> tuple[np.ndarray, str]:
 
     * nothing over a pause (:func:`paused_steps`: the game re-sends a frozen state);
     * the timer's step where both frames know it, it is above 0 and at most
-      :data:`MAX_GAME_STEP_S`, and the lap counter did not step between them;
+      :data:`MAX_GAME_STEP_S`, and the lap counter did not step between them; across the line
+      (the counter one up), the rest of the lap just timed (``last_lap_ms``) plus the new timer,
+      when that is as small;
     * over a stretch where the timer stands still while the state changes (AC's timer stands at 0
       before the first crossing of the line): nothing when the timer's next step covers at least
       :data:`TIMER_COVERS_FRAC` of the stretch's receive time, or of what its frames take at the
@@ -622,9 +624,18 @@ def run_clock(frames: Frames) -> tuple[np.ndarray, str]:
     runs = both & (d_game > 0) & (d_game <= MAX_GAME_STEP_S)
     if "lap_count" in frames:
         # Across a step of the lap counter the timer's difference is no elapsed time (frames
-        # lost from 40 s into one lap to 40 s into the next differ by a few ms on the timer).
-        lc = np.asarray(frames["lap_count"])
+        # lost from 40 s into one lap to 40 s into the next differ by a few ms on the timer) ...
+        lc = np.asarray(frames["lap_count"], dtype=np.int64)
         runs &= lc[1:] == lc[:-1]
+        if "last_lap_ms" in frames:
+            # ... but across the line, what was left of the lap just timed plus the new lap's
+            # timer is, when the game already shows that lap's time (a burst that arrives late
+            # right at the line is then no hole either).
+            last = np.asarray(frames["last_lap_ms"], dtype=np.float64)
+            d_line = (last[1:] - lt[:-1] + lt[1:]) / 1000.0
+            line = both & (lc[1:] == lc[:-1] + 1) & (last[1:] > 0) & (d_line > 0) & (d_line <= MAX_GAME_STEP_S)
+            d_game = np.where(line, d_line, d_game)
+            runs |= line
     inc = np.where(runs, d_game, d_recv)
     a, b = _stretches(both & (d_game == 0) & ~paused)
     if len(a):
