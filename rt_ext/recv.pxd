@@ -20,6 +20,7 @@ cdef extern from "rt_recv.h" nogil:
                       int64_t *sock_shift, uint32_t *ovfl_seen, int64_t *kernel_dropped)
     int rt_wait_readable(const int *fds, int n, int timeout_ms)
     void rt_sleep_ns(int64_t ns)
+    int rt_wait_fd_ns(int fd, int64_t ns)
     void rt_notify(int fd)
     void rt_close_fd(int fd)
     int rt_drain_fd(int fd)

@@ -4,10 +4,16 @@
 :class:`ReceiverLoop` owns no sockets: it is given file descriptors, one
 :class:`~rt_ext.ring.PacketRing` per socket and an optional source allow-list per socket. Its
 :meth:`ReceiverLoop.run` blocks (GIL released) until :meth:`ReceiverLoop.stop`: it sleeps in
-``poll`` while every socket is quiet; once a datagram is waiting it lets ``period_ns`` pass so a
+``poll`` while every socket is quiet; once a datagram is waiting it lets a period pass so a
 batch builds up, then drains every socket with ``recvmmsg`` straight into ring slots. Waking up
 once per period, not per datagram, is what keeps the CPU cost small; the kernel's receive
 timestamps (SO_TIMESTAMPNS, which the caller enables) keep the true arrival times.
+
+The period adapts to the traffic between ``period_ms`` and ``max_period_ms``: it doubles while
+each drain finds fewer than a quarter of one ``recvmmsg`` batch on every socket (a game at a few
+hundred datagrams per second: ~12 wake-ups a second instead of 100), and falls back to
+``period_ms`` at once when a drain needs more than one batch or data resumes after a quiet second,
+so a flood is drained at the short period before the socket's buffer fills.
 
 When a ring is full the datagrams are still read and counted as dropped by that ring. What the
 kernel drops before the loop reads it (the socket's receive buffer overflowed: a burst longer than
@@ -23,7 +29,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
-from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_sleep_ns, rt_notify, rt_close_fd, rt_drain_fd,
+from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_wait_fd_ns, rt_notify, rt_close_fd, rt_drain_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS, RT_SO_RXQ_OVFL)
 
 import ipaddress
@@ -47,6 +53,9 @@ cdef enum:
     COL_KERNEL_DROPPED = 6  # its column in COUNTER_NAMES
 
 cdef enum:
+    QUIET_NS = 1000000000   # data after this long a gap: drain at the short period, wake the consumer at once
+
+cdef enum:
     MAX_SOCKETS = 15        # plus the wake-up pipe: 16 poll entries
     MAX_ALLOW = 16
     SCRATCH_SLOT = 2048     # bytes per slot of the overflow scratch area
@@ -61,7 +70,9 @@ cdef class ReceiverLoop:
     cdef RingCore *cores[15]
     cdef rt_allow_t allow[15][16]
     cdef int nallow[15]
-    cdef int64_t period_ns
+    cdef int64_t period_ns        # the current period (adapts, see the module docstring)
+    cdef int64_t min_period_ns, max_period_ns
+    cdef int64_t last_data_ns     # when a drain last found data
     cdef int wake_r, wake_w
     cdef int notify_fd            # the consumer's wake-up pipe (-1: nobody listens)
     cdef int64_t notify_every_ns  # at most one wake-up per this interval, unless a ring is filling
@@ -86,16 +97,20 @@ cdef class ReceiverLoop:
         self.wake_w = -1
 
     def __init__(self, sockets, double period_ms=5.0, int notify_fd=-1, double notify_every_ms=100.0,
-                 epoch_offset_ns=None):
+                 epoch_offset_ns=None, max_period_ms=None):
         """``sockets``: sequence of ``(fileno, ring, allow[, rules])`` where ``allow`` is ``None`` or
         a list of ``(ip, port)`` sources to accept (port 0 = any port), and ``rules`` the feed's
         classification rules (int64, n × 5, as ``rt.protocols``): when a ring is more than half
         full, datagrams that match no rule are shed (counted, not kept), so a flood of garbage
         cannot push well-formed telemetry out of a full ring.
 
+        ``period_ms``/``max_period_ms``: the drain period's bounds (``max_period_ms`` defaults to
+        ``period_ms``: a fixed period).
+
         ``notify_fd``: a non-blocking pipe the consumer sleeps on. After a batch arrives the loop
-        writes a byte to it, at most once per ``notify_every_ms`` — or at once when a ring is more
-        than a quarter full — so the consumer wakes only when there is work, in batches.
+        writes a byte to it, at most once per ``notify_every_ms`` (settable later,
+        :attr:`notify_every_ms`) — or at once when a ring is more than a quarter full or data
+        resumes after a quiet second — so the consumer wakes only when there is work, in batches.
 
         ``epoch_offset_ns``: receive times are CLOCK_MONOTONIC plus this, so a step of the wall
         clock does not show; the recorder passes ``rt.clock.EPOCH_OFFSET_NS``, the default is
@@ -106,7 +121,13 @@ cdef class ReceiverLoop:
         if period_ms < 0:
             raise ValueError("period_ms must be >= 0")
         self.nsock = len(sockets)
-        self.period_ns = <int64_t> (period_ms * 1e6)
+        if max_period_ms is None:
+            max_period_ms = period_ms
+        if max_period_ms < period_ms:
+            raise ValueError("max_period_ms must be >= period_ms")
+        self.period_ns = self.min_period_ns = <int64_t> (period_ms * 1e6)
+        self.max_period_ns = <int64_t> (max_period_ms * 1e6)
+        self.last_data_ns = 0
         self.notify_fd = notify_fd
         self.notify_every_ns = <int64_t> (notify_every_ms * 1e6)
         self.last_notify_ns = 0
@@ -166,9 +187,26 @@ cdef class ReceiverLoop:
         """int64 array (sockets × :data:`COUNTER_NAMES`), updated live by the loop."""
         return self._counters[: self.nsock]
 
+    @property
+    def notify_every_ms(self):
+        """At most one consumer wake-up per this interval while data flows (ms); settable from any
+        thread (the feed manager lengthens it when nothing is being recorded)."""
+        return self.notify_every_ns / 1e6
+
+    @notify_every_ms.setter
+    def notify_every_ms(self, double value):
+        if value < 0:
+            raise ValueError("notify_every_ms must be >= 0")
+        self.notify_every_ns = <int64_t> (value * 1e6)
+
+    @property
+    def period_ms(self):
+        """The drain period now (ms), between ``period_ms`` and ``max_period_ms`` as constructed."""
+        return self.period_ns / 1e6
+
     def wake(self):
         """Drain every socket now instead of after the current wait (datagrams already queued in
-        the kernel reach the rings). Safe from any thread."""
+        the kernel reach the rings), then wake the consumer (``notify_fd``). Safe from any thread."""
         if self.wake_w >= 0:
             rt_notify(self.wake_w)
 
@@ -248,41 +286,73 @@ cdef class ReceiverLoop:
             w += 1
         return w
 
-    cdef void _notify(self) noexcept nogil:
+    cdef void _notify(self, bint resumed, int64_t now) noexcept nogil:
         cdef int i
-        cdef int64_t now
         cdef bint filling = False
         if self.notify_fd < 0:
             return
         for i in range(self.nsock):
             if ring_pending(self.cores[i]) * 4 > <uint64_t> self.cores[i].capacity:
                 filling = True
-        now = rt_mono_ns()
-        if filling or now - self.last_notify_ns >= self.notify_every_ns:
+        if filling or resumed or now - self.last_notify_ns >= self.notify_every_ns:
             rt_notify(self.notify_fd)
             self.last_notify_ns = now
+
+    cdef void _adapt(self, int64_t most) noexcept nogil:
+        """Next period from the most datagrams one socket gave in the last drain."""
+        if most > RT_RECV_MAX_BATCH:
+            self.period_ns = self.min_period_ns  # more than one recvmmsg: the traffic is heavy
+        elif most * 4 < RT_RECV_MAX_BATCH and self.period_ns < self.max_period_ns:
+            self.period_ns = min(max(self.period_ns * 2, 1000000), self.max_period_ns)
 
     def run(self):
         """Receive until :meth:`stop`; returns the number of datagrams read. Releases the GIL."""
         if not HAVE_RECVMMSG:
             raise OSError("recvmmsg is not available on this platform")
         cdef int i, r
-        cdef int64_t total = 0, got = 0
+        cdef int64_t total = 0, got = 0, most, one, now
+        cdef bint woken, resumed, flowing = False
         with nogil:
             while not self.stopping:
-                r = rt_wait_readable(self.fds, self.nsock + 1, 1000)
+                resumed = False
+                if not flowing:
+                    # Every socket was empty: sleep until one is not.
+                    r = rt_wait_readable(self.fds, self.nsock + 1, 1000)
+                    if self.stopping:
+                        break
+                    if r <= 0:
+                        continue
+                    # After a quiet second the traffic to come is unknown: drain at the short period.
+                    resumed = rt_mono_ns() - self.last_data_ns > QUIET_NS
+                    if resumed:
+                        self.period_ns = self.min_period_ns
+                # Data waits a period so a batch builds up; a wake() request drains at once. While
+                # data flows the sockets are not polled first: one wake-up per period, not two.
+                woken = rt_drain_fd(self.wake_r) != 0
+                if not woken and self.period_ns > 0:
+                    woken = rt_wait_fd_ns(self.wake_r, self.period_ns) > 0
+                    rt_drain_fd(self.wake_r)
                 if self.stopping:
                     break
-                if r <= 0:
-                    continue
-                # A wake() request drains at once; data waits a period so a batch builds up.
-                if rt_drain_fd(self.wake_r) == 0 and self.period_ns > 0:
-                    rt_sleep_ns(self.period_ns)
                 got = 0
+                most = 0
                 for i in range(self.nsock):
-                    got += self._drain(i)
+                    one = self._drain(i)
+                    got += one
+                    if one > most:
+                        most = one
+                flowing = got > 0
+                if woken and self.notify_fd >= 0:
+                    # Someone asked for fresh data (a live read): the consumer's pass follows this drain.
+                    rt_notify(self.notify_fd)
+                    self.last_notify_ns = rt_mono_ns()
                 if got:
-                    self._notify()
+                    now = rt_mono_ns()
+                    if not woken:
+                        self._notify(resumed, now)
+                    self.last_data_ns = now
+                    if not woken:
+                        self._adapt(most)
                 total += got
         rt_drain_fd(self.wake_r)  # so a later run() does not return at once
         self.stopping = 0

@@ -221,6 +221,20 @@ static inline int rt_wait_readable(const int *fds, int n, int timeout_ms)
     return r;
 }
 
+/* Wait up to ns for fd to become readable (a wake-up pipe), at nanosecond resolution: >0 readable,
+ * 0 timeout or signal. One context switch per wait, where sleeping then polling takes two. */
+static inline int rt_wait_fd_ns(int fd, int64_t ns)
+{
+    struct pollfd p;
+    struct timespec t;
+    int r;
+    p.fd = fd; p.events = POLLIN; p.revents = 0;
+    t.tv_sec = ns / 1000000000LL;
+    t.tv_nsec = ns % 1000000000LL;
+    r = ppoll(&p, 1, &t, NULL);
+    return r < 0 ? 0 : r;
+}
+
 static inline void rt_sleep_ns(int64_t ns)
 {
     struct timespec t;
@@ -254,6 +268,7 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
 }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
 static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
+static inline int rt_wait_fd_ns(int fd, int64_t ns) { (void)fd; (void)ns; return 0; }
 static inline void rt_notify(int fd) { (void)fd; }
 static inline int rt_drain_fd(int fd) { (void)fd; return 0; }
 #ifdef _WIN32

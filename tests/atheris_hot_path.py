@@ -276,12 +276,13 @@ def make_target():
             self.feed = feed
             self.raw = self.malformed = self.decoded = 0
 
-        def on_raw(self, feed, t_ns, lengths, data, malformed) -> None:
+        def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
             n = len(t_ns)
             assert feed is self.feed and len(lengths) == n and data.shape == (n, feed.ring.slot_size)
             assert 0 <= malformed <= n
             self.raw += n
             self.malformed += malformed
+            return True
 
         def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
             n = len(t_ns)

@@ -85,13 +85,13 @@ def as_plain(value):
 
 @pytest.fixture
 def manager_factory():
-    """Start FeedManagers (``make(config, lost_s=3.0)``); all are stopped after the test."""
+    """Start FeedManagers (``make(config, lost_s=3.0, **options)``); all are stopped after the test."""
     from rt.feeds.manager import FeedManager
 
     made = []
 
-    def make(cfg, lost_s: float = 3.0):
-        mgr = FeedManager(cfg, default_protocols(), lost_s=lost_s)
+    def make(cfg, lost_s: float = 3.0, **options):
+        mgr = FeedManager(cfg, default_protocols(), lost_s=lost_s, **options)
         mgr.start()
         made.append(mgr)
         return mgr

@@ -26,10 +26,11 @@ class Recorder:
         self.raw: dict[str, list[bytes]] = {}
         self.kinds: dict[str, int] = {}
 
-    def on_raw(self, feed, t_ns, lengths, data, malformed) -> None:
+    def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
         rows = self.raw.setdefault(feed.name, [])
         for n, row in zip(lengths.tolist(), data):
             rows.append(row[: min(n, len(row))].tobytes())
+        return True
 
     def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
         self.kinds[layout.name] = self.kinds.get(layout.name, 0) + len(t_ns)
@@ -262,8 +263,8 @@ class CanonicalRecorder:
     def __init__(self) -> None:
         self.canonical: list[np.ndarray] = []
 
-    def on_raw(self, feed, t_ns, lengths, data, malformed) -> None:
-        pass
+    def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
+        return True
 
     def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
         if canonical is not None:
@@ -441,7 +442,8 @@ def test_live_is_one_snapshot_counters_and_values_together(manager_factory):
     # must describe the same datagrams, however the request falls between count and decode.
     from rt.sim.game import tt_driver
 
-    mgr = manager_factory(config(recv_period_ms=1.0))
+    # Every read asks for a fresh snapshot, so the reads fall between passes all through ingest.
+    mgr = manager_factory(config(recv_period_ms=1.0), live_max_age_s=0.0)
     feed = mgr.feeds["telemetry_tool"]
     n = 1000
     state = ScriptedSim().step_block(n)
@@ -452,10 +454,12 @@ def test_live_is_one_snapshot_counters_and_values_together(manager_factory):
     rows_ids[:, 1:5] = ids.astype("<i4").view(np.uint8).reshape(n, 4)
     seen = []
     done = threading.Event()
+    answered = threading.Semaphore(0)
 
     def poll():
-        while not done.wait(0.0005):  # a request every ~0.5 ms, as a busy client would
+        while not done.is_set():  # back to back, as a busy client would
             seen.append(mgr.live()["telemetry_tool"])
+            answered.release()
 
     poller = threading.Thread(target=poll)
     poller.start()
@@ -463,6 +467,9 @@ def test_live_is_one_snapshot_counters_and_values_together(manager_factory):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
             for k in range(n):
                 out.sendto(rows_ids[k].tobytes(), ("127.0.0.1", feed.port))
+                if k % 10 == 9:  # a few answers per 10 datagrams: the reads fall all through ingest
+                    for _ in range(2):
+                        assert answered.acquire(timeout=5)
         wait_until(lambda: feed.stats.packets == n, manager=mgr)
     finally:
         done.set()
@@ -472,3 +479,94 @@ def test_live_is_one_snapshot_counters_and_values_together(manager_factory):
     for v in moving:
         assert v["sequence_gaps"] == v["packets"] - 1, v  # one missing id between each two seen
         assert v["lap_time_ms"] == v["packets"] - 1, v  # the newest value is the last one counted
+
+
+# ---- light at game rates (issue 16) -----------------------------------------------------------
+
+
+def test_the_receive_period_lengthens_at_game_rates_and_shortens_for_a_flood():
+    # A few datagrams per drain: the period doubles up to its maximum (fewer wake-ups beside the
+    # game); a drain that needs more than one recvmmsg batch brings it back to the minimum at once.
+    from rt.feeds.manager import _udp_socket
+    from rt_ext.recv import HAVE_RECVMMSG, ReceiverLoop
+    from rt_ext.ring import PacketRing
+
+    if not HAVE_RECVMMSG:
+        pytest.skip("the batched receive loop needs recvmmsg (Linux)")
+    sock = _udp_socket(socket.AF_INET, ("127.0.0.1", 0), 1 << 22)
+    ring = PacketRing(4096, 2048)
+    loop = ReceiverLoop([(sock.fileno(), ring, None)], period_ms=2.0, max_period_ms=16.0)
+    runner = threading.Thread(target=loop.run)
+    runner.start()
+    got = 0
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            periods = []
+            for k in range(6):  # one datagram per drain
+                out.sendto(_tt_datagrams(k, 1)[0], sock.getsockname())
+                wait_until(lambda: ring.pending == got + 1)
+                got += 1
+                periods.append(loop.period_ms)
+            assert periods == [4.0, 8.0, 16.0, 16.0, 16.0, 16.0]
+            for d in _tt_datagrams(100, 300):  # a flood: 300 datagrams in one drain
+                out.sendto(d, sock.getsockname())
+            wait_until(lambda: ring.pending == got + 300)
+            assert loop.period_ms == 2.0
+    finally:
+        loop.stop()
+        runner.join()
+        loop.close()
+        sock.close()
+
+
+def test_without_a_recording_the_consumer_wakes_rarely_at_game_rates(manager_factory):
+    # 333 datagrams/s and nobody recording or reading: the rings are taken every PASS_S, not ten
+    # times a second (a pass costs milliseconds of Python whatever its size). No AC answers here:
+    # the ksudp handshake's retries wake the consumer every IDLE_S too.
+    from rt.feeds.manager import IDLE_S, PASS_S
+
+    mgr = manager_factory(config())
+    feed = mgr.feeds["telemetry_tool"]
+    k = [f for f in mgr.feeds.values() if f.sock is not None].index(feed)  # its row of the loop's counters
+    sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=333), "127.0.0.1", feed.port).start()
+    try:
+        wait_until(lambda: mgr._loop.counters[k, 0] > 0)
+        passes0 = mgr._passes
+        wait_until(lambda: mgr._loop.counters[k, 0] >= 1.5 * 333, timeout=10)  # 1.5 s of traffic
+        passes = mgr._passes - passes0
+    finally:
+        sender.stop()
+    assert passes <= (1.5 / PASS_S + 1) + (1.5 / IDLE_S + 1), passes  # 15 with a pass every 0.1 s
+
+
+def test_live_reads_what_was_received_just_before(manager_factory):
+    # The live view is not a stale snapshot: a read drains the sockets and waits for that pass.
+    mgr = manager_factory(config())
+    feed = mgr.feeds["telemetry_tool"]
+    mgr.live()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in _tt_datagrams(0, 50):
+            out.sendto(d, ("127.0.0.1", feed.port))
+    wait_until(lambda: mgr.live()["telemetry_tool"]["packets"] == 50)  # no drain, no pass awaited here
+    mgr._live_ns = 0  # as if the snapshot had aged
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in _tt_datagrams(50, 7):
+            out.sendto(d, ("127.0.0.1", feed.port))
+    assert mgr.live()["telemetry_tool"]["packets"] == 57
+
+
+def test_a_sink_gets_the_decoded_groups_only_of_batches_it_kept():
+    class Refusing(Recorder):
+        def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
+            super().on_raw(feed, t_ns, lengths, data, malformed)
+            return False
+
+    feed = Feed("telemetry_tool", 0, default_protocols(), None)
+    keeping, refusing = Recorder(), Refusing()
+    for k, d in enumerate(_tt_datagrams(0, 20)):
+        feed.ring.push_bytes(k, d)
+    feed.consume([keeping, refusing])
+    assert len(keeping.raw["telemetry_tool"]) == len(refusing.raw["telemetry_tool"]) == 20
+    assert keeping.kinds == {"tt_driver": 20} and refusing.kinds == {}
+    # Not recording: the live view still has the newest frame of the batch.
+    assert feed.live()["packets"] == 20 and feed.latest["t_ns"][0] == 19

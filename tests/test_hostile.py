@@ -57,8 +57,9 @@ class CountingSink:
         self.raw = 0
         self.decoded = 0
 
-    def on_raw(self, feed, t_ns, lengths, data, malformed) -> None:
+    def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
         self.raw += len(t_ns)
+        return True
 
     def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
         self.decoded += len(t_ns)

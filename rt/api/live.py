@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from sanic import Blueprint, Request
@@ -21,6 +22,9 @@ def iso_now() -> str:
 @bp.get("/live")
 async def live(request: Request):
     runtime = request.app.ctx.runtime
+    if runtime.feeds.live_is_stale():
+        # The consumer runs a pass for fresh values; the loop serves others meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, runtime.feeds.refresh_live)
     body = {"time": iso_now(), "recording": runtime.recording_summary(), "feeds": runtime.feeds.live()}
     # Not in the reference: why the last recording stopped on its own (disk full, …), until the next starts.
     body["recording_error"] = runtime.recordings.last_error

@@ -42,9 +42,15 @@ NAME_LOOKBACK = 16
 class Sink(Protocol):
     """Receives every batch a feed consumes (the recorder implements this)."""
 
-    def on_raw(self, feed: "Feed", t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> None:
+    #: How often this sink needs a consumer pass now, seconds (None: no more often than the feed
+    #: manager's default). The recorder asks for one every sync interval while it records.
+    pass_interval_s: float | None
+
+    def on_raw(self, feed: "Feed", t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> bool:
         """All datagrams of a batch as received: times (ns), true lengths, slot bytes (n × slot),
-        and how many of them were malformed. The arrays are ring memory: valid during the call."""
+        and how many of them were malformed. The arrays are ring memory: valid during the call.
+        Returns whether the sink keeps this batch: only then does it get the batch's decoded
+        groups (:meth:`on_decoded`), so a sink has both halves of a batch or neither."""
 
     def on_decoded(self, feed: "Feed", layout: PacketLayout, columns: dict[str, np.ndarray], t_ns: np.ndarray,
                    canonical: np.ndarray | None) -> None:
@@ -148,26 +154,32 @@ class Feed:
                 self.stats.packets += n
                 self.stats.bytes += int(lengths.sum())
                 self.stats.malformed += bad
-            for sink in sinks:
-                sink.on_raw(self, t_ns, lengths, data, bad)
+            keeping = [sink for sink in sinks if sink.on_raw(self, t_ns, lengths, data, bad)]
             if bad < n:
-                self._decode_groups(kinds, offsets, t_ns, buf, sinks, handler)
+                self._decode_groups(kinds, offsets, t_ns, buf, keeping, handler)
             ring.release(n)
             total += n
         self.stats.dropped = ring.dropped
         return total
 
     def _decode_groups(self, kinds, offsets, t_ns, buf, sinks, handler) -> None:
-        present = np.unique(kinds)
+        # With no sink keeping the batch only the live view needs canonical rows: its newest
+        # frame. Mapping costs per row, and a game's 333 rows a second would be mapped for nothing.
+        tail_only = not sinks
+        # Kind ids are small and dense: counting is a fraction of np.unique's sort.
+        present = np.flatnonzero(np.bincount(kinds[kinds >= 0])).tolist()
         numbered: dict = {}  # counter name → (its declaration, [(batch positions, numbers)])
-        for kind_id in CanonicalMapper.order(present[present >= 0].tolist(), self.protocols.kinds):
+        for kind_id in CanonicalMapper.order(present, self.protocols.kinds):
             layout = self.protocols.kinds[kind_id]
             sel = kinds == kind_id
             group_t = t_ns[sel]
             cols = RowColumns(self.decoder(layout).rows(buf, offsets[sel]))
             if handler is not None:
                 handler(self, layout, cols, group_t)
-            canon = self._mapper.map(layout.name, cols, group_t)
+            if tail_only and len(group_t) > 1 and not CanonicalMapper.carries(layout.name):
+                canon = self._mapper.map(layout.name, RowColumns(cols.rows[-1:]), group_t[-1:])
+            else:
+                canon = self._mapper.map(layout.name, cols, group_t)
             # Before the sinks: a recording takes its game, track and car from what was named.
             self._remember_names(layout, cols, canon is not None)
             for sink in sinks:

@@ -73,6 +73,12 @@ class KsudpSession:
             self.last_car_ns = max(self.last_car_ns, int(t_ns[-1]))
             self.feed.handshaking = False
 
+    @property
+    def streaming(self) -> bool:
+        """Subscribed, and the game's RTCarInfo stream has been seen since (the handshake's timers
+        are idle: the consumer need not wake for them)."""
+        return self.phase == "subscribed" and self.last_car_ns >= self.subscribed_ns
+
     def tick(self, now_ns: int | None = None) -> None:
         now = clock.now_ns() if now_ns is None else now_ns
         if self.phase == "subscribed":

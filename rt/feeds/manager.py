@@ -3,12 +3,16 @@
 Two threads, so a slow consumer (an HDF5 flush, a busy API) never delays a receive:
 
 * **receive** (``rt_ext.recv.ReceiverLoop``, GIL released): drains every socket into its ring
-  with ``recvmmsg`` once per ``RECV_PERIOD_MS``; on platforms without ``recvmmsg`` a Python
-  ``recv_into`` loop does the same job, slower.
-* **consume** (Python): woken by the receive thread at most every :data:`TICK_S` while data
-  flows (at once when a ring is filling), takes each ring's batches, decodes them, feeds the sinks
-  (the recorder) and the live values, and drives the ksudp handshake. Python wake-ups cost far
-  more than the work of a batch, so there are as few as possible: ~10/s busy, 2/s idle.
+  with ``recvmmsg`` once per period: ``RECV_PERIOD_MS`` while the traffic is heavy, up to
+  :data:`RECV_MAX_PERIOD_MS` at a game's few hundred datagrams a second (the kernel's receive times
+  keep the true arrival times); on platforms without ``recvmmsg`` a Python ``recv_into`` loop
+  does the same job, slower.
+* **consume** (Python): takes each ring's batches, decodes them, feeds the sinks (the recorder)
+  and the live values, and drives the ksudp handshake. A pass costs milliseconds of Python
+  whatever its size, so there are as few as the work needs: every :data:`PASS_S` while nothing
+  asks for more, as often as the recorder asks while it records (``Sink.pass_interval_s``), at
+  once when a ring is a quarter full or data resumes after a quiet second, and on demand when
+  the live view is read (:meth:`FeedManager.live`: values at most :data:`LIVE_MAX_AGE_S` old).
 
 Nothing is lost silently: every datagram sent to a feed's socket is in its ``packets``, or counted
 as ``refused`` (a source not allowed), ``shed`` (garbage while the ring was over half full),
@@ -27,6 +31,7 @@ import select
 import selectors
 import socket
 import threading
+import time
 from typing import Callable, Iterable
 
 from rt_ext.recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
@@ -36,14 +41,24 @@ from ..config import Config
 from ..protocols import FEEDS, Protocols
 from .feed import BATCH, Feed, Sink
 from .health import LOST_S, health
-from .ksudp import KsudpSession, resolve
+from .ksudp import RETRY_S, KsudpSession, resolve
 
 log = logging.getLogger(__name__)
 
-#: While data flows, rings are emptied and decoded, and live values refreshed, this often.
-TICK_S = 0.1
-#: With no data the consumer still wakes this often (ksudp handshake retries, timers).
-IDLE_S = 0.5
+#: While data flows and nothing asks for more (no recording, nobody reading the live view), the
+#: rings are emptied this often: a ring holds 24 s of a 333 Hz feed, and is taken at once when a
+#: quarter full.
+PASS_S = 2.0
+#: While the ksudp handshake waits for the game, the consumer wakes this often (its retries;
+#: the game's answer wakes it at once, being data after a quiet second).
+IDLE_S = RETRY_S
+#: :meth:`FeedManager.live` runs a pass first when the last one is older than this.
+LIVE_MAX_AGE_S = 0.1
+#: How long a live read waits for that pass before it answers with the last values.
+LIVE_WAIT_S = 0.25
+#: The receive thread's longest drain period, ms (it adapts between RECV_PERIOD_MS and this):
+#: what a datagram can wait in the kernel before it reaches a ring.
+RECV_MAX_PERIOD_MS = 100.0
 
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 # Columns of the receive loop's per-socket counters that FeedStats mirrors.
@@ -77,13 +92,22 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def _pass_interval(sinks: list[Sink]) -> float:
+    """Seconds between consumer passes that the sinks need (see ``Sink.pass_interval_s``)."""
+    wanted = [s.pass_interval_s for s in sinks if getattr(s, "pass_interval_s", None)]
+    return min([PASS_S, *wanted])
+
+
 class FeedManager:
     """All feeds of one server process."""
 
-    def __init__(self, config: Config, protocols: Protocols, lost_s: float = LOST_S) -> None:
-        """``lost_s``: quiet seconds after which a feed is ``lost`` (tests shorten it)."""
+    def __init__(self, config: Config, protocols: Protocols, lost_s: float = LOST_S,
+                 live_max_age_s: float = LIVE_MAX_AGE_S) -> None:
+        """``lost_s``: quiet seconds after which a feed is ``lost``; ``live_max_age_s``: the oldest
+        live snapshot :meth:`live` answers with (tests shorten both)."""
         self.config = config
         self.lost_s = lost_s
+        self.live_max_age_s = live_max_age_s
         self.protocols = protocols
         self.feeds: dict[str, Feed] = {}
         self.sinks: list[Sink] = []
@@ -96,6 +120,8 @@ class FeedManager:
         self._wake_w: int | None = None
         self._passes = 0
         self._live: dict | None = None  # name → (live entry, last good ns, handshaking), per pass
+        self._live_ns = 0  # monotonic time of that snapshot
+        self._live_wanted = False  # a reader waits for a fresh snapshot (refresh_live)
         self._pass_done = threading.Condition()
         self.on_tick: list[Callable[[], None]] = []
 
@@ -120,7 +146,8 @@ class FeedManager:
         os.set_blocking(self._wake_w, False)
         if HAVE_RECVMMSG:
             self._loop = ReceiverLoop([(s.fileno(), r, a, rules) for s, r, a, rules in bound], cfg.recv_period_ms,
-                                      self._wake_w, TICK_S * 1000, clock.EPOCH_OFFSET_NS)
+                                      self._wake_w, _pass_interval(self.sinks) * 1000, clock.EPOCH_OFFSET_NS,
+                                      max(cfg.recv_period_ms, RECV_MAX_PERIOD_MS))
             self._spawn("rt-receive", self._loop.run)
         else:
             self._spawn("rt-receive", lambda: self._python_receive(bound))
@@ -176,9 +203,8 @@ class FeedManager:
     # ---- threads --------------------------------------------------------------------------
 
     def _consume_loop(self) -> None:
-        # With recvmmsg the receive loop wakes us (at most every TICK_S while data flows, at once
-        # when a ring fills); otherwise we wake every TICK_S. IDLE_S keeps the ksudp timers going.
-        timeout = IDLE_S if self._loop is not None else TICK_S
+        # With recvmmsg the receive loop wakes us (at most once per interval while data flows, at
+        # once when a ring fills); the timeout is for quiet feeds and the portable receiver.
         while not self._stop.is_set():
             taken = 0
             try:
@@ -187,7 +213,16 @@ class FeedManager:
                 log.exception("consumer pass failed")
             if taken >= BATCH:
                 continue  # a burst: keep draining so the rings never fill
-            self._sleep(timeout)
+            interval = _pass_interval(self.sinks)
+            if self._loop is not None:
+                self._loop.notify_every_ms = interval * 1000
+            handshaking = self.ksudp is not None and not self.ksudp.streaming
+            if handshaking or self._loop is None:
+                self._sleep(min(interval, IDLE_S))
+            else:
+                # The receive loop's notice starts the next pass; this timeout only serves quiet
+                # feeds (their timers), so it must not add a second pass per interval.
+                self._sleep(interval * 1.5)
 
     def _sleep(self, seconds: float) -> None:
         """Wait ``seconds``, or less when the receiver or :meth:`stop` writes to the wake pipe."""
@@ -213,7 +248,10 @@ class FeedManager:
                 feed.stats.kernel_dropped = int(counters[k, _KERNEL_DROPPED])
         if self.ksudp is not None:
             self.ksudp.tick()
-        self._publish_live()
+        if self._live_wanted or self._live is None:
+            # Only when read: building the entries costs as much as decoding a small batch.
+            self._live_wanted = False
+            self._publish_live()
         for callback in self.on_tick:
             callback()
         with self._pass_done:
@@ -278,10 +316,31 @@ class FeedManager:
         now = clock.now_ns()
         self._live = {name: (self.feeds[name].live(now), self.feeds[name].last_good_ns, self.feeds[name].handshaking)
                       for name in FEEDS if name in self.feeds}
+        self._live_ns = time.monotonic_ns()
+
+    def live_is_stale(self) -> bool:
+        """Whether :meth:`live` would first wait for a consumer pass (its snapshot is too old)."""
+        return bool(self._threads) and time.monotonic_ns() - self._live_ns > self.live_max_age_s * 1e9
+
+    def refresh_live(self) -> None:
+        """Bring the live snapshot up to date: the receive thread drains the sockets and the
+        consumer runs a pass (waits at most :data:`LIVE_WAIT_S`). Nothing to do while fresh."""
+        if not self.live_is_stale():
+            return
+        asked = time.monotonic_ns()
+        self._live_wanted = True
+        if self._loop is not None:
+            self._loop.wake()  # it drains the sockets, then wakes the consumer
+        else:
+            self.wake()
+        with self._pass_done:
+            self._pass_done.wait_for(lambda: self._live_ns >= asked, LIVE_WAIT_S)
 
     def live(self) -> dict[str, dict]:
-        """Every feed's entry of /api/live: the consumer's last snapshot (see :meth:`_publish_live`),
-        with health and age as of now; computed directly before the first pass."""
+        """Every feed's entry of /api/live: the consumer's snapshot (see :meth:`_publish_live`),
+        refreshed first when older than :data:`LIVE_MAX_AGE_S`, with health and age as of now;
+        computed directly before the first pass."""
+        self.refresh_live()
         now = clock.now_ns()
         snapshot = self._live
         if snapshot is None:

@@ -99,16 +99,24 @@ CANONICAL_UNITS = {
 Columns = Mapping[str, np.ndarray]
 
 
-def empty(n: int) -> np.ndarray:
-    """``n`` canonical rows with every channel unknown (NaN / -1)."""
-    out = np.zeros(n, dtype=CANONICAL_DTYPE)
+def _unknown_row() -> np.ndarray:
+    row = np.zeros(1, dtype=CANONICAL_DTYPE)
     for name in CANONICAL_DTYPE.names:
         kind = CANONICAL_DTYPE[name].kind
         if kind == "f":
-            out[name] = np.nan
+            row[name] = np.nan
         elif name not in ("t_ns", "gear"):
-            out[name] = -1
-    return out
+            row[name] = -1
+    return row
+
+
+_UNKNOWN = _unknown_row()
+
+
+def empty(n: int) -> np.ndarray:
+    """``n`` canonical rows with every channel unknown (NaN / -1)."""
+    # One copy of a prepared row, not one strided fill per channel (this runs for every batch).
+    return np.repeat(_UNKNOWN, n)
 
 
 def _ac_gear(raw: np.ndarray) -> np.ndarray:

@@ -42,8 +42,13 @@ from .manifest import iso, read, write_atomic
 
 log = logging.getLogger(__name__)
 
-#: Longest time between two syncs of an active recording, s (the most a crash can lose).
-SYNC_S = 0.5
+#: Longest time between two syncs of an active recording, s: what a power loss can lose, besides
+#: what waits in the rings (:data:`PASS_S`). Each sync costs four fsyncs (the raw files, the
+#: manifest and its folder): once a second, not twice, is a third of recording's CPU at game rates.
+SYNC_S = 1.0
+#: While recording, the consumer takes the rings this often, s: a SIGKILL loses what waited in
+#: them (the page cache keeps what was written), so at most this plus the receive period.
+PASS_S = 0.5
 #: How often a sync also flushes ``data.h5`` (and at stop). The raw files are the recording's
 #: source of truth and are made durable at every sync; ``data.h5`` is rebuilt from them at
 #: start-up when a crash left it behind or damaged, and readers in this process see the writer's
@@ -425,16 +430,16 @@ class RecordingManager:
 
     # ---- the sink: called from the consumer thread ------------------------------------------
 
-    def on_raw(self, feed, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> None:
+    def on_raw(self, feed, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> bool:
         with self.lock:
             act = self.active
             if act is None:
-                return
+                return False
             try:
                 act.raw[feed.name].append(t_ns, lengths, data)
             except StoreError as exc:
                 self._fail(exc)
-                return
+                return False
             if feed.name not in act.first_ns:
                 # The recording's first batch of this feed: what it decodes must follow from its
                 # raw file alone, so a rebuild gives the same frames (PC2 lap data come from
@@ -448,6 +453,7 @@ class RecordingManager:
             c["malformed"] += malformed
             act.first_ns.setdefault(feed.name, int(t_ns[0]))
             act.last_ns[feed.name] = int(t_ns[-1])
+            return True
 
     def on_decoded(self, feed, layout: PacketLayout, columns, t_ns, canonical) -> None:
         with self.lock:
@@ -482,13 +488,29 @@ class RecordingManager:
             act = self.active
             return 0 if act is None else sum(w.release_idle() for w in act.raw.values())
 
+    @property
+    def pass_interval_s(self) -> float | None:
+        """While recording, a consumer pass every :data:`PASS_S` (see ``Sink``)."""
+        return PASS_S if self.active is not None else None
+
     def tick(self) -> None:
         """Sync the active recording if its interval is up (consumer thread, after each pass)."""
         with self.lock:
             act = self.active
-            if act is None or time.monotonic() - act.last_sync < SYNC_S:
+            if act is None:
                 return
-            self.sync()
+            if time.monotonic() - act.last_sync >= SYNC_S:
+                self.sync()
+                return
+            # Between syncs too: a flood fills a small disk faster than one sync interval.
+            low = self._low_disk(self._unsynced_bytes(act))
+            if low:
+                self._fail(StoreError(low))
+
+    @staticmethod
+    def _unsynced_bytes(act: Active) -> int:
+        """Raw bytes written or queued since the last sync (queued batches reach the disk soon)."""
+        return sum(w.size + w.queued_bytes for w in act.raw.values()) - act.synced_bytes
 
     def sync(self) -> None:
         """Make the active recording durable: fsync raw files, flush HDF5, rewrite the manifest."""
@@ -496,8 +518,7 @@ class RecordingManager:
             act = self.active
             if act is None:
                 return
-            # Queued raw batches count: they will be on the disk in a moment.
-            written = sum(w.size + w.queued_bytes for w in act.raw.values()) - act.synced_bytes
+            written = self._unsynced_bytes(act)
             low = self._low_disk(written)
             if low:
                 self._fail(StoreError(low))
