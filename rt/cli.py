@@ -241,6 +241,13 @@ def _known_recording(config, rec_id: str) -> bool:
     return True
 
 
+def _compact_now(config, rec_id: str) -> None:
+    """Compact a repaired recording's data.h5 here (no feeds run in this process to wait for it)."""
+    from .store import compact
+
+    compact.compact(config.data_dir / rec_id)
+
+
 def _cmd_recover(args: argparse.Namespace) -> int:
     config, manager = _recordings()
     if args.id is None:
@@ -250,6 +257,7 @@ def _cmd_recover(args: argparse.Namespace) -> int:
     if not _known_recording(config, args.id):
         return 2
     manifest = manager.recover(args.id)
+    _compact_now(config, args.id)
     print(f"{args.id}: {manifest['status']}, " + ", ".join(f"{f} {c['packets']} datagrams" for f, c in manifest["feeds"].items()))
     return 0
 
@@ -259,6 +267,7 @@ def _cmd_redecode(args: argparse.Namespace) -> int:
     if not _known_recording(config, args.id):
         return 2
     manager.recover(args.id, force_rebuild=True)
+    _compact_now(config, args.id)
     print(f"{args.id}: data.h5 rebuilt from the raw files")
     return 0
 

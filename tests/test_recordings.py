@@ -212,7 +212,7 @@ def _tt_batch(first: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.arange(first, first + n, dtype=np.int64) * 3_000_000 + 10**9, np.full(n, 357, dtype=np.uint32), slots
 
 
-def test_a_sync_every_half_second_makes_what_was_recorded_durable(tmp_path):
+def test_a_sync_every_second_makes_what_was_recorded_durable(tmp_path):
     # The promise behind the kill tests: the consumer syncs once SYNC_S has passed since the last
     # sync (not before), and a sync fsyncs the raw file and then rewrites the manifest to count it.
     mgr, rec_dir, feed = _recording(tmp_path, "sync")
@@ -221,7 +221,7 @@ def test_a_sync_every_half_second_makes_what_was_recorded_durable(tmp_path):
     started = act.last_sync  # the interval counts from the start
     mgr.on_raw(feed, t_ns, lengths, slots, 0)
     mgr.tick()
-    if time.monotonic() - started < SYNC_S:  # (unless this thread was paused for half a second)
+    if time.monotonic() - started < SYNC_S:  # (unless this thread was paused for that long)
         assert act.last_sync == started  # the interval is not up: no sync yet
     time.sleep(max(0.0, SYNC_S - (time.monotonic() - started)))  # the interval itself is under test
     mgr.tick()

@@ -58,9 +58,10 @@ FORMAT = "rusty-telemetry/1"
 #: down at process exit (seen with h5py 3.16 on a full disk), so ``serve`` ends with os._exit
 #: once everything else is closed; the recording guard stops recordings before a disk fills.
 FAILED_FILES: list[str] = []
-#: Filters per kind of dataset (h5py ``create_dataset`` keywords). Packet rows are stored as
-#: they came, like the raw file beside them, which already holds the same bytes: compressing that
-#: copy (lzf saved 31% of it on a real AC capture) took half of the consumer's time at high rates.
+#: Filters per kind of dataset (h5py ``create_dataset`` keywords) while recording. Packet rows are
+#: stored as they came, like the raw file beside them, which already holds the same bytes:
+#: compressing that copy (lzf saved 31% of it on a real AC capture) took half of the consumer's
+#: time at high rates. Once stopped, :mod:`rt.store.compact` rewrites them with shuffle + deflate.
 #: Canonical rows are small and read often; gzip (deflate, level 1) halves them and, unlike lzf,
 #: every HDF5 reader has it (MATLAB, HDFView, h5py, pandas).
 PACKET_FILTERS: dict = {}

@@ -37,7 +37,8 @@ import numpy as np
 from ..errors import StoreError
 from ..protocols import FEEDS, Protocols
 from ..protocols.layout import PacketLayout
-from . import h5store, rawfile
+from . import compact, h5store, rawfile
+from .compact import Compactor
 from .manifest import iso, read, write_atomic
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,9 @@ class RecordingManager:
     """All recordings of DATA_DIR; the active one (at most one) is written from the consumer thread."""
 
     def __init__(self, data_dir: str | Path, protocols: Protocols, rings: dict | None = None,
-                 min_free_mb: float = 100.0) -> None:
+                 min_free_mb: float = 100.0, compact: bool = False) -> None:
+        """``compact``: compact each recording's ``data.h5`` once it has stopped (the server; see
+        :mod:`rt.store.compact`), and at :meth:`open` every stopped one not yet compacted."""
         self.data_dir = Path(data_dir)
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
         self.protocols = protocols
@@ -123,6 +126,7 @@ class RecordingManager:
         # HDF5 appends, beside the consumer too (see H5Writer); a thread of their own, so raw
         # writes never queue behind a slow HDF5 append.
         self._h5_writer = ThreadPoolExecutor(1, thread_name_prefix="rt-h5-write")
+        self.compactor = Compactor(self._compacted) if compact else None
         #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
         #: stops for any reason: runs recording in it end there.
         self.on_stop: list = []
@@ -152,6 +156,9 @@ class RecordingManager:
                 manifest = self.recover(entry.name, manifest)
                 repaired.append(entry.name)
             self._manifests[entry.name] = manifest
+            if self.compactor is not None:
+                (entry / compact.TMP_NAME).unlink(missing_ok=True)  # a compaction cut short
+                self.compactor.submit(entry)
         return repaired
 
     def recover(self, rec_id: str, manifest: dict | None = None, force_rebuild: bool = False) -> dict:
@@ -380,6 +387,9 @@ class RecordingManager:
                 log.error("recording %s: manifest not written: %s", act.id, exc)
             self._manifests[act.id] = manifest
             self.active = None
+            if self.compactor is not None and not problems:
+                # After a write error the HDF5 file is not to be trusted: `recover` rebuilds it.
+                self.compactor.submit(act.dir)
             for callback in self.on_stop:
                 try:
                     callback(act.id, dict(act.frames))
@@ -419,14 +429,32 @@ class RecordingManager:
                 raise NotFound(rec_id)
             if self.active is not None and self.active.id == rec_id:
                 raise Conflict(f"recording {rec_id} is being written; stop it first")
+            if self.compactor is not None:
+                self.compactor.cancel(self.data_dir / rec_id)
             shutil.rmtree(self.data_dir / rec_id)
             del self._manifests[rec_id]
 
     def close(self) -> None:
-        """Stop the active recording, if any (server shutdown)."""
+        """Stop the active recording, if any, and any compaction (server shutdown)."""
         with self.lock:
             if self.active is not None:
                 self.stop()
+        if self.compactor is not None:
+            self.compactor.close()
+
+    def _compacted(self, rec_id: str) -> None:
+        """A recording's data.h5 was compacted (compactor thread): its manifest gets the new size."""
+        with self.lock:
+            manifest = self._manifests.get(rec_id)
+            if manifest is None or manifest.get("status") == "recording":
+                return
+            manifest = dict(manifest, size_bytes=_dir_size(self.data_dir / rec_id))
+            try:
+                write_atomic(self.data_dir / rec_id / "manifest.json", manifest)
+            except StoreError as exc:
+                log.warning("recording %s: manifest not updated after compaction: %s", rec_id, exc)
+                return
+            self._manifests[rec_id] = manifest
 
     # ---- the sink: called from the consumer thread ------------------------------------------
 

@@ -1,0 +1,133 @@
+"""Compaction of stopped recordings: data.h5 rewritten with shuffle + deflate, nothing changed."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+
+from rigs import ScriptedSim, wait_until
+from rt.feeds.feed import Feed
+from rt.protocols import default_protocols
+from rt.sim.frames import packets
+from rt.sim.game import make_sim, tt_driver
+from rt.store import compact
+from rt.store.h5store import agrees_with_raw
+from rt.store.recordings import RecordingManager, _dir_size
+
+P = default_protocols()
+
+
+def _record(data_dir, datagrams: dict[str, list[bytes]], **options) -> tuple[RecordingManager, object]:
+    """A stopped recording of ``datagrams`` per feed, taken through the consumer's real path."""
+    mgr = RecordingManager(data_dir, P, min_free_mb=0, **options)
+    mgr.open()
+    rec = mgr.start({"name": "compaction"})
+    for name, items in datagrams.items():
+        feed = Feed(name, 0, P, None)
+        for k, d in enumerate(items):
+            feed.ring.push_bytes(10**18 + k * 3_003_003, d)
+            if feed.ring.pending >= 4096:
+                feed.consume([mgr])
+        feed.consume([mgr])
+    mgr.stop()
+    return mgr, data_dir / rec["id"]
+
+
+def _datagrams(monza_raw: bytes) -> dict[str, list[bytes]]:
+    return {
+        "ksudp": [monza_raw[i * 328 : (i + 1) * 328] for i in range(len(monza_raw) // 328)],  # real AC
+        "telemetry_tool": [r.tobytes() for r in tt_driver(ScriptedSim().step_block(3000), 0)],
+        "pcars": [r.tobytes() for r in packets(make_sim(seed=3), 3000, "pcars1", quirks=False)[0]],
+    }
+
+
+def _contents(path) -> dict:
+    out = {}
+    with h5py.File(path, "r") as f:
+        out["/"] = dict(f.attrs)
+
+        def visit(name, obj):
+            attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in obj.attrs.items()}
+            if isinstance(obj, h5py.Dataset):
+                out[name] = (obj.shape, obj.dtype.str, np.asarray(obj[()]).tobytes(), attrs)
+            else:
+                out[name] = attrs
+
+        f.visititems(visit)
+    return out
+
+
+def test_compaction_keeps_every_value_and_shrinks_real_rows(tmp_path, monza_raw):
+    _, rec_dir = _record(tmp_path, _datagrams(monza_raw))
+    original = tmp_path / "original.h5"
+    shutil.copy(rec_dir / "data.h5", original)
+    before, after = compact.compact(rec_dir)
+    assert before == original.stat().st_size and after == (rec_dir / "data.h5").stat().st_size
+    was, now = _contents(original), _contents(rec_dir / "data.h5")
+    assert now.pop("/") == dict(was.pop("/"), compacted=True)
+    assert now == was  # every group, dataset and attribute, values bit for bit
+    with h5py.File(original, "r") as f0, h5py.File(rec_dir / "data.h5", "r") as f:
+        rows = f["ksudp/ac_car_info/rows"]
+        assert (rows.compression, rows.shuffle) == ("gzip", True)
+        # The real AC rows: the measured 2.1x of the module's docstring (to within a few percent).
+        stored = rows.id.get_storage_size()
+        assert rows.size * rows.dtype.itemsize / stored > 2.0
+        assert f0["ksudp/ac_car_info/rows"].id.get_storage_size() >= rows.size * rows.dtype.itemsize
+    assert after < before / 2
+    assert agrees_with_raw(rec_dir, P)
+    assert compact.compact(rec_dir) == (after, after)  # once only
+    assert not (rec_dir / compact.TMP_NAME).exists()
+
+
+def test_a_compaction_cut_short_leaves_data_h5_whole_and_is_done_at_the_next_start(tmp_path, monza_raw):
+    _, rec_dir = _record(tmp_path, {"ksudp": _datagrams(monza_raw)["ksudp"]})
+    original = _contents(rec_dir / "data.h5")
+    child = compact.compact_in_child(rec_dir)
+    child.kill()  # wherever it was: before, while or after writing the temp file
+    child.communicate()
+    (rec_dir / compact.TMP_NAME).write_bytes(b"a torn compaction")  # as a power loss may leave it
+    assert compact.needs_compaction(rec_dir) or _contents(rec_dir / "data.h5")["/"].get("compacted")
+    mgr = RecordingManager(tmp_path, P, min_free_mb=0, compact=True)
+    try:
+        mgr.open()
+        assert mgr.compactor.wait_idle(60)
+    finally:
+        mgr.close()
+    now = _contents(rec_dir / "data.h5")
+    assert now.pop("/")["compacted"] and {k: v for k, v in original.items() if k != "/"} == now
+    assert not (rec_dir / compact.TMP_NAME).exists()
+    # The manifest tells the compacted size (counting itself as it was before this rewrite).
+    assert abs(mgr.get(rec_dir.name)["size_bytes"] - _dir_size(rec_dir)) <= 16
+
+
+def test_the_server_compacts_a_recording_once_stopped_and_delete_cancels_it(tmp_path, monza_raw):
+    mgr, rec_dir = _record(tmp_path, _datagrams(monza_raw), compact=True)
+    try:
+        wait_until(lambda: not compact.needs_compaction(rec_dir), timeout=60)
+        assert mgr.compactor.wait_idle(60)
+        assert abs(mgr.get(rec_dir.name)["size_bytes"] - _dir_size(rec_dir)) <= 16
+        assert agrees_with_raw(rec_dir, P)
+        # A recording deleted while its compaction runs goes, whole, without an error.
+        again = mgr.start({"name": "deleted at once"})
+        mgr.stop()
+        mgr.delete(again["id"])
+        assert mgr.compactor.wait_idle(60)
+        assert not (tmp_path / again["id"]).exists()
+    finally:
+        mgr.close()
+
+
+def test_redecode_leaves_a_compacted_file(tmp_path, monza_raw):
+    import os
+    import subprocess
+    import sys
+
+    _, rec_dir = _record(tmp_path, {"ksudp": _datagrams(monza_raw)["ksudp"][:2000]})
+    assert compact.needs_compaction(rec_dir)
+    env = dict(os.environ, RUSTY_TELEMETRY_DATA_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-m", "rt", "redecode", rec_dir.name], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert not compact.needs_compaction(rec_dir) and agrees_with_raw(rec_dir, P)
