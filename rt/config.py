@@ -39,6 +39,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RCVBUF_BYTES": ("8388608", "socket receive buffer per feed, bytes"),
     "MERGE_TOLERANCE_MS": ("1.0", "frames of merged feeds closer than this to a kept frame are duplicates, ms"),
     "MIN_FREE_MB": ("100", "a recording stops cleanly when the data disk has less free space than this, MiB"),
+    "COMPACT_AFTER_S": ("60", "a stopped recording is compacted (data.h5 and raw files compressed) this long after it stopped, s"),
 }
 
 
@@ -61,6 +62,7 @@ class Config:
     recv_period_ms: float = 10.0
     rcvbuf_bytes: int = 8 * 1024 * 1024
     min_free_mb: float = 100.0
+    compact_after_s: float = 60.0
     merge_tolerance_ms: float = 1.0
 
     def replace(self, **changes) -> "Config":
@@ -166,5 +168,6 @@ def load(env: Mapping[str, str]) -> Config:
         recv_period_ms=_number("RECV_PERIOD_MS", get("RECV_PERIOD_MS"), 0.5, 100),
         rcvbuf_bytes=int(_number("RCVBUF_BYTES", get("RCVBUF_BYTES"), 65536, 1 << 30)),
         min_free_mb=_number("MIN_FREE_MB", get("MIN_FREE_MB"), 0, 1 << 20),
+        compact_after_s=_number("COMPACT_AFTER_S", get("COMPACT_AFTER_S"), 0, 7 * 86400),
         merge_tolerance_ms=_number("MERGE_TOLERANCE_MS", get("MERGE_TOLERANCE_MS"), 0, 1000),
     )

@@ -25,7 +25,8 @@ class Runtime:
         self.config = config
         self.protocols = protocols_for(config.tt_layout)
         self.feeds = FeedManager(config, self.protocols)
-        self.recordings = RecordingManager(config.data_dir, self.protocols, min_free_mb=config.min_free_mb, compact=True)
+        self.recordings = RecordingManager(config.data_dir, self.protocols, min_free_mb=config.min_free_mb,
+                                           compact_after_s=config.compact_after_s)
         self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
         self.started = False
 

@@ -189,7 +189,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
     rec_dir = Path(tmp) / "data" / rec["id"]
     recorded = {}
     for game, feed in feed_names.items():
-        t_ns, _, lengths, _ = rawfile.parse((rec_dir / f"{feed}.bin").read_bytes())
+        t_ns, _, lengths, _ = rawfile.parse(rawfile.load(rec_dir / f"{feed}.bin"))
         # ksudp holds the handshake answer too; count the car datagrams only
         recorded[game] = int((lengths == {"ac": 328, "tt": 357, "pcars1": 1367}[game]).sum())
     lat = sorted(latencies)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import uuid
 
@@ -117,7 +116,17 @@ async def download(request: Request, rec_id: str, feed_name: str) -> HTTPRespons
     rec_id = recording_id(rec_id)
     if feed_name not in FEEDS:
         raise ApiError(404, "feed_not_found", f"no feed {feed_name!r}: feeds are {', '.join(FEEDS)}")
-    path, size = await _blocking(request, request.app.ctx.runtime.recordings.raw_file, rec_id, feed_name)
+    raw = await _blocking(request, request.app.ctx.runtime.recordings.raw_file, rec_id, feed_name)
+    try:
+        await _stream_raw(request, raw, rec_id, feed_name)
+    finally:
+        raw.close()
+    return None
+
+
+async def _stream_raw(request: Request, raw, rec_id: str, feed_name: str) -> None:
+    """The original bytes of an open raw file (plain or compressed), whole or the asked ``Range``."""
+    size = raw.size
     span = _byte_range(request.headers.get("range"), size)
     start, end = span or (0, size)
     headers = {
@@ -127,23 +136,15 @@ async def download(request: Request, rec_id: str, feed_name: str) -> HTTPRespons
     }
     if span:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        raise ApiError(404, "feed_not_found", f"recording {rec_id} has no {feed_name} file") from None
     loop = asyncio.get_running_loop()
-    try:
-        response = await request.respond(status=206 if span else 200, headers=headers,
-                                         content_type="application/octet-stream")
-        pos = start
-        while pos < end:
-            # Never more than the size taken at the start: the file may grow while it is read.
-            chunk = await loop.run_in_executor(None, os.pread, fd, min(DOWNLOAD_CHUNK, end - pos), pos)
-            if not chunk:
-                break
-            await response.send(chunk)
-            pos += len(chunk)
-        await response.eof()
-    finally:
-        os.close(fd)
-    return None
+    response = await request.respond(status=206 if span else 200, headers=headers,
+                                     content_type="application/octet-stream")
+    pos = start
+    while pos < end:
+        # Never more than the size taken at the start: the file may grow while it is read.
+        chunk = await loop.run_in_executor(None, raw.read_at, pos, min(DOWNLOAD_CHUNK, end - pos))
+        if not chunk:
+            break
+        await response.send(chunk)
+        pos += len(chunk)
+    await response.eof()

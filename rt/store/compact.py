@@ -1,4 +1,4 @@
-"""Compaction of a finished recording's ``data.h5``: every dataset rewritten with shuffle + deflate.
+"""Compaction of a finished recording: ``data.h5`` rewritten with shuffle + deflate, raw files compressed.
 
 While recording, packet rows go into ``data.h5`` as they came (compressing them then would cost
 about a core-percent at game rates, more than all the rest of recording), next to the same bytes
@@ -7,6 +7,12 @@ rewritten once with the two filters every HDF5 build has: byte shuffle (the n-th
 values side by side) and deflate. Measured on the real Assetto Corsa capture (Monza, 8641
 datagrams): decoded rows 2.1× smaller; simulator data 14×. ``data.h5`` stays a plain HDF5 file
 (h5py, HDFView, MATLAB read it without plugins); the file says ``compacted`` in its attributes.
+The raw files are then replaced by compressed containers of the same bytes (``rawfile.compress``:
+records byte-transposed, then deflate; 2.35× on the real AC capture), which readers and downloads
+open through ``rawfile.RawFile``.
+
+A recording is compacted ``COMPACT_AFTER_S`` after it stopped (60 s by default): the files a racer
+downloads or analyses right after a run are read as they were written.
 
 It runs in a child process at the lowest CPU priority (``python -m rt.store.compact DIR``): h5py
 keeps the GIL while HDF5 filters run, and the server's feeds must not wait for a minute of
@@ -17,17 +23,20 @@ is not yet compacted (:func:`needs_compaction`).
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
-import queue
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
 import h5py
 import numpy as np
+
+from . import rawfile
 
 #: Filters of a compacted dataset: shuffle + deflate level 4 (levels 1–6 differ by 3 % in size
 #: on real AC rows; 4 is the usual balance of speed and size).
@@ -38,13 +47,12 @@ CHUNK_BYTES = 256 << 10
 #: Rows copied at a time (bounds memory for an hour of PCARS rows, ~2 GB uncompressed).
 COPY_BYTES = 16 << 20
 TMP_NAME = ".data.h5.compact"
+TMP_SUFFIX = ".compact"
 
 log = logging.getLogger(__name__)
 
 
-def needs_compaction(recording_dir: str | Path) -> bool:
-    """Whether the recording's ``data.h5`` exists and is not compacted yet."""
-    path = Path(recording_dir) / "data.h5"
+def _h5_needs_compaction(path: Path) -> bool:
     if not path.exists():
         return False
     try:
@@ -54,19 +62,58 @@ def needs_compaction(recording_dir: str | Path) -> bool:
         return False  # damaged: recover rebuilds it first
 
 
-def compact(recording_dir: str | Path) -> tuple[int, int]:
-    """Rewrite ``data.h5`` of a stopped recording compressed; returns its size before and after.
+def _plain_raw_files(recording_dir: Path) -> list[Path]:
+    """The recording's raw files that hold records and are not compressed yet."""
+    return [p for p in sorted(recording_dir.glob("*.bin"))
+            if p.stat().st_size > len(rawfile.MAGIC) and not rawfile.is_compressed(p)]
 
-    Every group, dataset and attribute is kept, values bit for bit; a dataset's chunks become
-    :data:`CHUNK_BYTES` and its filters :data:`FILTERS`. Does nothing to a compacted file.
+
+def needs_compaction(recording_dir: str | Path) -> bool:
+    """Whether the recording's ``data.h5`` or one of its raw files is not compacted yet."""
+    recording_dir = Path(recording_dir)
+    return _h5_needs_compaction(recording_dir / "data.h5") or bool(_plain_raw_files(recording_dir))
+
+
+def compact(recording_dir: str | Path) -> tuple[int, int]:
+    """Compact a stopped recording; returns the bytes of its files before and after.
+
+    ``data.h5``: every group, dataset and attribute is kept, values bit for bit; a dataset's
+    chunks become :data:`CHUNK_BYTES` and its filters :data:`FILTERS`. Each raw file: replaced by
+    its compressed container, which gives its bytes back exactly. What is compacted already is
+    left alone, so a compaction cut short is finished by the next one.
     """
     recording_dir = Path(recording_dir)
+    before = _files_size(recording_dir)
+    _compact_h5(recording_dir)
+    for raw in _plain_raw_files(recording_dir):
+        tmp = raw.with_name(f".{raw.name}{TMP_SUFFIX}")
+        try:
+            rawfile.compress(raw, tmp)
+            os.replace(tmp, raw)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    _fsync_dir(recording_dir)
+    return before, _files_size(recording_dir)
+
+
+def _files_size(recording_dir: Path) -> int:
+    return sum(p.stat().st_size for p in [recording_dir / "data.h5", *recording_dir.glob("*.bin")] if p.exists())
+
+
+def _fsync_dir(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _compact_h5(recording_dir: Path) -> None:
     path = recording_dir / "data.h5"
     tmp = recording_dir / TMP_NAME
-    if not needs_compaction(recording_dir):
-        size = path.stat().st_size if path.exists() else 0
-        return size, size
-    before = path.stat().st_size
+    if not _h5_needs_compaction(path):
+        return
     try:
         with h5py.File(path, "r") as src, h5py.File(tmp, "w", libver="latest") as dst:
             _copy_attrs(src, dst)
@@ -82,15 +129,15 @@ def compact(recording_dir: str | Path) -> tuple[int, int]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        dir_fd = os.open(recording_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return before, path.stat().st_size
+
+
+def leftovers(recording_dir: str | Path) -> list[Path]:
+    """Temp files a compaction cut short left behind (removed at start-up)."""
+    recording_dir = Path(recording_dir)
+    return [recording_dir / TMP_NAME, *recording_dir.glob(f".*{TMP_SUFFIX}")]
 
 
 def _copy_attrs(src, dst) -> None:
@@ -120,30 +167,34 @@ def compact_in_child(recording_dir: str | Path) -> subprocess.Popen:
 
 
 class Compactor:
-    """Compacts recordings one at a time, each in a child process (:func:`compact_in_child`), in
-    the order given; ``on_done(recording_id)`` is called (on its thread) after each success."""
+    """Compacts recordings one at a time, each in a child process (:func:`compact_in_child`), each
+    once its due time (``time.monotonic()``) has come; ``on_done(recording_id)`` is called (on its
+    thread) after each success."""
 
     def __init__(self, on_done: Callable[[str], None]) -> None:
         self._on_done = on_done
-        self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._due: list[tuple[float, int, Path]] = []  # a heap
+        self._seq = 0
         self._running: tuple[Path, subprocess.Popen] | None = None
         self._cancelled: set[Path] = set()
-        self._pending = 0
-        self._idle = threading.Condition(self._lock)
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="rt-compact", daemon=True)
         self._thread.start()
 
-    def submit(self, recording_dir: str | Path) -> None:
-        """Queue a recording; one that needs no compaction (see :func:`needs_compaction`) is skipped."""
-        with self._lock:
+    def submit(self, recording_dir: str | Path, due: float = 0.0) -> None:
+        """Compact a recording at ``due`` (monotonic s; 0: now); one that needs no compaction
+        (see :func:`needs_compaction`) is skipped."""
+        with self._changed:
             self._cancelled.discard(Path(recording_dir))
-            self._pending += 1
-        self._queue.put(Path(recording_dir))
+            self._seq += 1
+            heapq.heappush(self._due, (due, self._seq, Path(recording_dir)))
+            self._changed.notify_all()
 
     def cancel(self, recording_dir: str | Path) -> None:
-        """Drop a recording from the queue and stop its compaction if it runs (before a delete);
-        returns once its child process has exited."""
+        """Forget a recording and stop its compaction if it runs (before a delete); returns once
+        its child process has exited."""
         path = Path(recording_dir)
         with self._lock:
             self._cancelled.add(path)
@@ -153,41 +204,55 @@ class Compactor:
             running[1].wait()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until nothing is queued or running (tests, shutdown); False on timeout."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Block until nothing is due or running (tests); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._due and self._running is None, timeout)
 
     def close(self) -> None:
-        """Stop: a compaction under way is killed (its temp file is left for the next start-up)."""
-        self._queue.put(None)
-        with self._lock:
+        """Stop: a compaction under way is killed (its temp files go at the next start-up)."""
+        with self._changed:
+            self._closed = True
             running = self._running
+            self._changed.notify_all()
         if running is not None:
             running[1].kill()
         self._thread.join(timeout=10)
 
+    def _next(self) -> Path | None:
+        with self._changed:
+            while not self._closed:
+                if self._due:
+                    wait = self._due[0][0] - time.monotonic()
+                    if wait <= 0:
+                        path = heapq.heappop(self._due)[2]
+                        if path in self._cancelled or not needs_compaction(path):
+                            self._changed.notify_all()
+                            continue
+                        return path
+                    self._changed.wait(wait)
+                else:
+                    self._changed.wait()
+            return None
+
     def _run(self) -> None:
-        while (path := self._queue.get()) is not None:
+        while (path := self._next()) is not None:
             try:
                 self._compact(path)
-            except Exception:  # noqa: BLE001 - a failed compaction leaves data.h5 as it was
+            except Exception:  # noqa: BLE001 - a failed compaction leaves the files as they were
                 log.exception("compaction of %s failed", path.name)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
 
     def _compact(self, path: Path) -> None:
-        with self._lock:
-            if path in self._cancelled or not needs_compaction(path):
+        with self._changed:
+            if self._closed:
                 return
             child = compact_in_child(path)
             self._running = (path, child)
         try:
             _, err = child.communicate()
         finally:
-            with self._lock:
+            with self._changed:
                 self._running = None
+                self._changed.notify_all()
         if child.returncode == 0:
             self._on_done(path.name)
         elif path not in self._cancelled and child.returncode > 0:
@@ -201,10 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         before, after = compact(args[0])
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, rawfile.StoreError) as exc:
         print(f"compaction of {args[0]} failed: {exc}", file=sys.stderr)
         return 1
-    print(f"{args[0]}: data.h5 {before} -> {after} bytes")
+    print(f"{args[0]}: {before} -> {after} bytes")
     return 0
 
 

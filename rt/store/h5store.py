@@ -418,7 +418,7 @@ def kind_counts(path: str | Path) -> dict[tuple[str, str], int]:
 def _read_raw(raw_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A raw file's bytes and its whole records: ``(data, t_ns, payload offsets, lengths)``. A torn
     last record is left out, as every reader of raw files leaves it out."""
-    data = np.fromfile(raw_path, dtype=np.uint8)
+    data = rawfile.load(raw_path)
     t_ns, offsets, lengths, _ = rawfile.parse(data)
     return data, t_ns, offsets, lengths
 

@@ -8,12 +8,28 @@ Format (little-endian)::
 The raw file is the source of truth of a recording; the HDF5 file can always be rebuilt from it.
 A datagram longer than its feed's ring slot (never a well-formed one) keeps the slot's bytes.
 A file cut short by a crash ends in a partial record, which readers ignore and recovery trims.
+
+Once a recording has stopped, its raw files may be replaced by a **compressed container** of the
+same bytes (:func:`compress`, run by ``rt.store.compact``)::
+
+    magic   8 bytes   b"RTFEEDZ\n"
+    blocks  repeated: one zlib stream per block of ~1 MiB of the original file (whole records)
+    index   per block, 4 × u64: original offset, original length, offset in this file, length
+    footer  u64 index offset | u64 blocks | u64 original size | b"RTFEEDZ\n"
+
+Inside a block the records are byte-transposed before deflate: the 12-byte headers side by side
+(the n-th byte of every header together), then the payloads of each length as a matrix read
+column by column. A game's datagrams of one kind share their layout, so the n-th bytes of 512 of
+them are alike where the datagrams themselves are noise: deflate then saves 2.2× on the real AC
+capture instead of 1.34×. The original bytes come back exactly (:class:`RawFile`, :func:`load`);
+downloads serve them, with ``Range``, by decompressing only the blocks a range covers.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import zlib
 from collections import deque
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -26,6 +42,14 @@ from ..errors import StoreError
 
 MAGIC = b"RTFEED1\n"
 HEADER = struct.Struct("<QI")
+#: The compressed container (see the module docstring).
+ZMAGIC = b"RTFEEDZ\n"
+_ZFOOTER = struct.Struct("<QQQ8s")
+_ZBLOCK_HEAD = struct.Struct("<II")  # bytes before the first record (the magic, block 0), records
+#: Original bytes per compressed block (whole records): what a ``Range`` read decompresses at most.
+ZBLOCK_BYTES = 1 << 20
+#: Deflate level of the container (level 1 compresses 2 % less on real AC, 40 % faster).
+ZLEVEL = 6
 
 
 class RawFormatError(ValueError):
@@ -45,14 +69,29 @@ def parse(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 
 def read(path: str | Path) -> tuple[np.ndarray, list[bytes]]:
     """Receive times and payloads of a raw feed file (ignoring a torn last record)."""
-    data = Path(path).read_bytes()
+    data = load(path).tobytes()
     t_ns, offsets, lengths, _ = parse(data)
     return t_ns, [data[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
 
 
+def load(path: str | Path) -> np.ndarray:
+    """The bytes of a raw feed file as recorded (uint8), whether or not it was compressed."""
+    with RawFile(path) as raw:
+        return raw.load()
+
+
+def is_compressed(path: str | Path) -> bool:
+    """Whether ``path`` is a compressed container (see the module docstring)."""
+    with open(path, "rb") as fh:
+        return fh.read(len(ZMAGIC)) == ZMAGIC
+
+
 def trim(path: str | Path) -> int:
-    """Cut a torn last record off a raw file; returns the bytes removed (0 if it was whole)."""
+    """Cut a torn last record off a raw file; returns the bytes removed (0 if it was whole).
+    A compressed container holds the file as it was when compressed: it is left as it is."""
     path = Path(path)
+    if path.stat().st_size >= len(ZMAGIC) and is_compressed(path):
+        return 0
     data = path.read_bytes()
     if len(data) < len(MAGIC):
         with path.open("wb") as fh:
@@ -254,3 +293,150 @@ class RawWriter:
                 finally:
                     os.close(self.fd)
                     self.fd = -1
+
+
+# ---- the compressed container ---------------------------------------------------------------
+
+
+def _gather(buf: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Rows of ``width`` bytes of ``buf`` at ``starts`` (n × width)."""
+    return buf[starts[:, None] + np.arange(width)]
+
+
+def _groups(lengths: np.ndarray) -> list[int]:
+    """The payload lengths of a block in order of first appearance (how payloads are grouped)."""
+    values, first = np.unique(lengths, return_index=True)
+    return values[np.argsort(first)].tolist()
+
+
+def _encode_block(block: np.ndarray, prefix: int) -> bytes:
+    """One block's original bytes (records from ``prefix`` on, maybe a torn tail), transposed, deflated."""
+    _, offsets, lengths, end = scan(block, prefix)
+    offsets = offsets.astype(np.int64)
+    lengths = lengths.astype(np.int64)
+    parts = [_ZBLOCK_HEAD.pack(prefix, len(offsets)), block[:prefix].tobytes(),
+             _gather(block, offsets - HEADER.size, HEADER.size).T.tobytes()]
+    for width in _groups(lengths):
+        if width:
+            parts.append(_gather(block, offsets[lengths == width], width).T.tobytes())
+    tail = block[end:].tobytes()
+    parts += [struct.pack("<I", len(tail)), tail]
+    return zlib.compress(b"".join(parts), ZLEVEL)
+
+
+def _decode_block(data: bytes, size: int) -> np.ndarray:
+    """The original ``size`` bytes of a block (inverse of :func:`_encode_block`)."""
+    raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+    out = np.empty(size, dtype=np.uint8)
+    prefix, n = _ZBLOCK_HEAD.unpack_from(raw, 0)
+    pos = _ZBLOCK_HEAD.size
+    out[:prefix] = raw[pos : pos + prefix]
+    pos += prefix
+    headers = raw[pos : pos + n * HEADER.size].reshape(HEADER.size, n).T
+    pos += n * HEADER.size
+    lengths = np.ascontiguousarray(headers[:, 8:12]).view("<u4").ravel().astype(np.int64)
+    starts = prefix + np.concatenate(([0], np.cumsum(HEADER.size + lengths)[:-1])).astype(np.int64)
+    out[starts[:, None] + np.arange(HEADER.size)] = headers
+    for width in _groups(lengths):
+        if not width:
+            continue
+        sel = np.flatnonzero(lengths == width)
+        out[(starts[sel] + HEADER.size)[:, None] + np.arange(width)] = raw[pos : pos + width * len(sel)].reshape(width, len(sel)).T
+        pos += width * len(sel)
+    (tail,) = struct.unpack_from("<I", raw, pos)
+    out[size - tail :] = raw[pos + 4 : pos + 4 + tail]
+    return out
+
+
+def compress(src: str | Path, dst: str | Path) -> int:
+    """Write the compressed container of raw file ``src`` to ``dst`` (fsynced); returns its size.
+
+    Checks that the container gives back ``src`` byte for byte before it returns."""
+    data = np.fromfile(src, dtype=np.uint8)
+    if data[: len(MAGIC)].tobytes() != MAGIC:
+        raise RawFormatError(f"{Path(src).name}: not a raw feed file (bad magic)")
+    _, offsets, _, _ = scan(data, len(MAGIC))
+    starts = offsets.astype(np.int64) - HEADER.size
+    cuts = starts[np.unique(np.searchsorted(starts, np.arange(ZBLOCK_BYTES, len(data), ZBLOCK_BYTES)))
+                  .clip(0, max(len(starts) - 1, 0))] if len(starts) else np.empty(0, np.int64)
+    bounds = [0, *sorted(set(cuts.tolist()) - {0}), len(data)]
+    index = []
+    with open(dst, "wb") as fh:
+        fh.write(ZMAGIC)
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            encoded = _encode_block(data[first:last], len(MAGIC) if first == 0 else 0)
+            index.append((first, last - first, fh.tell(), len(encoded)))
+            fh.write(encoded)
+        index_at = fh.tell()
+        fh.write(np.asarray(index, dtype="<u8").tobytes())
+        fh.write(_ZFOOTER.pack(index_at, len(index), len(data), ZMAGIC))
+        fh.flush()
+        os.fsync(fh.fileno())
+    if not np.array_equal(load(dst), data):
+        raise StoreError(f"{Path(src).name}: the compressed copy does not give back the file")  # never seen
+    return Path(dst).stat().st_size
+
+
+class RawFile:
+    """A raw feed file opened for reading its original bytes, plain or compressed.
+
+    ``size`` is the original size (a plain file: its size when opened, or ``limit`` if smaller,
+    as a file still being written has a partial record after its last whole one)."""
+
+    def __init__(self, path: str | Path, limit: int | None = None) -> None:
+        self.path = Path(path)
+        self.fd = os.open(self.path, os.O_RDONLY)
+        try:
+            self.index: np.ndarray | None = None
+            self._cached: tuple[int, np.ndarray] | None = None  # (block, its bytes)
+            end = os.fstat(self.fd).st_size
+            if end >= len(ZMAGIC) + _ZFOOTER.size and os.pread(self.fd, len(ZMAGIC), 0) == ZMAGIC:
+                index_at, blocks, self.size, magic = _ZFOOTER.unpack(os.pread(self.fd, _ZFOOTER.size, end - _ZFOOTER.size))
+                if magic != ZMAGIC:
+                    raise RawFormatError(f"{self.path.name}: compressed raw file without its footer")
+                self.index = np.frombuffer(os.pread(self.fd, blocks * 32, index_at), dtype="<u8").reshape(-1, 4).astype(np.int64)
+            else:
+                self.size = end if limit is None else min(end, limit)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __enter__(self) -> "RawFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _block(self, k: int) -> np.ndarray:
+        if self._cached is None or self._cached[0] != k:
+            _, size, at, length = self.index[k].tolist()
+            self._cached = (k, _decode_block(os.pread(self.fd, length, at), size))
+        return self._cached[1]
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` original bytes from ``offset`` (fewer at the end of the file)."""
+        n = max(0, min(n, self.size - offset))
+        if self.index is None:
+            return os.pread(self.fd, n, offset)
+        out = []
+        while n > 0:
+            k = int(np.searchsorted(self.index[:, 0], offset, side="right")) - 1
+            block = self._block(k)
+            start = offset - int(self.index[k, 0])
+            piece = block[start : start + n].tobytes()
+            out.append(piece)
+            offset += len(piece)
+            n -= len(piece)
+        return b"".join(out)
+
+    def load(self) -> np.ndarray:
+        """All original bytes (uint8)."""
+        if self.index is None:
+            with os.fdopen(os.dup(self.fd), "rb") as fh:  # this file, even if renamed over since
+                return np.fromfile(fh, dtype=np.uint8, count=self.size)
+        return np.concatenate([self._block(k) for k in range(len(self.index))]) if len(self.index) else np.empty(0, np.uint8)

@@ -22,6 +22,7 @@ cut back to their last whole record, the manifest says ``stopped`` with the erro
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 import shutil
@@ -107,9 +108,9 @@ class RecordingManager:
     """All recordings of DATA_DIR; the active one (at most one) is written from the consumer thread."""
 
     def __init__(self, data_dir: str | Path, protocols: Protocols, rings: dict | None = None,
-                 min_free_mb: float = 100.0, compact: bool = False) -> None:
-        """``compact``: compact each recording's ``data.h5`` once it has stopped (the server; see
-        :mod:`rt.store.compact`), and at :meth:`open` every stopped one not yet compacted."""
+                 min_free_mb: float = 100.0, compact_after_s: float | None = None) -> None:
+        """``compact_after_s``: compact each recording this long after it stopped (the server;
+        see :mod:`rt.store.compact`), those found at :meth:`open` too; None: never."""
         self.data_dir = Path(data_dir)
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
         self.protocols = protocols
@@ -126,7 +127,8 @@ class RecordingManager:
         # HDF5 appends, beside the consumer too (see H5Writer); a thread of their own, so raw
         # writes never queue behind a slow HDF5 append.
         self._h5_writer = ThreadPoolExecutor(1, thread_name_prefix="rt-h5-write")
-        self.compactor = Compactor(self._compacted) if compact else None
+        self.compact_after_s = compact_after_s
+        self.compactor = Compactor(self._compacted) if compact_after_s is not None else None
         #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
         #: stops for any reason: runs recording in it end there.
         self.on_stop: list = []
@@ -157,8 +159,9 @@ class RecordingManager:
                 repaired.append(entry.name)
             self._manifests[entry.name] = manifest
             if self.compactor is not None:
-                (entry / compact.TMP_NAME).unlink(missing_ok=True)  # a compaction cut short
-                self.compactor.submit(entry)
+                for leftover in compact.leftovers(entry):  # a compaction cut short
+                    leftover.unlink(missing_ok=True)
+                self.compactor.submit(entry, self._compaction_due(manifest))
         return repaired
 
     def recover(self, rec_id: str, manifest: dict | None = None, force_rebuild: bool = False) -> dict:
@@ -195,7 +198,7 @@ class RecordingManager:
                 cut = rawfile.trim(path)
                 if cut:
                     log.info("recording %s: %s.bin: cut a torn last record of %d bytes", rec_dir.name, feed, cut)
-                data = np.fromfile(path, dtype=np.uint8)
+                data = rawfile.load(path)
                 t_ns, offsets, lengths, _ = rawfile.parse(data)
                 if len(t_ns):
                     from ..decode import classify_batch
@@ -223,19 +226,22 @@ class RecordingManager:
                 raise NotFound(rec_id)
             return dict(manifest)
 
-    def raw_file(self, rec_id: str, feed: str) -> tuple[Path, int]:
-        """Path of a feed's raw file and how many bytes of it are whole records right now."""
+    def raw_file(self, rec_id: str, feed: str) -> rawfile.RawFile:
+        """A feed's raw file opened for reading its original bytes (the caller closes it); its
+        ``size``: the bytes that are whole records right now."""
         with self.lock:
             if rec_id not in self._manifests:
                 raise NotFound(rec_id)
             if feed not in FEEDS:
                 raise NotFound(feed)
             path = self.data_dir / rec_id / f"{feed}.bin"
-            if self.active is not None and self.active.id == rec_id:
-                return path, self.active.raw[feed].size
-        if not path.exists():
-            raise NotFound(feed)
-        return path, path.stat().st_size
+            limit = self.active.raw[feed].size if self.active is not None and self.active.id == rec_id else None
+            try:
+                return rawfile.RawFile(path, limit)
+            except FileNotFoundError:
+                raise NotFound(feed) from None
+            except (OSError, rawfile.RawFormatError) as exc:
+                raise StoreError(f"{rec_id}/{feed}.bin: {exc}") from exc
 
     def frame_counts(self, rec_id: str) -> dict[str, int]:
         """Canonical frames per feed: live for the active recording, from data.h5 otherwise."""
@@ -389,7 +395,7 @@ class RecordingManager:
             self.active = None
             if self.compactor is not None and not problems:
                 # After a write error the HDF5 file is not to be trusted: `recover` rebuilds it.
-                self.compactor.submit(act.dir)
+                self.compactor.submit(act.dir, time.monotonic() + self.compact_after_s)
             for callback in self.on_stop:
                 try:
                     callback(act.id, dict(act.frames))
@@ -441,6 +447,14 @@ class RecordingManager:
                 self.stop()
         if self.compactor is not None:
             self.compactor.close()
+
+    def _compaction_due(self, manifest: dict) -> float:
+        """When (monotonic s) a stopped recording is to be compacted: COMPACT_AFTER_S after it stopped."""
+        try:
+            stopped = datetime.fromisoformat(manifest["stopped_at"].replace("Z", "+00:00")).timestamp()
+        except (KeyError, AttributeError, TypeError, ValueError):
+            stopped = 0.0
+        return time.monotonic() + max(0.0, stopped + (self.compact_after_s or 0.0) - time.time())
 
     def _compacted(self, rec_id: str) -> None:
         """A recording's data.h5 was compacted (compactor thread): its manifest gets the new size."""
