@@ -48,11 +48,6 @@ cdef class PacketRing:
         self._ts = np.zeros(cap, dtype=np.int64)
         self._lens = np.zeros(cap, dtype=np.uint32)
         self._data = np.zeros((cap, slot_size), dtype=np.uint8)
-        # Touched now, so the kernel maps the pages at start-up: otherwise the receive thread
-        # page-faults its way through the ring for its first lap (24 s of a 333 Hz game, a third
-        # of its CPU then), and memory grows over that time instead of being known from the start.
-        self._data.fill(0)
-        self._ts.fill(0)
         cdef int64_t[::1] t = self._ts
         cdef uint32_t[::1] l = self._lens
         cdef uint8_t[:, ::1] d = self._data

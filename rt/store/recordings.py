@@ -49,14 +49,16 @@ log = logging.getLogger(__name__)
 #: manifest and its folder): once a second, not twice, is a third of recording's CPU at game rates.
 SYNC_S = 1.0
 #: While recording, the consumer takes the rings this often, s: a SIGKILL loses what waited in
-#: them (the page cache keeps what was written), so at most this plus the receive period.
-PASS_S = 0.5
+#: them (the page cache keeps what was written), so at most this plus the receive period (0.1 s):
+#: under a second. Half-second passes cost a third more CPU at game rates.
+PASS_S = 0.85
 #: How often a sync also flushes ``data.h5`` (and at stop). The raw files are the recording's
-#: source of truth and are made durable at every sync; ``data.h5`` is rebuilt from them at
-#: start-up when a crash left it behind or damaged, and readers in this process see the writer's
-#: own handle. An HDF5 flush writes the metadata of every dataset, which at game rates cost as
-#: much CPU as all the rest of recording did when it ran at every sync.
-H5_FLUSH_S = 30.0
+#: source of truth and are made durable at every sync; after a crash ``data.h5`` is checked
+#: against them at start-up and rebuilt when it is behind or damaged, whenever it was last
+#: flushed, and readers in this process see the writer's own handle. So a flush serves only other
+#: programs reading an active recording; each costs ~65 ms of CPU (every dataset's metadata and
+#: chunks): every 30 s that was a fifth of recording's CPU at game rates.
+H5_FLUSH_S = 300.0
 
 
 class NotFound(Exception):
