@@ -175,3 +175,25 @@ def test_a_compressed_raw_file_downloads_as_recorded_whole_and_in_ranges(server_
         assert status == 206 and headers["Content-Range"] == f"bytes {first}-{last}/{size}"
         assert part == original[first : last + 1]
     assert raw.stat().st_size < size / 2  # simulator datagrams compress well
+
+
+def test_compaction_of_the_real_pcars1_capture_keeps_every_byte():
+    # Real PCARS 1 at Spa: telemetry (1367 bytes) and participant strings (1347) mixed, so the
+    # raw container groups payloads of two lengths in a block; every byte must come back.
+    import tempfile
+    from pathlib import Path
+
+    from test_feeds import _spa_datagrams
+
+    datagrams = _spa_datagrams()
+    assert {len(d) for d in datagrams} == {1367, 1347}
+    with tempfile.TemporaryDirectory() as tmp:
+        _, rec_dir = _record(Path(tmp), {"pcars": datagrams * 3})
+        raw = (rec_dir / "pcars.bin").read_bytes()
+        h5 = _contents(rec_dir / "data.h5")
+        compact.compact(rec_dir)
+        assert rawfile.is_compressed(rec_dir / "pcars.bin") and rawfile.load(rec_dir / "pcars.bin").tobytes() == raw
+        now = _contents(rec_dir / "data.h5")
+        assert now.pop("/")["compacted"] and now == {k: v for k, v in h5.items() if k != "/"}
+        assert agrees_with_raw(rec_dir, P)
+        print(f"PCARS 1 Spa: raw {len(raw) / (rec_dir / 'pcars.bin').stat().st_size:.2f}x")

@@ -161,8 +161,8 @@ def _copy_dataset(ds: h5py.Dataset, dst: h5py.File, name: str) -> None:
 
 def compact_in_child(recording_dir: str | Path) -> subprocess.Popen:
     """Start :func:`compact` in a child process at the lowest CPU priority (nice 19)."""
+    # The child lowers its own priority (main): a preexec_fn may deadlock in a threaded server.
     return subprocess.Popen([sys.executable, "-m", "rt.store.compact", str(recording_dir)],
-                            preexec_fn=lambda: os.nice(19) if hasattr(os, "nice") else None,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -261,6 +261,8 @@ class Compactor:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if hasattr(os, "nice"):
+        os.nice(19)  # beside a game: only idle CPU
     if len(args) != 1:
         print("usage: python -m rt.store.compact RECORDING_DIR", file=sys.stderr)
         return 2
