@@ -39,6 +39,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "RCVBUF_BYTES": ("8388608", "socket receive buffer per feed, bytes"),
     "MERGE_TOLERANCE_MS": ("1.0", "frames of merged feeds closer than this to a kept frame are duplicates, ms"),
     "MIN_FREE_MB": ("100", "a recording stops cleanly when the data disk has less free space than this, MiB"),
+    "SYNC_S": ("5", "while recording, the raw files are fsynced and the manifest rewritten this often, s: what a power loss can lose (a killed process loses under a second whatever this is)"),
     "COMPACT_AFTER_S": ("60", "a stopped recording is compacted (data.h5 and raw files compressed) this long after it stopped, s"),
 }
 
@@ -63,6 +64,7 @@ class Config:
     rcvbuf_bytes: int = 8 * 1024 * 1024
     min_free_mb: float = 100.0
     compact_after_s: float = 60.0
+    sync_s: float = 5.0
     merge_tolerance_ms: float = 1.0
 
     def replace(self, **changes) -> "Config":
@@ -169,5 +171,6 @@ def load(env: Mapping[str, str]) -> Config:
         rcvbuf_bytes=int(_number("RCVBUF_BYTES", get("RCVBUF_BYTES"), 65536, 1 << 30)),
         min_free_mb=_number("MIN_FREE_MB", get("MIN_FREE_MB"), 0, 1 << 20),
         compact_after_s=_number("COMPACT_AFTER_S", get("COMPACT_AFTER_S"), 0, 7 * 86400),
+        sync_s=_number("SYNC_S", get("SYNC_S"), 0.1, 600),
         merge_tolerance_ms=_number("MERGE_TOLERANCE_MS", get("MERGE_TOLERANCE_MS"), 0, 1000),
     )

@@ -196,9 +196,9 @@ def test_sigkill_mid_recording_leaves_an_interrupted_readable_recording(server_f
         assert f["telemetry_tool/tt_driver/rows"]["packet_id"].tolist() == ids.tolist()
 
 
-def _recording(tmp_path, name: str):
+def _recording(tmp_path, name: str, **options):
     """A recording started on a RecordingManager of its own (no server), and a Telemetry Tool feed."""
-    mgr = RecordingManager(tmp_path, P, min_free_mb=0)
+    mgr = RecordingManager(tmp_path, P, min_free_mb=0, **options)
     mgr.open()
     rec = mgr.start({"name": name})
     return mgr, tmp_path / rec["id"], Feed("telemetry_tool", 0, P, None)
@@ -212,18 +212,20 @@ def _tt_batch(first: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.arange(first, first + n, dtype=np.int64) * 3_000_000 + 10**9, np.full(n, 357, dtype=np.uint32), slots
 
 
-def test_a_sync_every_second_makes_what_was_recorded_durable(tmp_path):
-    # The promise behind the kill tests: the consumer syncs once SYNC_S has passed since the last
+def test_a_sync_every_interval_makes_what_was_recorded_durable(tmp_path):
+    # The promise behind the kill tests: the consumer syncs once sync_s has passed since the last
     # sync (not before), and a sync fsyncs the raw file and then rewrites the manifest to count it.
-    mgr, rec_dir, feed = _recording(tmp_path, "sync")
+    # (A second here rather than the default SYNC_S: the interval is the same code at any length.)
+    mgr, rec_dir, feed = _recording(tmp_path, "sync", sync_s=1.0)
+    assert RecordingManager(tmp_path, P).sync_s == SYNC_S
     t_ns, lengths, slots = _tt_batch(1, 500)
     act = mgr.active
     started = act.last_sync  # the interval counts from the start
     mgr.on_raw(feed, t_ns, lengths, slots, 0)
     mgr.tick()
-    if time.monotonic() - started < SYNC_S:  # (unless this thread was paused for that long)
+    if time.monotonic() - started < mgr.sync_s:  # (unless this thread was paused for that long)
         assert act.last_sync == started  # the interval is not up: no sync yet
-    time.sleep(max(0.0, SYNC_S - (time.monotonic() - started)))  # the interval itself is under test
+    time.sleep(max(0.0, mgr.sync_s - (time.monotonic() - started)))  # the interval itself is under test
     mgr.tick()
     assert act.last_sync > started
     wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == 500)

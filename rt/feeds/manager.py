@@ -214,24 +214,34 @@ class FeedManager:
             if taken >= BATCH:
                 continue  # a burst: keep draining so the rings never fill
             interval = _pass_interval(self.sinks)
-            if self._loop is not None:
-                self._loop.notify_every_ms = interval * 1000
-            handshaking = self.ksudp is not None and not self.ksudp.streaming
-            if handshaking or self._loop is None:
+            if self._loop is None:
                 self._sleep(min(interval, IDLE_S))
-            else:
-                # The receive loop's notice starts the next pass; this timeout only serves quiet
-                # feeds (their timers), so it must not add a second pass per interval.
-                self._sleep(interval * 1.5)
+                continue
+            self._loop.notify_every_ms = interval * 1000
+            # The receive loop's notice starts the next pass; the timeout only serves quiet feeds
+            # (their timers), so it must not add a second pass per interval. Nor do the handshake's
+            # retries while the game is silent: they only send (the user who races PCARS only).
+            deadline = time.monotonic() + interval * 1.5
+            while not self._stop.is_set():
+                handshaking = self.ksudp is not None and not self.ksudp.streaming
+                left = deadline - time.monotonic()
+                if self._sleep(min(left, IDLE_S) if handshaking else left) or time.monotonic() >= deadline:
+                    break
+                if handshaking:
+                    if self.ksudp.feed.ring.pending:
+                        break  # the game spoke: the handshake reads its answer in a pass first
+                    self.ksudp.tick()
 
-    def _sleep(self, seconds: float) -> None:
-        """Wait ``seconds``, or less when the receiver or :meth:`stop` writes to the wake pipe."""
-        select.select([self._wake_r], [], [], seconds)
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less when the receiver or :meth:`stop` writes to the wake pipe;
+        returns whether it did."""
+        woken, _, _ = select.select([self._wake_r], [], [], max(0.0, seconds))
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        return bool(woken)
 
     def _consume_pass(self) -> int:
         """One pass over every feed; returns the datagrams consumed."""

@@ -37,6 +37,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -119,6 +120,16 @@ def _concat_rows(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([_as_bytes(p) for p in parts]).view(parts[0].dtype)
 
 
+@dataclass
+class _Appending:
+    """A dataset the writer appends to: its handle, dtype, HDF5 memory type and row count."""
+
+    id: h5py.h5d.DatasetID
+    dtype: np.dtype
+    memory_type: h5py.h5t.TypeID
+    rows: int
+
+
 class H5Writer:
     """Buffers decoded batches and appends them to ``data.h5`` (see :meth:`append_due`, :meth:`flush`).
 
@@ -156,7 +167,7 @@ class H5Writer:
         self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
         self.pending_bytes = 0  # their decoded size
         self.pending_canonical = 0  # queued canonical rows
-        self._datasets: dict[str, tuple[h5py.Dataset, np.dtype, h5py.h5t.TypeID]] = {}
+        self._datasets: dict[str, _Appending] = {}
         self._groups: dict[str, h5py.Group] = {}
         self._kinds: dict[str, list[str]] = {}  # per feed: the canonical group's "kinds" attribute
         self._writer = writer
@@ -175,7 +186,7 @@ class H5Writer:
         compressing the rows."""
         key = f"{group.name}/{name}"
         entry = self._datasets.get(key)
-        if entry is None or entry[1] != values.dtype:
+        if entry is None or entry.dtype != values.dtype:
             dataset = group.get(name)
             if dataset is None:
                 shape = values.shape[1:]
@@ -189,14 +200,17 @@ class H5Writer:
                 )
                 for attr, value in (attrs() if attrs else {}).items():
                     dataset.attrs[attr] = value
-            entry = self._datasets[key] = (dataset, values.dtype, h5py.h5t.py_create(values.dtype))
-        dataset, _, memory_type = entry
+            entry = self._datasets[key] = _Appending(dataset.id, values.dtype, h5py.h5t.py_create(values.dtype),
+                                                     dataset.shape[0])
         values = np.ascontiguousarray(values)
-        n, m = dataset.shape[0], values.shape[0]
-        dataset.resize(n + m, axis=0)
-        file_space = dataset.id.get_space()
+        # The low-level calls: h5py's Dataset.shape and resize() cost twice the write itself for
+        # the few hundred rows of an append at game rates.
+        n, m = entry.rows, values.shape[0]
+        entry.id.set_extent((n + m, *values.shape[1:]))
+        file_space = entry.id.get_space()
         file_space.select_hyperslab((n, *(0,) * (values.ndim - 1)), values.shape)
-        dataset.id.write(h5py.h5s.create_simple(values.shape), file_space, values, memory_type)
+        entry.id.write(h5py.h5s.create_simple(values.shape), file_space, values, entry.memory_type)
+        entry.rows = n + m
 
     def _group(self, path: str) -> h5py.Group:
         group = self._groups.get(path)

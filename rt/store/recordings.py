@@ -9,11 +9,12 @@ One directory per recording under DATA_DIR::
 While a recording is active the consumer thread hands it every batch (:meth:`on_raw`,
 :meth:`on_decoded`): raw batches are packed and written by a writer thread (in pieces of up to
 1 MiB), decoded ones are queued and appended to HDF5 in slices by a second writer thread, so the
-consumer goes on decoding while the kernel takes the bytes. Every :data:`SYNC_S` (and at stop)
-the raw files are fsynced once the batches counted so far are written, HDF5 is flushed, and the
-manifest rewritten: a crash loses at most that last interval.
+consumer goes on decoding while the kernel takes the bytes. Every ``sync_s`` (:data:`SYNC_S`,
+and at stop) the raw files are fsynced once the batches counted so far are written and the
+manifest is rewritten: a power loss loses at most that last interval, a kill only what waited in
+the rings (:data:`PASS_S`). HDF5 is flushed every :data:`H5_FLUSH_S` and at stop.
 
-A disk running full stops the recording before it is full (MIN_FREE_MB, checked at every sync),
+A disk running full stops the recording before it is full (MIN_FREE_MB, checked at every pass),
 and a write error (read-only directory, I/O error, file too large) stops it at once: raw files are
 cut back to their last whole record, the manifest says ``stopped`` with the error, and
 ``/api/live`` shows it; the feeds, the API and all other recordings carry on.
@@ -44,10 +45,12 @@ from .manifest import iso, read, write_atomic
 
 log = logging.getLogger(__name__)
 
-#: Longest time between two syncs of an active recording, s: what a power loss can lose, besides
-#: what waits in the rings (:data:`PASS_S`). Each sync costs four fsyncs (the raw files, the
-#: manifest and its folder): once a second, not twice, is a third of recording's CPU at game rates.
-SYNC_S = 1.0
+#: Longest time between two syncs of an active recording by default, s (``sync_s``;
+#: ``RUSTY_TELEMETRY_SYNC_S``): what a power loss can lose, besides what waits in the rings
+#: (:data:`PASS_S`). A kill loses no more for it: written bytes are in the page cache. Each sync
+#: is four fsyncs (the raw files, the manifest) and a manifest rewrite: every second, they were a
+#: sixth of recording's CPU at game rates (3 x 333 Hz: 1.2 -> 1.0 % of a core at 5 s).
+SYNC_S = 5.0
 #: While recording, the consumer takes the rings this often, s: a SIGKILL loses what waited in
 #: them (the page cache keeps what was written), so at most this plus the receive period (0.1 s):
 #: under a second. Half-second passes cost a third more CPU at game rates.
@@ -110,11 +113,13 @@ class RecordingManager:
     """All recordings of DATA_DIR; the active one (at most one) is written from the consumer thread."""
 
     def __init__(self, data_dir: str | Path, protocols: Protocols, rings: dict | None = None,
-                 min_free_mb: float = 100.0, compact_after_s: float | None = None) -> None:
+                 min_free_mb: float = 100.0, compact_after_s: float | None = None, sync_s: float = SYNC_S) -> None:
         """``compact_after_s``: compact each recording this long after it stopped (the server;
-        see :mod:`rt.store.compact`), those found at :meth:`open` too; None: never."""
+        see :mod:`rt.store.compact`), those found at :meth:`open` too; None: never. ``sync_s``: the
+        longest time between two syncs of the active recording (:data:`SYNC_S`)."""
         self.data_dir = Path(data_dir)
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
+        self.sync_s = sync_s
         self.protocols = protocols
         self.rings = rings or {}  # feed name → PacketRing, for the dropped counters
         self.feed_stats: dict = {}  # feed name → FeedStats, for the kernel_dropped counters
@@ -543,7 +548,7 @@ class RecordingManager:
             act = self.active
             if act is None:
                 return
-            if time.monotonic() - act.last_sync >= SYNC_S:
+            if time.monotonic() - act.last_sync >= self.sync_s:
                 self.sync()
                 return
             # Between syncs too: a flood fills a small disk faster than one sync interval.
