@@ -163,12 +163,11 @@ def run_server(config, plain: bool, extra_start=None, extra_stop=None) -> int:
             extra_stop()
 
     app.run(sock=sock, single_process=True, motd=False, access_log=False, debug=False)
-    from .store.h5store import FAILED_FILES
-
-    if FAILED_FILES:
-        # The HDF5 library crashes at exit after a failed write (see h5store.FAILED_FILES).
+    failed = runtime.recordings.hdf5_failed
+    if failed:
+        # The HDF5 library crashes at exit after a failed write (RecordingManager.hdf5_failed).
         # Everything is closed and synced by now; leave without running its shutdown.
-        log.warning("skipping the HDF5 library's shutdown after write errors in %s", ", ".join(FAILED_FILES))
+        log.warning("skipping the HDF5 library's shutdown after write errors in %s", ", ".join(failed))
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

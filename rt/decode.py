@@ -10,13 +10,19 @@ Decode in chunks of a few thousand packets (:data:`CHUNK`): the working set then
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rt_ext.decode import DecodePlan, classify, slot_offsets
 
+from .protocols.canonical import CanonicalMapper
 from .protocols.layout import PacketLayout
+
+if TYPE_CHECKING:
+    from .protocols import Protocols
 
 #: Packets per decode call that keep input and output in the CPU caches.
 CHUNK = 4096
@@ -131,3 +137,64 @@ def classify_batch(rules: np.ndarray, buf, offsets: np.ndarray, lengths: np.ndar
     out = np.empty(offsets.shape[0], dtype=np.int16)
     bad = classify(_as_u8(buf), offsets, lengths, rules, out)
     return out, bad
+
+
+@dataclass
+class DecodedGroup:
+    """The datagrams of one packet kind in a batch: ``selected`` marks them in the batch, ``columns``
+    their decoded fields, ``t_ns`` their receive times (ns), ``canonical`` their canonical rows
+    (None for kinds without driving data; only the newest row when mapped ``tail_only``)."""
+
+    layout: PacketLayout
+    selected: np.ndarray
+    columns: RowColumns
+    t_ns: np.ndarray
+    canonical: np.ndarray | None
+
+
+class BatchDecoder:
+    """classify → group by kind → decode → canonical, for the datagrams of one feed.
+
+    The one path from datagrams to frames: the live feed runs it on ring batches, the rebuild and
+    the agreement check on raw files, so the frames of a recording are the same whichever made
+    them. It keeps what the canonical mapping carries from batch to batch (PCARS 2 lap data), so
+    one instance serves one stream of batches in arrival order.
+    """
+
+    def __init__(self, protocols: Protocols, feed: str) -> None:
+        self.kinds = protocols.kinds
+        self.rules = protocols.feed_rules[feed].rules
+        self._decoders: dict[str, Decoder] = {}
+        self._mapper = CanonicalMapper()
+
+    def restart(self) -> None:
+        """Forget what the mapping carried over (a recording starts: its frames follow from its own
+        raw file)."""
+        self._mapper = CanonicalMapper()
+
+    def decoder(self, layout: PacketLayout) -> Decoder:
+        dec = self._decoders.get(layout.name)
+        if dec is None:
+            dec = self._decoders[layout.name] = Decoder(layout)
+        return dec
+
+    def classify(self, buf, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]:
+        """Kind id per datagram (−1 = malformed) and how many are malformed."""
+        return classify_batch(self.rules, buf, offsets, lengths)
+
+    def groups(self, buf, offsets: np.ndarray, t_ns: np.ndarray, kinds: np.ndarray,
+               tail_only: bool = False) -> Iterator[DecodedGroup]:
+        """Each packet kind of a classified batch, decoded and mapped, carriers of other kinds'
+        data first. ``tail_only``: map only each kind's newest frame (the live view's need)."""
+        # Kind ids are small and dense: counting is a fraction of np.unique's sort.
+        present = np.flatnonzero(np.bincount(kinds[kinds >= 0])).tolist() if kinds.size else []
+        for kind_id in CanonicalMapper.order(present, self.kinds):
+            layout = self.kinds[kind_id]
+            selected = kinds == kind_id
+            group_t = t_ns[selected]
+            cols = RowColumns(self.decoder(layout).rows(buf, offsets[selected]))
+            if tail_only and len(group_t) > 1 and not CanonicalMapper.carries(layout.name):
+                canon = self._mapper.map(layout.name, RowColumns(cols.rows[-1:]), group_t[-1:])
+            else:
+                canon = self._mapper.map(layout.name, cols, group_t)
+            yield DecodedGroup(layout, selected, cols, group_t, canon)

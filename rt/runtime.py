@@ -26,7 +26,8 @@ class Runtime:
         self.protocols = protocols_for(config.tt_layout)
         self.feeds = FeedManager(config, self.protocols)
         self.recordings = RecordingManager(config.data_dir, self.protocols, min_free_mb=config.min_free_mb,
-                                           compact_after_s=config.compact_after_s, sync_s=config.sync_s)
+                                           compact_after_s=config.compact_after_s, sync_s=config.sync_s,
+                                           losses=self.feeds.losses)
         self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
         self.started = False
 
@@ -36,8 +37,6 @@ class Runtime:
             log.warning("recording %s was left open by a process that died: repaired, now interrupted", rec_id)
         self.sessions.open()
         self.feeds.start()
-        self.recordings.rings = {name: feed.ring for name, feed in self.feeds.feeds.items()}
-        self.recordings.feed_stats = {name: feed.stats for name, feed in self.feeds.feeds.items()}
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
         self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle]).tick)

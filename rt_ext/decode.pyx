@@ -11,6 +11,8 @@ byte copy is a correct decode on any host.
 from libc.stdint cimport int16_t, int64_t, uint8_t
 from libc.string cimport memcpy
 
+from .rules cimport match_rules
+
 import numpy as np
 
 
@@ -194,10 +196,12 @@ def classify(const uint8_t[::1] buf not None, const int64_t[::1] offsets not Non
     length alone decides. The first matching rule wins; no match writes −1 (malformed). Returns the
     number of malformed datagrams.
     """
-    cdef Py_ssize_t n = offsets.shape[0], nr = rules.shape[0], i, k
-    cdef int64_t length, off, co
+    cdef Py_ssize_t n = offsets.shape[0], nr = rules.shape[0], i
+    cdef int64_t length, off
     cdef int16_t kind
     cdef Py_ssize_t bad = 0
+    cdef const int64_t *rule_rows = &rules[0, 0] if nr else NULL
+    cdef const uint8_t *base = &buf[0] if buf.shape[0] else NULL
     if lengths.shape[0] != n or out.shape[0] < n:
         raise ValueError("offsets, lengths and out differ in length")
     if n and rules.shape[1] != 5:
@@ -208,14 +212,7 @@ def classify(const uint8_t[::1] buf not None, const int64_t[::1] offsets not Non
             off = offsets[i]
             kind = -1
             if off >= 0 and length >= 0 and off <= buf.shape[0] - length:  # no overflow for huge values
-                for k in range(nr):
-                    if rules[k, 0] != length:
-                        continue
-                    co = rules[k, 1]
-                    if co >= 0 and (co >= length or (buf[off + co] & rules[k, 2]) != rules[k, 3]):
-                        continue
-                    kind = <int16_t> rules[k, 4]
-                    break
+                kind = <int16_t> match_rules(rule_rows, nr, base + off, length)
             out[i] = kind
             if kind < 0:
                 bad += 1

@@ -28,6 +28,8 @@ elsewhere ``rt.feeds`` falls back to a Python ``recv_into`` loop, which counts n
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+from .rules cimport match_rules
+
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
 from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_wait_fd_ns, rt_notify, rt_close_fd, rt_drain_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS, RT_SO_RXQ_OVFL)
@@ -258,25 +260,12 @@ cdef class ReceiverLoop:
 
     cdef int64_t _shed(self, int i, RingCore *ring, Py_ssize_t first, int64_t n) noexcept nogil:
         """Keep only the well-formed of the ``n`` datagrams just received at ``first``; returns how many."""
-        cdef int64_t k, w = 0, length, off, keep
-        cdef int r
-        cdef const int64_t *rule
+        cdef int64_t k, w = 0, length, keep
         cdef uint8_t *src
-        cdef bint good
         for k in range(n):
             length = ring.lens[first + k]
             src = ring.data + (first + k) * ring.slot_size
-            good = False
-            for r in range(self.nrules[i]):
-                rule = self.rules[i] + 5 * r
-                if rule[0] != length:
-                    continue
-                off = rule[1]
-                if off >= 0 and (off >= length or (src[off] & rule[2]) != rule[3]):
-                    continue
-                good = True
-                break
-            if not good:
+            if match_rules(self.rules[i], self.nrules[i], src, length) < 0:
                 continue
             if w != k:
                 keep = length if length <= ring.slot_size else ring.slot_size

@@ -247,6 +247,8 @@ def test_syncs_make_the_raw_files_durable_and_leave_hdf5_to_its_long_interval(tm
         columns = RowColumns(decoder.rows(slots.reshape(-1), np.arange(200, dtype=np.int64) * 357))
         mgr.on_decoded(feed, layout, columns, t_ns, to_canonical(layout.name, columns, t_ns))
         sent += 200
+        act = mgr.active
+        wait_until(lambda: act.durable is None or act.durable.done())  # one fsync at a time
         mgr.sync()
         wait_until(lambda: synced_packets(rec_dir, "telemetry_tool") == sent)
     assert rawfile.read(rec_dir / "telemetry_tool.bin")[0].size == sent

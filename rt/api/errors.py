@@ -1,18 +1,22 @@
 """One error format for every answer that is not a success.
 
 ``{"error": {"status": 404, "code": "recording_not_found", "message": "…"}}``. Handlers raise
-:class:`ApiError`; anything else that escapes a handler becomes a logged 500 with a generic
-message (a bug, never an expected answer), and Sanic's own errors (unknown path, wrong method,
-body too large) are rewritten into the same shape.
+:class:`ApiError`; the domain's errors (``rt.errors``: :class:`NotFound`, :class:`Conflict`,
+:class:`StoreError`) are mapped here and nowhere else; anything else that escapes a handler
+becomes a logged 500 with a generic message (a bug, never an expected answer), and Sanic's own
+errors (unknown path, wrong method, body too large) are rewritten into the same shape.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
+
+from ..errors import Conflict, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,22 @@ def error_body(status: int, code: str, message: str) -> dict:
     return {"error": {"status": status, "code": code, "message": message}}
 
 
+def _domain_error(exc: Exception) -> ApiError | None:
+    """The API's answer to an error of the domain (rt.errors), or None for anything else."""
+    if isinstance(exc, NotFound):
+        return ApiError(404, f"{exc.kind}_not_found", str(exc))
+    if isinstance(exc, Conflict):
+        return ApiError(409, exc.code, str(exc))
+    if isinstance(exc, StoreError):
+        return ApiError(507, "storage_error", str(exc))
+    return None
+
+
+async def blocking(fn, *args):
+    """Run file work off the event loop (recordings and sessions read and write files)."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """The methods the router accepts for this request's path."""
     allowed = []
@@ -53,6 +73,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def handle_error(request: Request, exc: Exception) -> HTTPResponse:
     """Sanic error handler: every exception becomes the JSON error shape."""
+    exc = _domain_error(exc) or exc
     if isinstance(exc, ApiError):
         return json(error_body(exc.status_code, exc.code, str(exc)), status=exc.status_code, headers=exc.headers)
     if isinstance(exc, SanicException):

@@ -9,10 +9,8 @@ import uuid
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
-from ..errors import StoreError
 from ..protocols import FEEDS
-from ..store.recordings import Conflict, NotFound
-from .errors import ApiError
+from .errors import ApiError, blocking
 from .live import GAMES, USE_CASES
 from .validate import json_body, optional_str
 
@@ -33,19 +31,6 @@ def recording_id(raw: str) -> str:
     return value
 
 
-async def _blocking(request: Request, fn, *args):
-    """Run file work off the event loop; map store errors to API errors."""
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.run_in_executor(None, fn, *args)
-    except NotFound as exc:
-        raise ApiError(404, "recording_not_found", f"no recording {exc.args[0]}") from None
-    except Conflict as exc:
-        raise ApiError(409, "recording_conflict", str(exc)) from None
-    except StoreError as exc:
-        raise ApiError(507, "storage_error", str(exc)) from None
-
-
 @bp.get("")
 async def list_recordings(request: Request):
     return json(request.app.ctx.runtime.recordings.list())
@@ -62,30 +47,30 @@ async def start_recording(request: Request):
         raise ApiError(422, "unknown_game", f"game {meta['game']!r} is not one of {', '.join(GAMES)}")
     if meta["use_case"] is not None and meta["use_case"] not in USE_CASES:
         raise ApiError(422, "unknown_use_case", f"use_case {meta['use_case']!r} is not one of {', '.join(USE_CASES)}")
-    manifest = await _blocking(request, request.app.ctx.runtime.recordings.start, meta)
+    manifest = await blocking(request.app.ctx.runtime.recordings.start, meta)
     return json(manifest, status=201)
 
 
 @bp.post("/stop")
 async def stop_active(request: Request):
-    manifest = await _blocking(request, request.app.ctx.runtime.stop_recording, None)
+    manifest = await blocking(request.app.ctx.runtime.stop_recording, None)
     return json(manifest)
 
 
 @bp.get("/<rec_id:str>")
 async def get_recording(request: Request, rec_id: str):
-    return json(await _blocking(request, request.app.ctx.runtime.recordings.get, recording_id(rec_id)))
+    return json(await blocking(request.app.ctx.runtime.recordings.get, recording_id(rec_id)))
 
 
 @bp.post("/<rec_id:str>/stop")
 async def stop_recording(request: Request, rec_id: str):
-    manifest = await _blocking(request, request.app.ctx.runtime.stop_recording, recording_id(rec_id))
+    manifest = await blocking(request.app.ctx.runtime.stop_recording, recording_id(rec_id))
     return json(manifest)
 
 
 @bp.delete("/<rec_id:str>")
 async def delete_recording(request: Request, rec_id: str):
-    await _blocking(request, request.app.ctx.runtime.recordings.delete, recording_id(rec_id))
+    await blocking(request.app.ctx.runtime.recordings.delete, recording_id(rec_id))
     return empty(status=204)
 
 
@@ -116,7 +101,7 @@ async def download(request: Request, rec_id: str, feed_name: str) -> HTTPRespons
     rec_id = recording_id(rec_id)
     if feed_name not in FEEDS:
         raise ApiError(404, "feed_not_found", f"no feed {feed_name!r}: feeds are {', '.join(FEEDS)}")
-    raw = await _blocking(request, request.app.ctx.runtime.recordings.raw_file, rec_id, feed_name)
+    raw = await blocking(request.app.ctx.runtime.recordings.raw_file, rec_id, feed_name)
     try:
         await _stream_raw(request, raw, rec_id, feed_name)
     finally:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from sanic import Blueprint, Request
 from sanic.response import empty, json
 
-from ..errors import StoreError
 from ..protocols import FEEDS
-from ..sessions.manager import SessionError
-from ..store.recordings import Conflict, NotFound
-from .errors import ApiError
+from .errors import ApiError, blocking
 from .live import USE_CASES
 from .validate import json_body, optional_str
 
@@ -29,28 +25,13 @@ def _uuid(raw: str, kind: str) -> str:
     return value
 
 
-async def _call(fn, *args):
-    """Run a session operation off the event loop (it reads and writes files)."""
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.run_in_executor(None, fn, *args)
-    except SessionError as exc:
-        raise ApiError(exc.status, exc.code, str(exc)) from None
-    except Conflict as exc:
-        raise ApiError(409, "recording_conflict", str(exc)) from None
-    except NotFound as exc:
-        raise ApiError(404, "recording_not_found", f"no recording {exc.args[0]}") from None
-    except StoreError as exc:
-        raise ApiError(507, "storage_error", str(exc)) from None
-
-
 def _sessions(request: Request):
     return request.app.ctx.runtime.sessions
 
 
 @bp.get("")
 async def list_sessions(request: Request):
-    return json(await _call(_sessions(request).list))
+    return json(await blocking(_sessions(request).list))
 
 
 @bp.post("")
@@ -64,38 +45,38 @@ async def create_session(request: Request):
     if use_case not in USE_CASES:
         raise ApiError(422, "unknown_use_case", f"use_case {use_case!r} is not one of {', '.join(USE_CASES)}")
     label = optional_str(body, "label", 200)
-    return json(await _call(_sessions(request).create, use_case, label), status=201)
+    return json(await blocking(_sessions(request).create, use_case, label), status=201)
 
 
 @bp.get("/<session_id:str>")
 async def get_session(request: Request, session_id: str):
-    return json(await _call(_sessions(request).get, _uuid(session_id, "session")))
+    return json(await blocking(_sessions(request).get, _uuid(session_id, "session")))
 
 
 @bp.delete("/<session_id:str>")
 async def delete_session(request: Request, session_id: str):
-    await _call(_sessions(request).delete, _uuid(session_id, "session"))
+    await blocking(_sessions(request).delete, _uuid(session_id, "session"))
     return empty(status=204)
 
 
 @bp.post("/<session_id:str>/complete")
 async def complete_session(request: Request, session_id: str):
-    return json(await _call(_sessions(request).complete, _uuid(session_id, "session")))
+    return json(await blocking(_sessions(request).complete, _uuid(session_id, "session")))
 
 
 @bp.get("/<session_id:str>/analysis")
 async def get_analysis(request: Request, session_id: str):
-    return json(await _call(_sessions(request).analysis, _uuid(session_id, "session")))
+    return json(await blocking(_sessions(request).analysis, _uuid(session_id, "session")))
 
 
 @bp.post("/<session_id:str>/analyze")
 async def analyze_session(request: Request, session_id: str):
-    return json(await _call(_sessions(request).analyze, _uuid(session_id, "session")))
+    return json(await blocking(_sessions(request).analyze, _uuid(session_id, "session")))
 
 
 @bp.post("/<session_id:str>/reopen")
 async def reopen_session(request: Request, session_id: str):
-    return json(await _call(_sessions(request).reopen, _uuid(session_id, "session")))
+    return json(await blocking(_sessions(request).reopen, _uuid(session_id, "session")))
 
 
 @bp.post("/<session_id:str>/runs")
@@ -120,16 +101,16 @@ async def start_run(request: Request, session_id: str):
             raise ApiError(422, "unknown_feed", f"merge_feeds: {name!r} is not one of {', '.join(FEEDS)}")
     # Merging a feed with itself, or twice, adds nothing: ignored rather than refused.
     merge = [name for name in dict.fromkeys(merge) if name != feed_name]
-    run = await _call(_sessions(request).start_run, session_id, feed_name, label, merge)
+    run = await blocking(_sessions(request).start_run, session_id, feed_name, label, merge)
     return json(run, status=201)
 
 
 @bp.post("/<session_id:str>/runs/<run_id:str>/stop")
 async def stop_run(request: Request, session_id: str, run_id: str):
-    return json(await _call(_sessions(request).stop_run, _uuid(session_id, "session"), _uuid(run_id, "run")))
+    return json(await blocking(_sessions(request).stop_run, _uuid(session_id, "session"), _uuid(run_id, "run")))
 
 
 @bp.delete("/<session_id:str>/runs/<run_id:str>")
 async def delete_run(request: Request, session_id: str, run_id: str):
-    await _call(_sessions(request).delete_run, _uuid(session_id, "session"), _uuid(run_id, "run"))
+    await blocking(_sessions(request).delete_run, _uuid(session_id, "session"), _uuid(run_id, "run"))
     return empty(status=204)

@@ -19,9 +19,9 @@ import numpy as np
 from rt_ext.ring import PacketRing
 
 from .. import clock
-from ..decode import Decoder, RowColumns, classify_batch
+from ..decode import BatchDecoder
 from ..protocols import Protocols, decode_text
-from ..protocols.canonical import CANONICAL_DTYPE, CanonicalMapper
+from ..protocols.canonical import CANONICAL_DTYPE
 from ..protocols.layout import PacketLayout
 from .health import LOST_S, health
 
@@ -94,7 +94,6 @@ class Feed:
     info: dict[str, str] = field(default_factory=dict)  # car, track, driver … as the game names them
     handshaking: bool = False
     lost_s: float = LOST_S
-    _decoders: dict[str, Decoder] = field(default_factory=dict)
     _last_seq: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,19 +107,12 @@ class Feed:
             # the fuzzer make thousands, and 16 MiB of zeros each cost them more than the rest.)
             self.ring.data_buffer.fill(0)
         self.latest = np.zeros(1, dtype=CANONICAL_DTYPE)
-        self._rules = self.protocols.feed_rules[self.name].rules
         self._has_data = False
-        self._mapper = CanonicalMapper()
+        self._batch = BatchDecoder(self.protocols, self.name)
 
     @property
     def available(self) -> bool:
         return self.sock is not None
-
-    def decoder(self, layout: PacketLayout) -> Decoder:
-        dec = self._decoders.get(layout.name)
-        if dec is None:
-            dec = self._decoders[layout.name] = Decoder(layout)
-        return dec
 
     def health(self, now_ns: int | None = None) -> str:
         now = clock.now_ns() if now_ns is None else now_ns
@@ -156,7 +148,7 @@ class Feed:
             if n == 0:
                 break
             offsets = (np.arange(first, first + n, dtype=np.int64)) * ring.slot_size
-            kinds, bad = classify_batch(self._rules, buf, offsets, lengths)
+            kinds, bad = self._batch.classify(buf, offsets, lengths)
             with self._lock:
                 self.stats.packets += n
                 self.stats.bytes += int(lengths.sum())
@@ -172,28 +164,19 @@ class Feed:
     def _decode_groups(self, kinds, offsets, t_ns, buf, sinks, handler) -> None:
         # With no sink keeping the batch only the live view needs canonical rows: its newest
         # frame. Mapping costs per row, and a game's 333 rows a second would be mapped for nothing.
-        tail_only = not sinks
-        # Kind ids are small and dense: counting is a fraction of np.unique's sort.
-        present = np.flatnonzero(np.bincount(kinds[kinds >= 0])).tolist()
         numbered: dict = {}  # counter name → (its declaration, [(batch positions, numbers)])
-        for kind_id in CanonicalMapper.order(present, self.protocols.kinds):
-            layout = self.protocols.kinds[kind_id]
-            sel = kinds == kind_id
-            group_t = t_ns[sel]
-            cols = RowColumns(self.decoder(layout).rows(buf, offsets[sel]))
+        for group in self._batch.groups(buf, offsets, t_ns, kinds, tail_only=not sinks):
+            layout, cols, group_t, canon = group.layout, group.columns, group.t_ns, group.canonical
             if handler is not None:
                 handler(self, layout, cols, group_t)
-            if tail_only and len(group_t) > 1 and not CanonicalMapper.carries(layout.name):
-                canon = self._mapper.map(layout.name, RowColumns(cols.rows[-1:]), group_t[-1:])
-            else:
-                canon = self._mapper.map(layout.name, cols, group_t)
             # Before the sinks: a recording takes its game, track and car from what was named.
             self._remember_names(layout, cols, canon is not None)
             for sink in sinks:
                 sink.on_decoded(self, layout, cols, group_t, canon)
             if layout.sequence is not None:
                 seq = layout.sequence
-                numbered.setdefault(seq.counter, (seq, []))[1].append((np.flatnonzero(sel), seq.values(cols[seq.field])))
+                numbered.setdefault(seq.counter, (seq, []))[1].append(
+                    (np.flatnonzero(group.selected), seq.values(cols[seq.field])))
             # Groups come by kind, not by time: keep the newest row of any driving kind.
             if canon is not None and (not self._has_data or canon["t_ns"][-1] >= self.latest["t_ns"][0]):
                 self.latest = canon[-1:].copy()
@@ -208,7 +191,7 @@ class Feed:
     def start_recording(self) -> None:
         """A recording starts with the batch being consumed: forget data carried over from packets
         before it (PCARS 2 lap data), so its frames depend on its raw file alone. Consumer thread."""
-        self._mapper = CanonicalMapper()
+        self._batch.restart()
 
     def _count_gaps(self, counter: str, seq, parts: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Count the packets missing from one counter's numbers in this batch (and since the last).

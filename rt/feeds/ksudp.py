@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 
 import numpy as np
 
 from .. import clock
-from ..protocols.ac import DISMISS, HANDSHAKE, HANDSHAKER, SUBSCRIBE_UPDATE
+from ..protocols.ac import DISMISS, HANDSHAKE, SUBSCRIBE_UPDATE, handshaker
 from ..protocols.layout import PacketLayout
 from .health import LOST_S
 
@@ -31,15 +30,6 @@ log = logging.getLogger(__name__)
 RETRY_S = 1.0
 #: After subscribing, how long to wait for the first RTCarInfo before asking again.
 SUBSCRIBE_TIMEOUT_S = 2.0
-# identifier 1 and version 1, as AC's own clients send.
-_HANDSHAKER = struct.Struct("<iii")
-assert _HANDSHAKER.size == HANDSHAKER.size
-
-
-def handshaker(operation: int) -> bytes:
-    """The 12-byte client request for ``operation`` (0 handshake, 1 update, 2 spot, 3 dismiss)."""
-    return _HANDSHAKER.pack(1, 1, operation)
-
 
 class KsudpSession:
     """Handshake state of the ksudp feed. :meth:`tick` runs on every consumer pass."""
@@ -67,7 +57,9 @@ class KsudpSession:
         if layout.name == "ac_handshake_response" and self.phase == "handshake":
             self._send(SUBSCRIBE_UPDATE)
             self.phase = "subscribed"
-            self.subscribed_ns = clock.now_ns()
+            # When the answer came, not now: a stream that follows it in the same batch may be
+            # decoded first (groups go by kind) and must count as the stream.
+            self.subscribed_ns = int(t_ns[-1])
             log.info("ksudp: %s answered, subscribed", self.game_addr[0])
         elif layout.name == "ac_car_info":
             self.last_car_ns = max(self.last_car_ns, int(t_ns[-1]))

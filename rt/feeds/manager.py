@@ -311,6 +311,11 @@ class FeedManager:
         # two passes: the one running now may have started before the call
         return self.wait_passes(2, timeout)
 
+    def losses(self) -> dict[str, tuple[int, int]]:
+        """Per feed, the datagrams lost since start-up: (by its ring, full: the consumer fell
+        behind; by the kernel, its socket buffer full). Empty before :meth:`start`."""
+        return {name: (feed.ring.dropped, feed.stats.kernel_dropped) for name, feed in self.feeds.items()}
+
     def wait_passes(self, count: int = 1, timeout: float = 5.0) -> bool:
         """Block until ``count`` more consumer passes have finished (tests await this, no sleeps)."""
         with self._pass_done:

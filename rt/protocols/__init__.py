@@ -30,14 +30,11 @@ class FeedRules:
 
     def classify_one(self, payload: bytes | bytearray | memoryview) -> int:
         """Kind id of one datagram, or -1 when it is malformed (wrong size or type byte)."""
-        n = len(payload)
-        for length, off, mask, value, kind in self.rules.tolist():
-            if length != n:
-                continue
-            if off >= 0 and (payload[off] & mask) != value:
-                continue
-            return kind
-        return -1
+        from ..decode import classify_batch  # the one classifier (rt_ext); imported late: it maps to canonical
+
+        data = np.frombuffer(payload, dtype=np.uint8)
+        kinds, _ = classify_batch(self.rules, data, np.zeros(1, dtype=np.int64), np.array([len(data)]))
+        return int(kinds[0])
 
 
 class Protocols:

@@ -7,6 +7,7 @@ six bools; real AC fills that padding with garbage, so it is never decoded.
 
 from __future__ import annotations
 
+from .encode import encode
 from .layout import PacketLayout, fields_from_rows
 
 GAME = "assetto_corsa"
@@ -29,6 +30,14 @@ HANDSHAKER = PacketLayout(
         )
     ),
 )
+
+
+
+def handshaker(operation: int) -> bytes:
+    """The 12-byte client request for ``operation`` (:data:`HANDSHAKE`, :data:`SUBSCRIBE_UPDATE`,
+    :data:`SUBSCRIBE_SPOT`, :data:`DISMISS`), identifier and version 1 as AC's own clients send."""
+    return encode(HANDSHAKER, {"identifier": 1, "version": 1, "operationId": operation})
+
 
 HANDSHAKE_RESPONSE = PacketLayout(
     name="ac_handshake_response",

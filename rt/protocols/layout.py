@@ -117,7 +117,9 @@ class PacketLayout:
     ``sequence`` declares the kind's packet counter, if it has its own (see :class:`SequenceCounter`);
     ``names`` which text fields name what (``car``, ``driver``, ``track``, ``track_config`` → field);
     ``facts`` which numeric fields state a fact of the car or track that analyses use
-    (``max_rpm``: the engine's maximum, rpm; ``track_length_m``: the lap length, m → field).
+    (``max_rpm``: the engine's maximum, rpm; ``track_length_m``: the lap length, m → field);
+    ``sectors`` which fields carry the current lap's sector times, in order (s; the game's own
+    splits, kept beside the canonical frames for the sector analysis).
     """
 
     name: str
@@ -129,6 +131,7 @@ class PacketLayout:
     sequence: SequenceCounter | None = None
     names: dict[str, str] = field(default_factory=dict, compare=False)
     facts: dict[str, str] = field(default_factory=dict, compare=False)
+    sectors: tuple[str, ...] = ()
     _by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +150,9 @@ class PacketLayout:
         for key, name in self.facts.items():
             if name not in seen or seen[name].strlen or seen[name].shape:
                 raise ValueError(f"{self.name}: fact {key} is field {name!r}, which is not a declared scalar field")
+        for name in self.sectors:
+            if name not in seen or seen[name].strlen or seen[name].shape or seen[name].unit != "s":
+                raise ValueError(f"{self.name}: sector time {name!r} is not a declared scalar field in s")
         for key, name in self.names.items():
             if name not in seen or not seen[name].strlen:
                 raise ValueError(f"{self.name}: {key} names field {name!r}, which is not a declared text field")

@@ -29,6 +29,7 @@ TELEMETRY = PacketLayout(
     # packet repeats the number of the telemetry packet before it.
     sequence=SequenceCounter("sPacketType", "pcars1", modulo=64, shift=2),
     facts={"max_rpm": "sMaxRpm", "track_length_m": "sTrackLength"},
+    sectors=("sCurrentSector1Time", "sCurrentSector2Time", "sCurrentSector3Time"),
     fields=tuple(
         fields_from_rows(
             _HEADER

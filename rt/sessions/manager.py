@@ -28,27 +28,13 @@ from rt_ext.merge import merge_timelines
 
 from ..analysis.frames import Frames
 from ..analysis.registry import GUIDANCE, analyse
-from ..errors import StoreError
+from ..errors import Conflict, NotFound, StoreError
 from ..store.manifest import iso, read, write_atomic
-from ..store.recordings import NotFound as RecordingNotFound
 
 log = logging.getLogger(__name__)
 
 #: Frames of merged feeds closer than this to a kept frame are duplicates, ms.
 MERGE_TOLERANCE_MS = 1.0
-
-
-class SessionError(Exception):
-    """An API-level error: HTTP status, stable code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-def _not_found(kind: str, ident: str) -> SessionError:
-    return SessionError(404, f"{kind}_not_found", f"no {kind} {ident}")
 
 
 class SessionManager:
@@ -142,7 +128,7 @@ class SessionManager:
         with self.lock:
             session = self._session(session_id)
             if session["status"] == "completed":
-                raise SessionError(409, "session_completed", "the session is already completed; reopen it first")
+                raise Conflict("session_completed", "the session is already completed; reopen it first")
             for run in session["runs"]:
                 if run["status"] == "recording":
                     self._stop_run(session, run)
@@ -157,7 +143,7 @@ class SessionManager:
         with self.lock:
             session = self._session(session_id)
             if session["status"] != "completed":
-                raise SessionError(409, "session_not_completed", "only a completed session is analysed; complete it first")
+                raise Conflict("session_not_completed", "only a completed session is analysed; complete it first")
             session["analysis"] = self._analyse(session)
             self._save(session)
             return self._view(session)
@@ -166,14 +152,14 @@ class SessionManager:
         with self.lock:
             session = self._session(session_id)
             if session["analysis"] is None:
-                raise SessionError(409, "analysis_not_ready", "the session has no analysis yet; complete it first")
+                raise Conflict("analysis_not_ready", "the session has no analysis yet; complete it first")
             return session["analysis"]
 
     def reopen(self, session_id: str) -> dict:
         with self.lock:
             session = self._session(session_id)
             if session["status"] != "completed":
-                raise SessionError(409, "session_not_completed", "the session is already active")
+                raise Conflict("session_not_completed", "the session is already active")
             session["status"] = "active"
             session["analysis"] = None
             session["completed_at"] = None
@@ -186,9 +172,9 @@ class SessionManager:
         with self.lock:
             session = self._session(session_id)
             if session["status"] == "completed":
-                raise SessionError(409, "session_completed", "the session is completed; reopen it to add runs")
+                raise Conflict("session_completed", "the session is completed; reopen it to add runs")
             if any(r["status"] == "recording" for r in session["runs"]):
-                raise SessionError(409, "run_in_progress", "a run of this session is recording; stop it first")
+                raise Conflict("run_in_progress", "a run of this session is recording; stop it first")
         if self.feeds is not None:
             self.feeds.drain()  # the markers start after what has been received until now
         with self.lock:
@@ -230,7 +216,7 @@ class SessionManager:
             session = self._session(session_id)
             run = self._run(session, run_id)
             if run["status"] != "recording":
-                raise SessionError(409, "run_stopped", "the run is already stopped")
+                raise Conflict("run_stopped", "the run is already stopped")
         if self.feeds is not None:
             self.feeds.drain()
         with self.lock:
@@ -290,19 +276,19 @@ class SessionManager:
         self._apply_stops()
         session = self.sessions.get(session_id)
         if session is None:
-            raise _not_found("session", session_id)
+            raise NotFound("session", session_id)
         return session
 
     def _run(self, session: dict, run_id: str) -> dict:
         for run in session["runs"]:
             if run["id"] == run_id:
                 return run
-        raise _not_found("run", run_id)
+        raise NotFound("run", run_id)
 
     def _frames_now(self, run: dict) -> dict[str, int]:
         try:
             return self.recordings.frame_counts(run["recording_id"])
-        except RecordingNotFound:
+        except NotFound:  # the recording was deleted
             return {}
 
     def _stop_run(self, session: dict, run: dict) -> None:
@@ -357,11 +343,11 @@ class SessionManager:
         frames = [self.run_frames(r) for r in runs]
         frames = [f for f in frames if len(f) > 0]
         if not frames:
-            raise SessionError(409, "no_data", "the session has no recorded frames to analyse; record a run first")
+            raise Conflict("no_data", "the session has no recorded frames to analyse; record a run first")
         try:
             return analyse(session["use_case"], frames)
         except ValueError as exc:
-            raise SessionError(409, "analysis_failed", f"cannot analyse this session: {exc}") from None
+            raise Conflict("analysis_failed", f"cannot analyse this session: {exc}") from None
 
     def _run_view(self, run: dict) -> dict:
         view = dict(run)

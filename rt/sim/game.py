@@ -23,7 +23,6 @@ import logging
 import math
 import select
 import socket
-import struct
 import threading
 import time
 from typing import Callable
@@ -31,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..protocols import default_protocols
-from ..protocols.ac import DISMISS, HANDSHAKE, SUBSCRIBE_SPOT, SUBSCRIBE_UPDATE
+from ..protocols.ac import DISMISS, HANDSHAKE, HANDSHAKER, SUBSCRIBE_SPOT, SUBSCRIBE_UPDATE
 from ..protocols.canonical import AC_STEER_LOCK_DEG, STANDARD_GRAVITY
 from ..protocols.encode import encode, encode_batch
 from .quirks import GearBlips, Quirks
@@ -721,9 +720,9 @@ class AcServer(Sender):
         self.subscribed = threading.Event()
 
     def _handle(self, data: bytes, addr) -> None:
-        if len(data) != 12:
+        if len(data) != HANDSHAKER.size:
             return
-        _, _, op = struct.unpack("<iii", data)
+        op = int(np.frombuffer(data, dtype=HANDSHAKER.dtype)["operationId"][0])
         if op == HANDSHAKE:
             self.handshakes += 1
             self.sock.sendto(self.response, addr)

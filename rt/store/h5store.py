@@ -44,10 +44,10 @@ from typing import Iterable
 import h5py
 import numpy as np
 
-from ..decode import CHUNK, Decoder, RowColumns, classify_batch
+from ..decode import CHUNK, BatchDecoder, RowColumns, classify_batch
 from ..errors import StoreError
 from ..protocols import FEEDS, Protocols
-from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS, MAPPERS, CanonicalMapper
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS, MAPPERS
 from ..protocols.layout import PacketLayout
 from . import rawfile
 from .manifest import iso
@@ -55,10 +55,6 @@ from .manifest import iso
 log = logging.getLogger(__name__)
 
 FORMAT = "rusty-telemetry/1"
-#: HDF5 files whose writes failed in this process. The HDF5 library then crashes when it shuts
-#: down at process exit (seen with h5py 3.16 on a full disk), so ``serve`` ends with os._exit
-#: once everything else is closed; the recording guard stops recordings before a disk fills.
-FAILED_FILES: list[str] = []
 #: Filters per kind of dataset (h5py ``create_dataset`` keywords) while recording. Packet rows are
 #: stored as they came, like the raw file beside them, which already holds the same bytes:
 #: compressing that copy (lzf saved 31% of it on a real AC capture) took half of the consumer's
@@ -171,6 +167,9 @@ class H5Writer:
         self._groups: dict[str, h5py.Group] = {}
         self._kinds: dict[str, list[str]] = {}  # per feed: the canonical group's "kinds" attribute
         self._writer = writer
+        #: A write failed: the file is not to be trusted, nor the HDF5 library's shutdown at exit
+        #: (it crashed there after a failed write, h5py 3.16 on a full disk).
+        self.failed = False
         self._in_flight: Future | None = None  # the append running on the writer thread
         # Held by whichever thread appends: the datasets and groups above belong to it meanwhile.
         self._append_lock = threading.Lock()
@@ -263,7 +262,7 @@ class H5Writer:
             with self._append_lock:
                 self.file.flush()
         except (OSError, ValueError, RuntimeError) as exc:
-            FAILED_FILES.append(str(self.path))
+            self.failed = True
             raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
 
     def append_pending(self, rows: bool = True, canonical: bool = True) -> None:
@@ -304,7 +303,7 @@ class H5Writer:
                 for feed, parts in canonical_parts.items():
                     self._append_canonical(feed, parts)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            FAILED_FILES.append(str(self.path))
+            self.failed = True
             raise StoreError(f"{self.path.name}: write failed: {_short(exc)}") from exc
 
     def _append_canonical(self, feed: str, parts: list[tuple[np.ndarray, str]]) -> None:
@@ -332,20 +331,22 @@ class H5Writer:
     def close(self) -> None:
         try:
             self._wait_in_flight()  # even after a failure: the file must not close under it
-            if str(self.path) not in FAILED_FILES:
+            if not self.failed:
                 self.flush()
         finally:
             try:
                 self.file.close()
             except Exception:  # noqa: BLE001 - a broken file must still let go of its handle
-                FAILED_FILES.append(str(self.path))
+                self.failed = True
 
 
 # ---- reading, checking and rebuilding ---------------------------------------------------------
 
 
-def read_canonical(f: h5py.File, feed: str, start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical rows ``start:end`` of ``feed`` and their PCARS 1 sector splits (n × 3 s, NaN if none)."""
+def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
+                   protocols: Protocols) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical rows ``start:end`` of ``feed`` and the game's sector splits of those frames
+    (n × 3 s, NaN where a frame's kind has none: see ``PacketLayout.sectors``)."""
     group = f.get(f"{feed}/canonical")
     if group is None:
         return np.zeros(0, dtype=CANONICAL_DTYPE), np.zeros((0, 3))
@@ -356,20 +357,21 @@ def read_canonical(f: h5py.File, feed: str, start: int, end: int | None) -> tupl
     for name in CANONICAL_DTYPE.names:
         rows[name] = group[name][start:end]
     sectors = np.full((end - start, 3), np.nan)
-    kinds = list(group.attrs.get("kinds", []))
-    if "pcars1_telemetry" in kinds and f"{feed}/pcars1_telemetry" in f:
-        # Rows of one kind keep their order in the canonical group: the k-th pcars1 frame there is
-        # row k of the pcars1_telemetry datasets.
-        is_pc1 = group["kind"][:end] == kinds.index("pcars1_telemetry")
-        index = np.cumsum(is_pc1) - 1
-        mine = is_pc1[start:end]
-        rows_pc1 = index[start:end][mine]
-        if rows_pc1.size:
-            src = f[f"{feed}/pcars1_telemetry"]
-            lo, hi = int(rows_pc1[0]), int(rows_pc1[-1]) + 1
-            names = ["sCurrentSector1Time", "sCurrentSector2Time", "sCurrentSector3Time"]
-            block = src["rows"].fields(names)[lo:hi][rows_pc1 - lo]
-            for k, name in enumerate(names):
+    kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in group.attrs.get("kinds", [])]
+    stored = group["kind"][:end] if kinds else None
+    for kind_id, kind in enumerate(kinds):
+        names = list(protocols[kind].sectors) if kind in protocols.kind_id else []
+        if not names or f"{feed}/{kind}" not in f:
+            continue
+        # Rows of one kind keep their order in the canonical group: the k-th frame of a kind there
+        # is row k of that kind's datasets.
+        is_kind = stored == kind_id
+        mine = is_kind[start:end]
+        kind_rows = (np.cumsum(is_kind) - 1)[start:end][mine]
+        if kind_rows.size:
+            lo, hi = int(kind_rows[0]), int(kind_rows[-1]) + 1
+            block = f[f"{feed}/{kind}/rows"].fields(names)[lo:hi][kind_rows - lo]
+            for k, name in enumerate(names[:3]):
                 sectors[mine, k] = block[name]
     return rows, sectors
 
@@ -407,11 +409,12 @@ def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Proto
     return {fact: max(values) for fact, values in facts.items()}
 
 
-def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None) -> tuple[np.ndarray, np.ndarray]:
+def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None,
+                        protocols: Protocols) -> tuple[np.ndarray, np.ndarray]:
     """:func:`read_canonical` from a closed recording's file."""
     try:
         with h5py.File(path, "r") as f:
-            return read_canonical(f, feed, start, end)
+            return read_canonical(f, feed, start, end, protocols)
     except (OSError, KeyError, ValueError) as exc:
         raise StoreError(f"{Path(path).name}: unreadable: {exc}") from exc
 
@@ -429,12 +432,27 @@ def kind_counts(path: str | Path) -> dict[tuple[str, str], int]:
     return counts
 
 
-def _read_raw(raw_path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A raw file's bytes and its whole records: ``(data, t_ns, payload offsets, lengths)``. A torn
-    last record is left out, as every reader of raw files leaves it out."""
+@dataclass
+class ClassifiedRaw:
+    """A raw feed file's bytes and its whole records, classified: ``t_ns`` (ns), payload
+    ``offsets`` into ``data``, true ``lengths``, packet ``kinds`` (−1 malformed) and the number
+    of ``malformed`` datagrams."""
+
+    data: np.ndarray
+    t_ns: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    kinds: np.ndarray
+    malformed: int
+
+
+def classified_raw(raw_path: str | Path, feed: str, protocols: Protocols) -> ClassifiedRaw:
+    """Read and classify a raw feed file (compressed or not). A torn last record is left out, as
+    every reader of raw files leaves it out."""
     data = rawfile.load(raw_path)
     t_ns, offsets, lengths, _ = rawfile.parse(data)
-    return data, t_ns, offsets, lengths
+    kinds, bad = classify_batch(protocols.feed_rules[feed].rules, data, offsets, lengths)
+    return ClassifiedRaw(data, t_ns, offsets, lengths, kinds, int(bad))
 
 
 def _counts_of(feed: str, kinds: np.ndarray, protocols: Protocols) -> dict[tuple[str, str], int]:
@@ -451,9 +469,7 @@ def _counts_of(feed: str, kinds: np.ndarray, protocols: Protocols) -> dict[tuple
 
 def raw_kind_counts(raw_path: str | Path, feed: str, protocols: Protocols) -> dict[tuple[str, str], int]:
     """Well-formed datagrams per (feed, packet kind) in a raw feed file, and its canonical frames."""
-    data, _, offsets, lengths = _read_raw(raw_path)
-    kinds, _ = classify_batch(protocols.feed_rules[feed].rules, data, offsets, lengths)
-    return _counts_of(feed, kinds, protocols)
+    return _counts_of(feed, classified_raw(raw_path, feed, protocols).kinds, protocols)
 
 
 def agrees_with_raw(recording_dir: str | Path, protocols: Protocols) -> bool:
@@ -530,9 +546,9 @@ def _stored_counts(f: h5py.File) -> dict[tuple[str, str], int] | str:
 
 def _feed_disagreement(f: h5py.File, feed: str, raw_path: Path, stored: dict, protocols: Protocols) -> str | None:
     """Where one feed's stored data first differs from its raw file (see :func:`disagreement`)."""
-    data, t_ns, offsets, lengths = _read_raw(raw_path)
-    kinds, _ = classify_batch(protocols.feed_rules[feed].rules, data, offsets, lengths)
-    raw = _counts_of(feed, kinds, protocols)
+    classified = classified_raw(raw_path, feed, protocols)
+    t_ns = classified.t_ns
+    raw = _counts_of(feed, classified.kinds, protocols)
     mine = {key: n for key, n in stored.items() if key[0] == feed}
     if mine != raw:
         key = sorted(set(mine) | set(raw))
@@ -550,7 +566,7 @@ def _feed_disagreement(f: h5py.File, feed: str, raw_path: Path, stored: dict, pr
     unordered: list[tuple[str, np.ndarray]] = []
     done: dict[str, int] = {}  # rows of each packet kind compared so far
     datasets: dict[str, tuple[h5py.Dataset, h5py.Dataset]] = {}
-    for layout, cols, group_t, canon in _decoded_groups(data, t_ns, offsets, lengths, feed, protocols, kinds):
+    for layout, cols, group_t, canon in _decoded_groups(classified, feed, protocols):
         path = f"{feed}/{layout.name}"
         if layout.name not in datasets:
             datasets[layout.name] = (f[path]["t_ns"], f[path]["rows"])
@@ -696,32 +712,22 @@ def _same_values(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return eq.reshape(len(a), -1).all(axis=1) if eq.ndim > 1 else eq
 
 
-def _decoded_groups(data: np.ndarray, t_ns: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, feed: str,
-                    protocols: Protocols, kinds: np.ndarray | None = None,
-                    ) -> Iterable[tuple[PacketLayout, RowColumns, np.ndarray, np.ndarray | None]]:
-    """Decoded groups of a parsed raw file (:func:`_read_raw`), chunk by chunk, in file order:
-    (layout, columns, t_ns, canonical). ``kinds``: the kind ids of all its datagrams, if known."""
-    rules = protocols.feed_rules[feed].rules
-    decoders: dict[str, Decoder] = {}
-    mapper = CanonicalMapper()
+def _decoded_groups(raw: "ClassifiedRaw", feed: str,
+                    protocols: Protocols) -> Iterable[tuple[PacketLayout, RowColumns, np.ndarray, np.ndarray | None]]:
+    """Decoded groups of a classified raw file, chunk by chunk, in file order:
+    (layout, columns, t_ns, canonical), as the live feed decodes its batches."""
+    batch = BatchDecoder(protocols, feed)
     step = CHUNK * 4
-    for start in range(0, len(t_ns), step):
+    for start in range(0, len(raw.t_ns), step):
         sl = slice(start, start + step)
-        chunk_kinds = classify_batch(rules, data, offsets[sl], lengths[sl])[0] if kinds is None else kinds[sl]
-        present = np.unique(chunk_kinds)
-        for kind_id in CanonicalMapper.order(present[present >= 0].tolist(), protocols.kinds):
-            layout = protocols.kinds[kind_id]
-            sel = chunk_kinds == kind_id
-            dec = decoders.get(layout.name) or decoders.setdefault(layout.name, Decoder(layout))
-            cols = RowColumns(dec.rows(data, offsets[sl][sel]))
-            group_t = t_ns[sl][sel]
-            yield layout, cols, group_t, mapper.map(layout.name, cols, group_t)
+        for group in batch.groups(raw.data, raw.offsets[sl], raw.t_ns[sl], raw.kinds[sl]):
+            yield group.layout, group.columns, group.t_ns, group.canonical
 
 
 def _raw_groups(raw_path, feed: str,
                 protocols: Protocols) -> Iterable[tuple[PacketLayout, RowColumns, np.ndarray, np.ndarray | None]]:
     """Decoded groups of a raw file, chunk by chunk, in file order: (layout, columns, t_ns, canonical)."""
-    return _decoded_groups(*_read_raw(raw_path), feed, protocols)
+    return _decoded_groups(classified_raw(raw_path, feed, protocols), feed, protocols)
 
 
 def rebuild(recording_dir: str | Path, recording_id: str, protocols: Protocols, created_at: str | None = None) -> Path:

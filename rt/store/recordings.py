@@ -32,11 +32,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import Conflict, NotFound, StoreError
 from ..protocols import FEEDS, Protocols
 from ..protocols.layout import PacketLayout
 from . import compact, h5store, rawfile
@@ -62,14 +63,6 @@ PASS_S = 0.85
 #: programs reading an active recording; each costs ~65 ms of CPU (every dataset's metadata and
 #: chunks): every 30 s that was a fifth of recording's CPU at game rates.
 H5_FLUSH_S = 300.0
-
-
-class NotFound(Exception):
-    """No recording with that id."""
-
-
-class Conflict(Exception):
-    """The request clashes with the recording's state (already active, still being written, …)."""
 
 
 def _empty_counters() -> dict:
@@ -112,17 +105,19 @@ class Active:
 class RecordingManager:
     """All recordings of DATA_DIR; the active one (at most one) is written from the consumer thread."""
 
-    def __init__(self, data_dir: str | Path, protocols: Protocols, rings: dict | None = None,
-                 min_free_mb: float = 100.0, compact_after_s: float | None = None, sync_s: float = SYNC_S) -> None:
+    def __init__(self, data_dir: str | Path, protocols: Protocols, min_free_mb: float = 100.0,
+                 compact_after_s: float | None = None, sync_s: float = SYNC_S,
+                 losses: Callable[[], dict[str, tuple[int, int]]] = dict) -> None:
         """``compact_after_s``: compact each recording this long after it stopped (the server;
         see :mod:`rt.store.compact`), those found at :meth:`open` too; None: never. ``sync_s``: the
-        longest time between two syncs of the active recording (:data:`SYNC_S`)."""
+        longest time between two syncs of the active recording (:data:`SYNC_S`). ``losses()``:
+        per feed, the datagrams lost so far by its ring (full) and by the kernel (socket buffer
+        full), counted since the process started (the feed manager's ``losses``)."""
         self.data_dir = Path(data_dir)
         self.min_free_bytes = int(min_free_mb * 1024 * 1024)
         self.sync_s = sync_s
         self.protocols = protocols
-        self.rings = rings or {}  # feed name → PacketRing, for the dropped counters
-        self.feed_stats: dict = {}  # feed name → FeedStats, for the kernel_dropped counters
+        self.losses = losses
         self.lock = threading.RLock()
         self.active: Active | None = None
         self.last_error: dict | None = None  # the last recording that stopped on an error
@@ -139,6 +134,9 @@ class RecordingManager:
         #: Called (under the lock) with (recording id, canonical frames per feed) when a recording
         #: stops for any reason: runs recording in it end there.
         self.on_stop: list = []
+        #: ``data.h5`` files whose writes failed in this process: the HDF5 library then crashed in
+        #: its shutdown at process exit, so ``serve`` skips that shutdown when this is not empty.
+        self.hdf5_failed: list[str] = []
 
     # ---- start-up ---------------------------------------------------------------------------
 
@@ -182,7 +180,11 @@ class RecordingManager:
         feeds = self._count_raw(rec_dir, manifest)
         if force_rebuild or not h5store.agrees_with_raw(rec_dir, self.protocols):
             log.info("recording %s: rebuilding data.h5 from the raw files", rec_id)
-            h5store.rebuild(rec_dir, rec_id, self.protocols, manifest.get("created_at"))
+            try:
+                h5store.rebuild(rec_dir, rec_id, self.protocols, manifest.get("created_at"))
+            except StoreError:
+                self.hdf5_failed.append(str(rec_dir / "data.h5"))
+                raise
         if manifest.get("status") == "recording":
             manifest["status"] = "interrupted"
             manifest["stopped_at"] = max((c["last_time"] for c in feeds.values() if c["last_time"]), default=None)
@@ -205,14 +207,10 @@ class RecordingManager:
                 cut = rawfile.trim(path)
                 if cut:
                     log.info("recording %s: %s.bin: cut a torn last record of %d bytes", rec_dir.name, feed, cut)
-                data = rawfile.load(path)
-                t_ns, offsets, lengths, _ = rawfile.parse(data)
-                if len(t_ns):
-                    from ..decode import classify_batch
-
-                    kinds, bad = classify_batch(self.protocols.feed_rules[feed].rules, data, offsets, lengths)
-                    counters.update(packets=len(t_ns), bytes=int(lengths.sum()), malformed=int(bad),
-                                    first_time=iso(int(t_ns[0])), last_time=iso(int(t_ns[-1])))
+                raw = h5store.classified_raw(path, feed, self.protocols)
+                if len(raw.t_ns):
+                    counters.update(packets=len(raw.t_ns), bytes=int(raw.lengths.sum()), malformed=raw.malformed,
+                                    first_time=iso(int(raw.t_ns[0])), last_time=iso(int(raw.t_ns[-1])))
             feeds[feed] = counters
         return feeds
 
@@ -230,7 +228,7 @@ class RecordingManager:
                 return self._live_manifest(self.active)
             manifest = self._manifests.get(rec_id)
             if manifest is None:
-                raise NotFound(rec_id)
+                raise NotFound("recording", rec_id)
             return dict(manifest)
 
     def raw_file(self, rec_id: str, feed: str) -> rawfile.RawFile:
@@ -238,15 +236,15 @@ class RecordingManager:
         ``size``: the bytes that are whole records right now."""
         with self.lock:
             if rec_id not in self._manifests:
-                raise NotFound(rec_id)
+                raise NotFound("recording", rec_id)
             if feed not in FEEDS:
-                raise NotFound(feed)
+                raise NotFound("feed", feed)
             path = self.data_dir / rec_id / f"{feed}.bin"
             limit = self.active.raw[feed].size if self.active is not None and self.active.id == rec_id else None
             try:
                 return rawfile.RawFile(path, limit)
             except FileNotFoundError:
-                raise NotFound(feed) from None
+                raise NotFound("feed", feed, f"recording {rec_id} has no {feed} raw file") from None
             except (OSError, rawfile.RawFormatError) as exc:
                 raise StoreError(f"{rec_id}/{feed}.bin: {exc}") from exc
 
@@ -256,7 +254,7 @@ class RecordingManager:
             if self.active is not None and self.active.id == rec_id:
                 return dict(self.active.frames)
             if rec_id not in self._manifests:
-                raise NotFound(rec_id)
+                raise NotFound("recording", rec_id)
         try:
             counts = h5store.kind_counts(self.data_dir / rec_id / "data.h5")
         except StoreError:
@@ -266,9 +264,7 @@ class RecordingManager:
     def dropped_now(self, feed: str) -> int:
         """Datagrams of the feed lost so far, by its ring (full) and by the kernel (socket buffer
         full), for runs' data_truncated."""
-        ring = self.rings.get(feed)
-        stats = self.feed_stats.get(feed)
-        return (ring.dropped if ring is not None else 0) + (stats.kernel_dropped if stats is not None else 0)
+        return sum(self.losses().get(feed, (0, 0)))
 
     def read_frames(self, rec_id: str, feed: str, start: int, end: int | None):
         """Canonical frames ``start:end`` of ``feed`` (a structured array) and the PCARS 1 sector
@@ -280,10 +276,10 @@ class RecordingManager:
         with self.lock:
             if self.active is not None and self.active.id == rec_id:
                 self._append_pending(self.active)
-                return h5store.read_canonical(self.active.h5.file, feed, start, end)
+                return h5store.read_canonical(self.active.h5.file, feed, start, end, self.protocols)
             if rec_id not in self._manifests:
-                raise NotFound(rec_id)
-        return h5store.read_canonical_file(self.data_dir / rec_id / "data.h5", feed, start, end)
+                raise NotFound("recording", rec_id)
+        return h5store.read_canonical_file(self.data_dir / rec_id / "data.h5", feed, start, end, self.protocols)
 
     def read_facts(self, rec_id: str, feed: str, t0_ns: int, t1_ns: int) -> dict[str, float]:
         """What the game stated of the car and track (``max_rpm``, ``track_length_m``) while ``feed``
@@ -293,7 +289,7 @@ class RecordingManager:
                 self._append_pending(self.active)
                 return h5store.read_facts(self.active.h5.file, feed, t0_ns, t1_ns, self.protocols)
             if rec_id not in self._manifests:
-                raise NotFound(rec_id)
+                raise NotFound("recording", rec_id)
         path = self.data_dir / rec_id / "data.h5"
         try:
             with h5py.File(path, "r") as f:
@@ -323,7 +319,7 @@ class RecordingManager:
         """Start a recording with ``meta`` (name, game, track, car, use_case, notes: all optional)."""
         with self.lock:
             if self.active is not None:
-                raise Conflict(f"recording {self.active.id} is already active; stop it first")
+                raise Conflict("recording_conflict", f"recording {self.active.id} is already active; stop it first")
             low = self._low_disk(0)
             if low:
                 raise StoreError(f"cannot start a recording: {low}")
@@ -356,9 +352,10 @@ class RecordingManager:
                     writer.close()
                 shutil.rmtree(rec_dir, ignore_errors=True)
                 raise StoreError(f"cannot start a recording in {self.data_dir}: {exc}") from exc
-            dropped = {feed: ring.dropped for feed, ring in self.rings.items()}
-            self.active = Active(rec_id, rec_dir, manifest, raw, h5, dropped,
-                                 {feed: stats.kernel_dropped for feed, stats in self.feed_stats.items()},
+            losses = self.losses()
+            self.active = Active(rec_id, rec_dir, manifest, raw, h5,
+                                 {feed: ring for feed, (ring, _) in losses.items()},
+                                 {feed: kernel for feed, (_, kernel) in losses.items()},
                                  unnamed={key for key in ("game", "track", "car") if not manifest[key]})
             self._manifests[rec_id] = manifest
             self.last_error = None
@@ -371,8 +368,8 @@ class RecordingManager:
             act = self.active
             if act is None or (rec_id is not None and act.id != rec_id):
                 if rec_id is not None and rec_id not in self._manifests:
-                    raise NotFound(rec_id)
-                raise Conflict("no recording is active" if rec_id is None else f"recording {rec_id} is not active")
+                    raise NotFound("recording", rec_id)
+                raise Conflict("recording_conflict", "no recording is active" if rec_id is None else f"recording {rec_id} is not active")
             problems = [error] if error else []
             if act.durable is not None:
                 act.durable.result()  # the last background fsync first: the files close next
@@ -380,6 +377,8 @@ class RecordingManager:
                 act.h5.close()
             except StoreError as exc:
                 problems.append(str(exc))
+            if act.h5.failed:
+                self.hdf5_failed.append(str(act.h5.path))
             for writer in act.raw.values():
                 try:
                     writer.close()
@@ -439,9 +438,9 @@ class RecordingManager:
     def delete(self, rec_id: str) -> None:
         with self.lock:
             if rec_id not in self._manifests:
-                raise NotFound(rec_id)
+                raise NotFound("recording", rec_id)
             if self.active is not None and self.active.id == rec_id:
-                raise Conflict(f"recording {rec_id} is being written; stop it first")
+                raise Conflict("recording_conflict", f"recording {rec_id} is being written; stop it first")
             if self.compactor is not None:
                 self.compactor.cancel(self.data_dir / rec_id)
             shutil.rmtree(self.data_dir / rec_id)
@@ -575,6 +574,8 @@ class RecordingManager:
             if act.durable_error is not None:
                 self._fail(act.durable_error)
                 return
+            if act.durable is not None and not act.durable.done():
+                return  # the last fsync is still at it (a busy disk): the next pass tries again
             now = time.monotonic()
             try:
                 if now - act.last_h5_flush >= H5_FLUSH_S:
@@ -587,11 +588,10 @@ class RecordingManager:
             act.synced_bytes += written
             # fsync can take 100 ms and more on a busy disk: it runs beside the consumer, which
             # keeps emptying the rings meanwhile. One at a time; a slow one delays the next.
-            if act.durable is None or act.durable.done():
-                # The barrier completes once every raw batch counted in this manifest is written
-                # (the writer thread takes its work in order): only then fsync and the manifest.
-                barrier = self._raw_writer.submit(lambda: None)
-                act.durable = self._syncer.submit(self._make_durable, act, self._live_manifest(act), barrier)
+            # The barrier completes once every raw batch counted in this manifest is written
+            # (the writer thread takes its work in order): only then fsync and the manifest.
+            barrier = self._raw_writer.submit(lambda: None)
+            act.durable = self._syncer.submit(self._make_durable, act, self._live_manifest(act), barrier)
 
     def _make_durable(self, act: Active, manifest: dict, barrier) -> None:
         """fsync the raw files once ``barrier`` is passed, then write the manifest (sync thread)."""
@@ -627,14 +627,13 @@ class RecordingManager:
     def _live_manifest(self, act: Active) -> dict:
         m = dict(act.manifest)
         feeds = {}
+        losses = self.losses()
         for feed, c in act.manifest["feeds"].items():
             c = dict(c)
-            ring = self.rings.get(feed)
-            if ring is not None:
-                c["dropped"] = ring.dropped - act.dropped_base.get(feed, 0)
-            stats = self.feed_stats.get(feed)
-            if stats is not None:
-                c["kernel_dropped"] = stats.kernel_dropped - act.kernel_dropped_base.get(feed, 0)
+            if feed in losses:
+                ring, kernel = losses[feed]
+                c["dropped"] = ring - act.dropped_base.get(feed, 0)
+                c["kernel_dropped"] = kernel - act.kernel_dropped_base.get(feed, 0)
             if feed in act.first_ns:
                 c["first_time"] = iso(act.first_ns[feed])
                 c["last_time"] = iso(act.last_ns[feed])
