@@ -139,6 +139,15 @@ def classify_batch(rules: np.ndarray, buf, offsets: np.ndarray, lengths: np.ndar
     return out, bad
 
 
+def classify_datagram(protocols: Protocols, feed: str, payload: bytes | bytearray | memoryview) -> PacketLayout | None:
+    """The packet kind of one datagram on ``feed``, or ``None`` when it is malformed (the batch
+    classifier on a batch of one: tools and tests, never the ingest path)."""
+    data = np.frombuffer(payload, dtype=np.uint8)
+    kinds, _ = classify_batch(protocols.feed_rules[feed].rules, data, np.zeros(1, dtype=np.int64),
+                              np.array([len(data)], dtype=np.int64))
+    return None if kinds[0] < 0 else protocols.kinds[int(kinds[0])]
+
+
 @dataclass
 class DecodedGroup:
     """The datagrams of one packet kind in a batch: ``selected`` marks them in the batch, ``columns``

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .decode import classify_datagram
 from .protocols import default_protocols
 from .sim.game import AcServer, PushSender, ReplaySource
 from .store import rawfile
@@ -49,7 +50,7 @@ def guess_feed(payloads: list[bytes]) -> str:
     """The feed whose classifier accepts most of the payloads."""
     protos = default_protocols()
     sample = payloads[:: max(1, len(payloads) // 200)]
-    scores = {feed: sum(protos.classify(feed, p) is not None for p in sample) for feed in protos.feed_rules}
+    scores = {feed: sum(classify_datagram(protos, feed, p) is not None for p in sample) for feed in protos.feed_rules}
     return max(scores, key=scores.get)
 
 

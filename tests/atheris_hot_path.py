@@ -8,7 +8,7 @@ across batches, the ksudp handshake handler and the live view after odd values.
 Each input is a small script of datagrams (see :func:`parse`); each run checks
 
 1. ``rt.decode.classify_batch`` with every feed's rules on all datagrams of the input laid end to
-   end, against ``FeedRules.classify_one``; ``Decoder(layout).rows`` / ``.columns`` (fresh and
+   end, against ``reference_decoder.classify_one``; ``Decoder(layout).rows`` / ``.columns`` (fresh and
    with a reused output block) of every kind found, against the packet bytes gathered in numpy
    from the layout table; and a decode at arbitrary offsets, which must raise ``ValueError``
    exactly when an offset does not leave room for a whole packet inside the buffer;
@@ -43,6 +43,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 from captures import AC_MONZA as AC_RAW, PCARS1  # noqa: E402  (beside this file)
+import reference_decoder  # noqa: E402
 
 FEEDS = ("ksudp", "telemetry_tool", "pcars")
 MAX_RECORDS = 64
@@ -247,7 +248,7 @@ def make_target():
             offsets[1:] = np.cumsum(lengths)[:-1]
         for feed_name, rules in P.feed_rules.items():
             kinds, bad = classify_batch(rules.rules, buf, offsets, lengths)
-            expected = [rules.classify_one(p) for p in payloads]
+            expected = [reference_decoder.classify_one(rules.rules, p) for p in payloads]
             assert kinds.tolist() == expected, (feed_name, kinds.tolist(), expected)
             assert bad == expected.count(-1), (feed_name, bad, expected)
             for kind_id in sorted(set(expected) - {-1}):
@@ -322,7 +323,7 @@ def make_target():
         got = feed.consume([sink], handler)
         taken += got
         n = len(payloads)
-        good = [P.feed_rules[feed_name].classify_one(p) >= 0 for p in payloads]
+        good = [reference_decoder.classify_one(P.feed_rules[feed_name].rules, p) >= 0 for p in payloads]
         bad = good.count(False)
         st = feed.stats
         assert taken == n and st.packets == n and sink.raw == n, (taken, st, sink.raw, n)

@@ -695,3 +695,16 @@ def decode(kind, payload):
     if len(payload) != k.size:
         raise ValueError("%s: expected %d bytes, got %d" % (kind, k.size, len(payload)))
     return k.decode(payload)
+
+
+def classify_one(rules, payload: bytes) -> int:
+    """Kind id of one datagram by a feed's rule rows (length, check offset, mask, value, kind), or
+    -1: the classifier's rule written again, plainly, to check the compiled one against."""
+    n = len(payload)
+    for length, off, mask, value, kind in rules.tolist():
+        if length != n:
+            continue
+        if off >= 0 and (off >= n or (payload[off] & mask) != value):
+            continue
+        return kind
+    return -1

@@ -14,7 +14,8 @@ from rt.sim.frames import packets
 from rt.sim.game import make_sim, tt_driver
 from rt.store import compact, rawfile
 from rt.store.h5store import agrees_with_raw
-from rt.store.recordings import RecordingManager, _dir_size
+from rt.store.recordings import RecordingManager
+from rt.store.recovery import dir_size
 
 P = default_protocols()
 
@@ -113,7 +114,7 @@ def test_a_compaction_cut_short_leaves_data_h5_whole_and_is_done_at_the_next_sta
     assert not any(p.exists() for p in compact.leftovers(rec_dir))
     assert rawfile.is_compressed(rec_dir / "ksudp.bin")
     # The manifest tells the compacted size (counting itself as it was before this rewrite).
-    assert abs(mgr.get(rec_dir.name)["size_bytes"] - _dir_size(rec_dir)) <= 16
+    assert abs(mgr.get(rec_dir.name)["size_bytes"] - dir_size(rec_dir)) <= 16
 
 
 def test_the_server_compacts_a_recording_once_stopped_and_delete_cancels_it(tmp_path, monza_raw):
@@ -121,7 +122,7 @@ def test_the_server_compacts_a_recording_once_stopped_and_delete_cancels_it(tmp_
     try:
         wait_until(lambda: not compact.needs_compaction(rec_dir), timeout=60)
         assert mgr.compactor.wait_idle(60)
-        assert abs(mgr.get(rec_dir.name)["size_bytes"] - _dir_size(rec_dir)) <= 16
+        assert abs(mgr.get(rec_dir.name)["size_bytes"] - dir_size(rec_dir)) <= 16
         assert agrees_with_raw(rec_dir, P)
         # A recording deleted while its compaction runs goes, whole, without an error.
         again = mgr.start({"name": "deleted at once"})

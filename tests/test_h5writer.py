@@ -12,7 +12,7 @@ from rt.decode import Decoder, RowColumns
 from rt.errors import StoreError
 from rt.protocols import default_protocols
 from rt.protocols.canonical import CANONICAL_DTYPE, to_canonical
-from rt.store import h5store
+from rt.store import h5store, h5writer
 
 P = default_protocols()
 AC = P["ac_car_info"]
@@ -93,7 +93,7 @@ def test_small_freed_pieces_of_the_file_are_not_tracked_for_the_whole_recording(
     tracked, size = record("data.h5")
     with h5py.File(tmp_path / "data.h5", "r") as f:
         assert f.id.get_create_plist().get_file_space_strategy()[2] == h5store.FREE_SPACE_MIN_BYTES
-    monkeypatch.setattr(h5store, "FREE_SPACE_MIN_BYTES", 1)  # HDF5's default: track every piece
+    monkeypatch.setattr(h5writer, "FREE_SPACE_MIN_BYTES", 1)  # HDF5's default: track every piece
     tracked_all, size_all = record("default.h5")
     # How many bytes the small pieces add up to depends on the data (0.69-1.1 of the default's
     # over five random seeds), and so does the space left unreused: this worst case (a sync

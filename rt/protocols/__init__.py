@@ -26,15 +26,7 @@ class FeedRules:
     """Classification rules of one feed: datagram length plus one checked byte → kind id."""
 
     feed: str
-    rules: np.ndarray  # int64, shape (n, 5), columns RULE_COLUMNS
-
-    def classify_one(self, payload: bytes | bytearray | memoryview) -> int:
-        """Kind id of one datagram, or -1 when it is malformed (wrong size or type byte)."""
-        from ..decode import classify_batch  # the one classifier (rt_ext); imported late: it maps to canonical
-
-        data = np.frombuffer(payload, dtype=np.uint8)
-        kinds, _ = classify_batch(self.rules, data, np.zeros(1, dtype=np.int64), np.array([len(data)]))
-        return int(kinds[0])
+    rules: np.ndarray  # int64, shape (n, 5), columns RULE_COLUMNS; applied by rt.decode
 
 
 class Protocols:
@@ -82,11 +74,6 @@ class Protocols:
 
     def __getitem__(self, name: str) -> PacketLayout:
         return self.kinds[self.kind_id[name]]
-
-    def classify(self, feed: str, payload: bytes | bytearray | memoryview) -> PacketLayout | None:
-        """The packet kind of one datagram on ``feed``, or ``None`` when it is malformed."""
-        kind = self.feed_rules[feed].classify_one(payload)
-        return None if kind < 0 else self.kinds[kind]
 
     def max_datagram(self, feed: str) -> int:
         """Largest well-formed datagram of a feed, in bytes."""

@@ -18,19 +18,20 @@ A disk running full stops the recording before it is full (MIN_FREE_MB, checked 
 and a write error (read-only directory, I/O error, file too large) stops it at once: raw files are
 cut back to their last whole record, the manifest says ``stopped`` with the error, and
 ``/api/live`` shows it; the feeds, the API and all other recordings carry on.
+
+This module holds the lifecycle and the sink; the active recording's state is
+:mod:`.active`, the repair from raw files :mod:`.recovery`, the free-space check :mod:`.diskguard`.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
-import os
-from concurrent.futures import Future, ThreadPoolExecutor
 import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -41,8 +42,11 @@ from ..errors import Conflict, NotFound, StoreError
 from ..protocols import FEEDS, Protocols
 from ..protocols.layout import PacketLayout
 from . import compact, h5store, rawfile
+from .active import Active
 from .compact import Compactor
+from .diskguard import DiskGuard
 from .manifest import iso, read, write_atomic
+from .recovery import count_raw, dir_size, empty_counters
 
 log = logging.getLogger(__name__)
 
@@ -65,43 +69,6 @@ PASS_S = 0.85
 H5_FLUSH_S = 300.0
 
 
-def _empty_counters() -> dict:
-    # dropped: the ring was full; kernel_dropped: the socket buffer overflowed (rt.feeds.feed.FeedStats)
-    return {"packets": 0, "bytes": 0, "malformed": 0, "dropped": 0, "kernel_dropped": 0, "first_time": None,
-            "last_time": None}
-
-
-def _dir_size(path: Path) -> int:
-    """Bytes of the files in ``path`` (0 if it is gone: someone deleted it under us)."""
-    try:
-        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
-    except OSError:
-        return 0
-
-
-@dataclass
-class Active:
-    """The state of the recording being written."""
-
-    id: str
-    dir: Path
-    manifest: dict
-    raw: dict[str, rawfile.RawWriter]
-    h5: h5store.H5Writer
-    dropped_base: dict[str, int]
-    kernel_dropped_base: dict[str, int] = field(default_factory=dict)  # feed stats' kernel_dropped at start
-    synced_bytes: int = 0  # raw bytes written up to the last sync
-    frames: dict[str, int] = field(default_factory=dict)  # canonical frames per feed, queued ones included
-    durable: Future | None = None  # the fsync + manifest write under way
-    durable_error: StoreError | None = None
-    first_ns: dict[str, int] = field(default_factory=dict)
-    last_ns: dict[str, int] = field(default_factory=dict)
-    last_sync: float = field(default_factory=time.monotonic)
-    last_h5_flush: float = field(default_factory=time.monotonic)
-    #: Manifest names the client left unset, filled from the feeds (see RecordingManager._name_from).
-    unnamed: set[str] = field(default_factory=set)
-
-
 class RecordingManager:
     """All recordings of DATA_DIR; the active one (at most one) is written from the consumer thread."""
 
@@ -114,7 +81,7 @@ class RecordingManager:
         per feed, the datagrams lost so far by its ring (full) and by the kernel (socket buffer
         full), counted since the process started (the feed manager's ``losses``)."""
         self.data_dir = Path(data_dir)
-        self.min_free_bytes = int(min_free_mb * 1024 * 1024)
+        self.disk_guard = DiskGuard(self.data_dir, int(min_free_mb * 1024 * 1024))
         self.sync_s = sync_s
         self.protocols = protocols
         self.losses = losses
@@ -177,7 +144,7 @@ class RecordingManager:
         """
         rec_dir = self.data_dir / rec_id
         manifest = manifest or read(rec_dir / "manifest.json")
-        feeds = self._count_raw(rec_dir, manifest)
+        feeds = count_raw(rec_dir, manifest, self.protocols)
         if force_rebuild or not h5store.agrees_with_raw(rec_dir, self.protocols):
             log.info("recording %s: rebuilding data.h5 from the raw files", rec_id)
             try:
@@ -189,30 +156,11 @@ class RecordingManager:
             manifest["status"] = "interrupted"
             manifest["stopped_at"] = max((c["last_time"] for c in feeds.values() if c["last_time"]), default=None)
         manifest["feeds"] = feeds
-        manifest["size_bytes"] = _dir_size(rec_dir)
+        manifest["size_bytes"] = dir_size(rec_dir)
         write_atomic(rec_dir / "manifest.json", manifest)
         with self.lock:
             self._manifests[rec_id] = manifest
         return manifest
-
-    def _count_raw(self, rec_dir: Path, manifest: dict) -> dict:
-        """Per-feed counters of a recording, counted from its raw files (torn tails trimmed)."""
-        feeds = {}
-        for feed in FEEDS:
-            path = rec_dir / f"{feed}.bin"
-            counters = _empty_counters()
-            counters["dropped"] = manifest.get("feeds", {}).get(feed, {}).get("dropped", 0)
-            counters["kernel_dropped"] = manifest.get("feeds", {}).get(feed, {}).get("kernel_dropped", 0)
-            if path.exists():
-                cut = rawfile.trim(path)
-                if cut:
-                    log.info("recording %s: %s.bin: cut a torn last record of %d bytes", rec_dir.name, feed, cut)
-                raw = h5store.classified_raw(path, feed, self.protocols)
-                if len(raw.t_ns):
-                    counters.update(packets=len(raw.t_ns), bytes=int(raw.lengths.sum()), malformed=raw.malformed,
-                                    first_time=iso(int(raw.t_ns[0])), last_time=iso(int(raw.t_ns[-1])))
-            feeds[feed] = counters
-        return feeds
 
     # ---- queries ----------------------------------------------------------------------------
 
@@ -225,7 +173,7 @@ class RecordingManager:
     def get(self, rec_id: str) -> dict:
         with self.lock:
             if self.active is not None and self.active.id == rec_id:
-                return self._live_manifest(self.active)
+                return self.active.live_manifest(self.losses())
             manifest = self._manifests.get(rec_id)
             if manifest is None:
                 raise NotFound("recording", rec_id)
@@ -320,7 +268,7 @@ class RecordingManager:
         with self.lock:
             if self.active is not None:
                 raise Conflict("recording_conflict", f"recording {self.active.id} is already active; stop it first")
-            low = self._low_disk(0)
+            low = self.disk_guard.low(0)
             if low:
                 raise StoreError(f"cannot start a recording: {low}")
             rec_id = str(uuid.uuid4())
@@ -337,7 +285,7 @@ class RecordingManager:
                 "status": "recording",
                 "created_at": now,
                 "stopped_at": None,
-                "feeds": {feed: _empty_counters() for feed in FEEDS},
+                "feeds": {feed: empty_counters() for feed in FEEDS},
                 "size_bytes": 0,
             }
             raw: dict[str, rawfile.RawWriter] = {}
@@ -360,7 +308,7 @@ class RecordingManager:
             self._manifests[rec_id] = manifest
             self.last_error = None
             log.info("recording %s started (%s)", rec_id, manifest["name"])
-            return self._live_manifest(self.active)
+            return self.active.live_manifest(self.losses())
 
     def stop(self, rec_id: str | None = None, error: str | None = None) -> dict:
         """Stop the active recording (``rec_id`` must name it, if given); returns its manifest."""
@@ -384,13 +332,13 @@ class RecordingManager:
                     writer.close()
                 except StoreError as exc:
                     problems.append(str(exc))
-            manifest = self._live_manifest(act)
+            manifest = act.live_manifest(self.losses())
             manifest["status"] = "stopped"
             manifest["stopped_at"] = iso()
             if problems:
                 manifest["error"] = "; ".join(dict.fromkeys(problems))
                 self.last_error = {"id": act.id, "name": manifest["name"], "status": "stopped", "error": manifest["error"]}
-            manifest["size_bytes"] = _dir_size(act.dir)
+            manifest["size_bytes"] = dir_size(act.dir)
             try:
                 write_atomic(act.dir / "manifest.json", manifest)
             except StoreError as exc:
@@ -422,7 +370,7 @@ class RecordingManager:
         try:
             with self.lock:
                 manifest = dict(self._manifests[rec_id])
-            feeds = self._count_raw(self.data_dir / rec_id, manifest)
+            feeds = count_raw(self.data_dir / rec_id, manifest, self.protocols)
             manifest["feeds"] = feeds
             manifest["error"] = (f"{manifest.get('error') or 'write error'}; data.h5 may hold datagrams that the raw "
                                  f"files lack: `rusty-telemetry recover {rec_id}` rebuilds it from them")
@@ -468,7 +416,7 @@ class RecordingManager:
             manifest = self._manifests.get(rec_id)
             if manifest is None or manifest.get("status") == "recording":
                 return
-            manifest = dict(manifest, size_bytes=_dir_size(self.data_dir / rec_id))
+            manifest = dict(manifest, size_bytes=dir_size(self.data_dir / rec_id))
             try:
                 write_atomic(self.data_dir / rec_id / "manifest.json", manifest)
             except StoreError as exc:
@@ -508,7 +456,7 @@ class RecordingManager:
             act = self.active
             if act is not None:
                 if act.unnamed:
-                    self._name_from(act, feed.info)
+                    act.name_from(feed.info)
                 act.h5.add(feed.name, layout, columns, t_ns, canonical)
                 if canonical is not None:
                     act.frames[feed.name] = act.frames.get(feed.name, 0) + len(canonical)
@@ -516,18 +464,6 @@ class RecordingManager:
                     act.h5.append_due()
                 except StoreError as exc:
                     self._fail(exc)
-
-    @staticmethod
-    def _name_from(act: Active, info: dict) -> None:
-        """Fill the recording's unset ``game``/``track``/``car`` from what a feed's game named.
-
-        What the client set is kept, and so is the first name a feed gave (a recording is one
-        session; a menu's empty name never fills anything)."""
-        for key in list(act.unnamed):
-            value = info.get(key)
-            if value:
-                act.manifest[key] = value
-                act.unnamed.discard(key)
 
     def release_idle(self) -> int:
         """Free what the active recording's writers keep for reuse but have not used lately (raw
@@ -551,14 +487,9 @@ class RecordingManager:
                 self.sync()
                 return
             # Between syncs too: a flood fills a small disk faster than one sync interval.
-            low = self._low_disk(self._unsynced_bytes(act))
+            low = self.disk_guard.low(act.unsynced_bytes())
             if low:
                 self._fail(StoreError(low))
-
-    @staticmethod
-    def _unsynced_bytes(act: Active) -> int:
-        """Raw bytes written or queued since the last sync (queued batches reach the disk soon)."""
-        return sum(w.size + w.queued_bytes for w in act.raw.values()) - act.synced_bytes
 
     def sync(self) -> None:
         """Make the active recording durable: fsync raw files, flush HDF5, rewrite the manifest."""
@@ -566,8 +497,8 @@ class RecordingManager:
             act = self.active
             if act is None:
                 return
-            written = self._unsynced_bytes(act)
-            low = self._low_disk(written)
+            written = act.unsynced_bytes()
+            low = self.disk_guard.low(written)
             if low:
                 self._fail(StoreError(low))
                 return
@@ -591,7 +522,7 @@ class RecordingManager:
             # The barrier completes once every raw batch counted in this manifest is written
             # (the writer thread takes its work in order): only then fsync and the manifest.
             barrier = self._raw_writer.submit(lambda: None)
-            act.durable = self._syncer.submit(self._make_durable, act, self._live_manifest(act), barrier)
+            act.durable = self._syncer.submit(self._make_durable, act, act.live_manifest(self.losses()), barrier)
 
     def _make_durable(self, act: Active, manifest: dict, barrier) -> None:
         """fsync the raw files once ``barrier`` is passed, then write the manifest (sync thread)."""
@@ -603,52 +534,9 @@ class RecordingManager:
         except StoreError as exc:
             act.durable_error = exc  # the consumer stops the recording at its next sync
 
-    def _low_disk(self, recent_bytes: int) -> str | None:
-        """Why the data disk is too full to go on, or None.
-
-        The guard keeps MIN_FREE_MB free, plus room for a few more sync intervals at the rate
-        just seen, so the HDF5 library never meets a full disk (it cannot recover from one).
-        """
-        try:
-            st = os.statvfs(self.data_dir)
-        except OSError:
-            return None
-        free = st.f_bavail * st.f_frsize
-        need = self.min_free_bytes + 4 * recent_bytes
-        if free < need:
-            return (f"disk nearly full: {free / 2**20:.1f} MiB free on {self.data_dir}, "
-                    f"{need / 2**20:.1f} MiB kept free (RUSTY_TELEMETRY_MIN_FREE_MB)")
-        return None
-
     def _fail(self, exc: Exception) -> None:
         log.error("recording %s stopped on a write error: %s", self.active.id if self.active else "?", exc)
         self.stop(error=str(exc))
-
-    def _live_manifest(self, act: Active) -> dict:
-        m = dict(act.manifest)
-        feeds = {}
-        losses = self.losses()
-        for feed, c in act.manifest["feeds"].items():
-            c = dict(c)
-            if feed in losses:
-                ring, kernel = losses[feed]
-                c["dropped"] = ring - act.dropped_base.get(feed, 0)
-                c["kernel_dropped"] = kernel - act.kernel_dropped_base.get(feed, 0)
-            if feed in act.first_ns:
-                c["first_time"] = iso(act.first_ns[feed])
-                c["last_time"] = iso(act.last_ns[feed])
-            feeds[feed] = c
-        m["feeds"] = feeds
-        m["size_bytes"] = sum(w.size for w in act.raw.values()) + _file_size(act.dir / "data.h5")
-        return m
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
 
 def _is_uuid(text: str) -> bool:
     try:

@@ -1,0 +1,102 @@
+"""Reading ``data.h5``: a feed's canonical frames with the game's sector splits, the game's facts, row counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import StoreError
+from ..protocols import Protocols
+from ..protocols.canonical import CANONICAL_DTYPE
+from ..protocols.layout import PacketLayout
+
+
+def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
+                   protocols: Protocols) -> tuple[np.ndarray, np.ndarray]:
+    """Canonical rows ``start:end`` of ``feed`` and the game's sector splits of those frames
+    (n × 3 s, NaN where a frame's kind has none: see ``PacketLayout.sectors``)."""
+    group = f.get(f"{feed}/canonical")
+    if group is None:
+        return np.zeros(0, dtype=CANONICAL_DTYPE), np.zeros((0, 3))
+    total = group["t_ns"].shape[0]
+    end = total if end is None else min(end, total)
+    start = max(0, min(start, end))
+    rows = np.zeros(end - start, dtype=CANONICAL_DTYPE)
+    for name in CANONICAL_DTYPE.names:
+        rows[name] = group[name][start:end]
+    sectors = np.full((end - start, 3), np.nan)
+    kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in group.attrs.get("kinds", [])]
+    stored = group["kind"][:end] if kinds else None
+    for kind_id, kind in enumerate(kinds):
+        names = list(protocols[kind].sectors) if kind in protocols.kind_id else []
+        if not names or f"{feed}/{kind}" not in f:
+            continue
+        # Rows of one kind keep their order in the canonical group: the k-th frame of a kind there
+        # is row k of that kind's datasets.
+        is_kind = stored == kind_id
+        mine = is_kind[start:end]
+        kind_rows = (np.cumsum(is_kind) - 1)[start:end][mine]
+        if kind_rows.size:
+            lo, hi = int(kind_rows[0]), int(kind_rows[-1]) + 1
+            block = f[f"{feed}/{kind}/rows"].fields(names)[lo:hi][kind_rows - lo]
+            for k, name in enumerate(names[:3]):
+                sectors[mine, k] = block[name]
+    return rows, sectors
+
+
+def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Protocols) -> dict[str, float]:
+    """The game's own facts (``max_rpm``, ``track_length_m``: see ``PacketLayout.facts``) for the
+    packets of ``feed`` received in ``t0_ns..t1_ns``, or before it when none fall inside.
+
+    A fact is the median of the packets' positive values (menus send 0); absent when no packet
+    states it.
+    """
+    facts: dict[str, list[float]] = {}
+    group = f.get(feed)
+    if group is None:
+        return {}
+    for kind in group:
+        if kind == "canonical" or kind not in protocols.kind_id:
+            continue
+        layout = protocols[kind]
+        if not layout.facts:
+            continue
+        t = group[kind]["t_ns"]
+        total = t.shape[0]
+        lo, hi = (int(np.searchsorted(t[:], v, side=side)) for v, side in ((t0_ns, "left"), (t1_ns, "right")))
+        if lo >= hi:  # nothing inside the span: the last packets before it speak for it
+            lo, hi = max(0, min(lo, total) - 64), min(lo, total)
+        if lo >= hi:
+            continue
+        block = group[kind]["rows"].fields(list(layout.facts.values()))[lo:hi]
+        for fact, name in layout.facts.items():
+            values = block[name].astype(np.float64)
+            values = values[np.isfinite(values) & (values > 0)]
+            if values.size:
+                facts.setdefault(fact, []).append(float(np.median(values)))
+    return {fact: max(values) for fact, values in facts.items()}
+
+
+def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None,
+                        protocols: Protocols) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_canonical` from a closed recording's file."""
+    try:
+        with h5py.File(path, "r") as f:
+            return read_canonical(f, feed, start, end, protocols)
+    except (OSError, KeyError, ValueError) as exc:
+        raise StoreError(f"{Path(path).name}: unreadable: {exc}") from exc
+
+
+def kind_counts(path: str | Path) -> dict[tuple[str, str], int]:
+    """Rows per (feed, packet kind or "canonical") in an HDF5 file; StoreError if unreadable."""
+    counts: dict[tuple[str, str], int] = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for feed in f:
+                for kind in f[feed]:
+                    counts[(feed, kind)] = int(f[feed][kind]["t_ns"].shape[0])
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise StoreError(f"{Path(path).name}: unreadable: {exc}") from exc
+    return counts

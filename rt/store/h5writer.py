@@ -1,0 +1,314 @@
+"""Writing ``data.h5`` (its schema: :mod:`rt.store.h5store`) while a recording runs.
+
+Each packet kind is one compound dataset, not one dataset per field: measured on PCARS 1
+telemetry (110 fields) in 1500-row appends, 253 000 rows/s against 46 000 for per-field datasets
+(each append costs a resize and a write per dataset). Datasets are chunked along time (~64 KiB a
+chunk) and resizable; packet rows are stored uncompressed, canonical channels gzip-compressed
+(:data:`PACKET_FILTERS`, :data:`CANONICAL_FILTERS`). Appends happen in slices as rows queue up
+(:data:`APPEND_BYTES`, :data:`CANONICAL_APPEND_BYTES`), on a writer thread while recording, and at
+each sync.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import StoreError
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS
+from ..protocols.layout import PacketLayout
+from .manifest import iso
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rusty-telemetry/1"
+#: Filters per kind of dataset (h5py ``create_dataset`` keywords) while recording. Packet rows are
+#: stored as they came, like the raw file beside them, which already holds the same bytes:
+#: compressing that copy (lzf saved 31% of it on a real AC capture) took half of the consumer's
+#: time at high rates. Once stopped, :mod:`rt.store.compact` rewrites them with shuffle + deflate.
+#: Canonical rows are small and read often; gzip (deflate, level 1) halves them and, unlike lzf,
+#: every HDF5 reader has it (MATLAB, HDFView, h5py, pandas).
+PACKET_FILTERS: dict = {}
+CANONICAL_FILTERS: dict = {"compression": "gzip", "compression_opts": 1, "shuffle": False}
+#: Queued packet-row bytes that trigger an append before the next flush (a few ms of work):
+#: one sync's worth at once would stall the consumer long enough for the rings to overflow.
+APPEND_BYTES = 2 << 20
+#: The same for canonical rows, smaller because they are compressed (gzip, ~1 µs per row): 512 KiB
+#: is 7 000 rows, ~7 ms. At 150 000 PCARS datagrams/s half a second of them took 75 ms at the
+#: sync, longer than a ring holds at that rate.
+CANONICAL_APPEND_BYTES = 512 << 10
+CHUNK_BYTES = 64 * 1024
+#: The smallest freed piece of the file that HDF5 keeps track of for reuse. Offline over 18 M
+#: datagrams: tracking every piece (HDF5's default) held 1.27 MB of them, still growing, and the
+#: heap grew 0.6 MB more than with 2 KiB, where 0.35 MB were tracked and the file was 0.05 %
+#: larger; tracking nothing made the file 6.5 % larger.
+FREE_SPACE_MIN_BYTES = 2048
+#: The metadata cache's fixed size. Offline, three feeds' datasets filled 512 KiB after ~9 M
+#: datagrams and the C heap stayed flat from then on; appends ran as fast as with a 2 MiB cache
+#: (HDF5's default starting size, which it may grow to 32 MiB, still filling at 20 M datagrams).
+METADATA_CACHE_BYTES = 512 << 10
+
+
+def short_error(exc: Exception) -> str:
+    """The first line of an HDF5 error (they carry a long low-level trace)."""
+    return str(exc).split("(", 1)[0].strip() or type(exc).__name__
+
+
+def _bound_metadata_cache(f: h5py.File) -> None:
+    """Fix the file's metadata cache at :data:`METADATA_CACHE_BYTES`. HDF5 keeps every metadata
+    block it touched (the chunk index's blocks, a few per dataset and second) until the cache is
+    full, and by default may grow it up to 32 MiB: resident memory that rose with the length of
+    the recording. The writer only appends, so the blocks of older chunks are never needed again."""
+    config = f.id.get_mdc_config()
+    config.set_initial_size = True
+    config.initial_size = config.min_size = config.max_size = METADATA_CACHE_BYTES
+    config.incr_mode = config.flash_incr_mode = config.decr_mode = 0  # H5C_*_off: no resizing
+    f.id.set_mdc_config(config)
+
+
+def _chunk_rows(row_shape: tuple[int, ...], itemsize: int) -> int:
+    row_bytes = itemsize * int(np.prod(row_shape, dtype=np.int64))
+    return int(min(16384, max(64, CHUNK_BYTES // max(row_bytes, 1))))
+
+
+def _as_bytes(rows: np.ndarray) -> np.ndarray:
+    """Packed rows seen as opaque records: numpy copies and indexes them as plain bytes, where a
+    compound dtype goes field by field (10-20x slower for our 40-100 field packets)."""
+    return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
+
+
+def _concat_rows(parts: list[np.ndarray]) -> np.ndarray:
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate([_as_bytes(p) for p in parts]).view(parts[0].dtype)
+
+
+@dataclass
+class _Appending:
+    """A dataset the writer appends to: its handle, dtype, HDF5 memory type and row count."""
+
+    id: h5py.h5d.DatasetID
+    dtype: np.dtype
+    memory_type: h5py.h5t.TypeID
+    rows: int
+
+
+class H5Writer:
+    """Buffers decoded batches and appends them to ``data.h5`` (see :meth:`append_due`, :meth:`flush`).
+
+    With a ``writer`` (a one-thread executor) the appends that :meth:`append_due` finds due run on
+    that thread, one at a time, while the caller goes on decoding: h5py lets go of the GIL while
+    HDF5 writes, and writing the rows (mostly the kernel's page-cache work) was 40 % of the
+    consumer's time per PCARS datagram. An append that fails there is raised by the next
+    :meth:`append_due`, :meth:`flush` or :meth:`close`. Everything else (:meth:`add`,
+    :meth:`flush`, reading :attr:`file` after a flush) stays on the caller's side, one caller at a
+    time (the recorder's lock).
+    """
+
+    def __init__(self, path: str | Path, recording_id: str, created_at: str | None = None,
+                 writer: Executor | None = None) -> None:
+        self.path = Path(path)
+        try:
+            # A small chunk cache that evicts whole chunks first: each (compressed) chunk is written
+            # as it fills, spread over the appends, instead of all together at the next flush (a
+            # 50 ms stall of the consumer at 150 000 datagrams/s, longer than the rings hold).
+            # Free space in the file: HDF5 frees a compressed chunk's old place each time it is
+            # rewritten larger (a sync wrote it partly filled) and by default tracks every freed
+            # piece in memory until the file closes, a recording's whole length. Pieces under
+            # FREE_SPACE_MIN_BYTES are mostly too small to be reused and are let go instead.
+            self.file = h5py.File(self.path, "w", libver="latest", fs_strategy="fsm",
+                                  fs_threshold=FREE_SPACE_MIN_BYTES,
+                                  rdcc_nbytes=4 * CHUNK_BYTES, rdcc_w0=1.0)
+            _bound_metadata_cache(self.file)
+            self.file.attrs["format"] = FORMAT
+            self.file.attrs["recording_id"] = recording_id
+            self.file.attrs["created_at"] = created_at or iso()
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{self.path.name}: cannot create: {exc}") from exc
+        self._pending: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}  # (t_ns, rows)
+        self._layouts: dict[str, PacketLayout] = {}
+        self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
+        self.pending_bytes = 0  # their decoded size
+        self.pending_canonical = 0  # queued canonical rows
+        self._datasets: dict[str, _Appending] = {}
+        self._groups: dict[str, h5py.Group] = {}
+        self._kinds: dict[str, list[str]] = {}  # per feed: the canonical group's "kinds" attribute
+        self._writer = writer
+        #: A write failed: the file is not to be trusted, nor the HDF5 library's shutdown at exit
+        #: (it crashed there after a failed write, h5py 3.16 on a full disk).
+        self.failed = False
+        self._in_flight: Future | None = None  # the append running on the writer thread
+        # Held by whichever thread appends: the datasets and groups above belong to it meanwhile.
+        self._append_lock = threading.Lock()
+
+    def _append(self, group: h5py.Group, name: str, values: np.ndarray, attrs=None, filters: dict = PACKET_FILTERS) -> None:
+        """Append ``values`` along axis 0 of ``group/name``, creating it (chunked, with ``filters``)
+        with ``attrs()`` on first use.
+
+        Datasets stay open: closing one flushes its chunk cache, which compressed every partial
+        chunk on every append and decompressed it again on the next (half of all recording time
+        before they were kept). The HDF5 memory type is built once per dataset too: h5py builds it
+        from the numpy dtype on every write, which for a 100-field compound cost as much as
+        compressing the rows."""
+        key = f"{group.name}/{name}"
+        entry = self._datasets.get(key)
+        if entry is None or entry.dtype != values.dtype:
+            dataset = group.get(name)
+            if dataset is None:
+                shape = values.shape[1:]
+                dataset = group.create_dataset(
+                    name,
+                    shape=(0, *shape),
+                    maxshape=(None, *shape),
+                    dtype=values.dtype,
+                    chunks=(_chunk_rows(shape, values.dtype.itemsize), *shape),
+                    **filters,
+                )
+                for attr, value in (attrs() if attrs else {}).items():
+                    dataset.attrs[attr] = value
+            entry = self._datasets[key] = _Appending(dataset.id, values.dtype, h5py.h5t.py_create(values.dtype),
+                                                     dataset.shape[0])
+        values = np.ascontiguousarray(values)
+        # The low-level calls: h5py's Dataset.shape and resize() cost twice the write itself for
+        # the few hundred rows of an append at game rates.
+        n, m = entry.rows, values.shape[0]
+        entry.id.set_extent((n + m, *values.shape[1:]))
+        file_space = entry.id.get_space()
+        file_space.select_hyperslab((n, *(0,) * (values.ndim - 1)), values.shape)
+        entry.id.write(h5py.h5s.create_simple(values.shape), file_space, values, entry.memory_type)
+        entry.rows = n + m
+
+    def _group(self, path: str) -> h5py.Group:
+        group = self._groups.get(path)
+        if group is None:
+            group = self._groups[path] = self.file.require_group(path)
+        return group
+
+    def add(self, feed: str, layout: PacketLayout, columns, t_ns: np.ndarray, canonical: np.ndarray | None) -> None:
+        """Queue one decoded group (``columns``: a :class:`~rt.decode.RowColumns` or a dict of
+        columns). The arrays are kept, not copied: the feed hands every sink fresh ones."""
+        self._layouts[layout.name] = layout
+        rows = getattr(columns, "rows", None)
+        if rows is None:
+            rows = np.empty(len(t_ns), dtype=layout.dtype)
+            for name, values in columns.items():
+                rows[name] = values
+        self._pending.setdefault((feed, layout.name), []).append((np.asarray(t_ns, dtype=np.int64), rows))
+        self.pending_bytes += rows.nbytes
+        if canonical is not None:
+            self._canonical.setdefault(feed, []).append((canonical, layout.name))
+            self.pending_canonical += len(canonical)
+
+    def append_due(self) -> None:
+        """Append what is queued once there is enough of it (:data:`APPEND_BYTES`,
+        :data:`CANONICAL_APPEND_BYTES`): often enough that no single append or flush stalls the
+        caller for long, rarely enough that each one moves a lot. Call after :meth:`add`.
+
+        With a writer thread the append is handed to it; the caller waits only for the one
+        before it (so at most one append is ever behind)."""
+        rows = self.pending_bytes >= APPEND_BYTES
+        canonical = self.pending_canonical * CANONICAL_DTYPE.itemsize >= CANONICAL_APPEND_BYTES
+        if not (rows or canonical):
+            return
+        if self._writer is None:
+            self.append_pending(rows=rows, canonical=canonical)
+            return
+        self._wait_in_flight()
+        pending, canonical_parts = self._take(rows, canonical)
+        self._in_flight = self._writer.submit(self._write_parts, pending, canonical_parts)
+
+    def _wait_in_flight(self) -> None:
+        future, self._in_flight = self._in_flight, None
+        if future is not None:
+            future.result()  # a failed append raises its StoreError here
+
+    def flush(self) -> None:
+        """Append everything queued and flush the file."""
+        self.append_pending()
+        try:
+            with self._append_lock:
+                self.file.flush()
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.failed = True
+            raise StoreError(f"{self.path.name}: write failed: {short_error(exc)}") from exc
+
+    def append_pending(self, rows: bool = True, canonical: bool = True) -> None:
+        """Append the queued packet rows and/or the queued canonical rows to the datasets (no
+        file flush), after the append on the writer thread, if one runs."""
+        self._wait_in_flight()
+        self._write_parts(*self._take(rows, canonical))
+
+    def _take(self, rows: bool, canonical: bool) -> tuple[dict, dict]:
+        """Detach the queued rows and/or canonical rows (the caller's side) for appending."""
+        pending: dict = {}
+        canonical_parts: dict = {}
+        if rows:
+            pending, self._pending, self.pending_bytes = self._pending, {}, 0
+        if canonical:
+            canonical_parts, self._canonical, self.pending_canonical = self._canonical, {}, 0
+        return pending, canonical_parts
+
+    def _write_parts(self, pending: dict, canonical_parts: dict) -> None:
+        try:
+            with self._append_lock:
+                for (feed, kind), parts in pending.items():
+                    layout = self._layouts[kind]
+                    path = f"{feed}/{kind}"
+                    fresh = path not in self._groups
+                    group = self._group(path)
+                    if fresh and "doc" not in group.attrs:
+                        group.attrs["doc"] = layout.doc
+                        group.attrs["packet_size"] = layout.size
+                        group.attrs["provisional"] = layout.provisional
+                    self._append(group, "t_ns", np.concatenate([p[0] for p in parts]),
+                                 lambda: {"unit": "ns since Unix epoch"})
+                    self._append(group, "rows", _concat_rows([p[1] for p in parts]), lambda: {
+                        "units": json.dumps({f.name: f.unit for f in layout.fields}),
+                        "docs": json.dumps({f.name: f.doc for f in layout.fields}),
+                        "offsets": json.dumps({f.name: f.offset for f in layout.fields}),
+                    })
+                for feed, parts in canonical_parts.items():
+                    self._append_canonical(feed, parts)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            self.failed = True
+            raise StoreError(f"{self.path.name}: write failed: {short_error(exc)}") from exc
+
+    def _append_canonical(self, feed: str, parts: list[tuple[np.ndarray, str]]) -> None:
+        group = self._group(f"{feed}/canonical")
+        kinds = self._kinds.get(feed)
+        if kinds is None:
+            kinds = self._kinds[feed] = list(group.attrs.get("kinds", []))
+        known = len(kinds)
+        rows = _concat_rows([p[0] for p in parts])
+        kind_ids = []
+        for canon, kind in parts:
+            if kind not in kinds:
+                kinds.append(kind)
+            kind_ids.append(np.full(len(canon), kinds.index(kind), dtype=np.uint8))
+        if len(kinds) != known:
+            group.attrs["kinds"] = kinds
+        ids = np.concatenate(kind_ids)
+        order = np.argsort(rows["t_ns"], kind="stable")  # kinds of one batch come grouped, not in time order
+        rows, ids = _as_bytes(rows)[order].view(rows.dtype), ids[order]
+        for name in CANONICAL_DTYPE.names:
+            self._append(group, name, np.ascontiguousarray(rows[name]), lambda name=name: {"unit": CANONICAL_UNITS[name]},
+                         CANONICAL_FILTERS)
+        self._append(group, "kind", ids, lambda: {"unit": "index into the group's 'kinds' attribute"}, CANONICAL_FILTERS)
+
+    def close(self) -> None:
+        try:
+            self._wait_in_flight()  # even after a failure: the file must not close under it
+            if not self.failed:
+                self.flush()
+        finally:
+            try:
+                self.file.close()
+            except Exception:  # noqa: BLE001 - a broken file must still let go of its handle
+                self.failed = True
