@@ -15,6 +15,7 @@ timeline as it takes the datagram (see ``rt_recv.h``).
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 #: CLOCK_REALTIME − CLOCK_MONOTONIC when this process started, in ns.
 EPOCH_OFFSET_NS: int = time.time_ns() - time.monotonic_ns()
@@ -23,3 +24,9 @@ EPOCH_OFFSET_NS: int = time.time_ns() - time.monotonic_ns()
 def now_ns() -> int:
     """Now on the recorder's timeline (ns since the Unix epoch, as of process start)."""
     return time.monotonic_ns() + EPOCH_OFFSET_NS
+
+
+def iso(t_ns: int | None = None) -> str:
+    """UTC ISO 8601 with microseconds and a Z, of ``t_ns`` (ns since the epoch) or now."""
+    dt = datetime.now(timezone.utc) if t_ns is None else datetime.fromtimestamp(t_ns / 1e9, timezone.utc)
+    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -1,10 +1,10 @@
 """Handing the C heap's free pages back to the system while the server runs (glibc).
 
 Under load the recorder's large transient buffers (packed raw pieces while the disk lags, decoded
-batches) come from the heap once glibc has raised its mmap threshold, and when they are freed
-their pages stay with the process: in a run where the raw writer fell ~190 MB behind, the heap
-was left holding 378 MB free and resident memory stayed 170 MB higher. ``malloc_trim`` returns
-every whole free page of every arena to the system (``madvise``), in the middle of the heap too.
+batches) come from the heap once glibc has raised its mmap threshold, and their pages stay with
+the process when they are freed (after a lagging disk, resident memory stayed hundreds of MB
+higher). ``malloc_trim`` returns every whole free page of every arena to the system
+(``madvise``), in the middle of the heap too.
 
 Elsewhere (musl, macOS, Windows) there is nothing to call and :func:`release_free_memory` is a
 no-op.

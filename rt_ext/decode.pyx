@@ -17,16 +17,13 @@ import numpy as np
 
 
 cdef enum:
-    # Packets per inner block, measured on AC packets: 512 (168 KiB of input, well inside L2)
-    # decoded ~30 M packets/s; 64-256 and 1024+ were 1.5-3x slower.
+    # Packets per inner block: the block's input stays in L2 (the fastest size on AC packets).
     BLOCK = 512
     # Bytes left between consecutive output columns. Without it, columns of a power-of-two batch
     # start at addresses equal modulo 4 KiB and all map to the same L1 sets.
     COLUMN_GAP = 64
-    # Row decoding copies segment by segment across a block of packets; a block's input and
-    # output must stay in L1 for that. PCARS 1 telemetry (392 segments of 1-12 bytes, 1367-byte
-    # rows) decoded 780 ns/packet with 512-packet blocks and 245 with 16 KiB (11 packets);
-    # 32 KiB was 345. AC and Telemetry Tool rows (1-3 segments) did not change.
+    # Row decoding copies segment by segment across a block of packets, whose input and output
+    # must stay in L1 for that (PCARS 1 telemetry: 392 small segments a row, 3x faster).
     ROWS_BLOCK_BYTES = 16384
     ROWS_BLOCK_MIN = 8
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..store.manifest import iso
+from ..clock import iso
 from .frames import Frames
 
 #: use case → (module, function name)

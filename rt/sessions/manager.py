@@ -29,7 +29,8 @@ from rt_ext.merge import merge_timelines
 from ..analysis.frames import Frames
 from ..analysis.registry import GUIDANCE, analyse
 from ..errors import Conflict, NotFound, StoreError
-from ..store.manifest import iso, read, write_atomic
+from ..clock import iso
+from ..store.manifest import read, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Writing ``data.h5`` (its schema: :mod:`rt.store.h5store`) while a recording runs.
 
-Each packet kind is one compound dataset, not one dataset per field: measured on PCARS 1
-telemetry (110 fields) in 1500-row appends, 253 000 rows/s against 46 000 for per-field datasets
-(each append costs a resize and a write per dataset). Datasets are chunked along time (~64 KiB a
+Each packet kind is one compound dataset, not one dataset per field: an append costs a resize and
+a write per dataset, so per-field datasets of a 110-field packet append 5x slower (the
+``-k store`` benchmark). Datasets are chunked along time (~64 KiB a
 chunk) and resizable; packet rows are stored uncompressed, canonical channels gzip-compressed
 (:data:`PACKET_FILTERS`, :data:`CANONICAL_FILTERS`). Appends happen in slices as rows queue up
 (:data:`APPEND_BYTES`, :data:`CANONICAL_APPEND_BYTES`), on a writer thread while recording, and at
@@ -29,30 +29,22 @@ from .manifest import iso
 log = logging.getLogger(__name__)
 
 FORMAT = "rusty-telemetry/1"
-#: Filters per kind of dataset (h5py ``create_dataset`` keywords) while recording. Packet rows are
-#: stored as they came, like the raw file beside them, which already holds the same bytes:
-#: compressing that copy (lzf saved 31% of it on a real AC capture) took half of the consumer's
-#: time at high rates. Once stopped, :mod:`rt.store.compact` rewrites them with shuffle + deflate.
-#: Canonical rows are small and read often; gzip (deflate, level 1) halves them and, unlike lzf,
-#: every HDF5 reader has it (MATLAB, HDFView, h5py, pandas).
+#: Filters per kind of dataset while recording: packet rows as they came (the raw file holds the
+#: same bytes; :mod:`rt.store.compact` deflates them once stopped), canonical rows gzip level 1,
+#: which every HDF5 reader has.
 PACKET_FILTERS: dict = {}
 CANONICAL_FILTERS: dict = {"compression": "gzip", "compression_opts": 1, "shuffle": False}
-#: Queued packet-row bytes that trigger an append before the next flush (a few ms of work):
-#: one sync's worth at once would stall the consumer long enough for the rings to overflow.
+#: Queued packet-row bytes that trigger an append: a few ms of work, never a stall long enough
+#: for the rings to overflow at high rates.
 APPEND_BYTES = 2 << 20
-#: The same for canonical rows, smaller because they are compressed (gzip, ~1 µs per row): 512 KiB
-#: is 7 000 rows, ~7 ms. At 150 000 PCARS datagrams/s half a second of them took 75 ms at the
-#: sync, longer than a ring holds at that rate.
+#: The same for canonical rows, smaller because they are compressed (~7 ms per append).
 CANONICAL_APPEND_BYTES = 512 << 10
 CHUNK_BYTES = 64 * 1024
-#: The smallest freed piece of the file that HDF5 keeps track of for reuse. Offline over 18 M
-#: datagrams: tracking every piece (HDF5's default) held 1.27 MB of them, still growing, and the
-#: heap grew 0.6 MB more than with 2 KiB, where 0.35 MB were tracked and the file was 0.05 %
-#: larger; tracking nothing made the file 6.5 % larger.
+#: The smallest freed piece of the file that HDF5 tracks for reuse: tracking every piece (its
+#: default) grows memory for a recording's whole length; tracking none grows the file.
 FREE_SPACE_MIN_BYTES = 2048
-#: The metadata cache's fixed size. Offline, three feeds' datasets filled 512 KiB after ~9 M
-#: datagrams and the C heap stayed flat from then on; appends ran as fast as with a 2 MiB cache
-#: (HDF5's default starting size, which it may grow to 32 MiB, still filling at 20 M datagrams).
+#: The metadata cache's fixed size: enough for three feeds' datasets, and memory stays flat
+#: (HDF5's own cache grows up to 32 MiB over a long recording).
 METADATA_CACHE_BYTES = 512 << 10
 
 

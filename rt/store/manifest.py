@@ -6,18 +6,12 @@ A crash at any moment leaves either the old file or the new one, never a torn on
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
 
+from ..clock import iso  # noqa: F401  (manifests' times: re-exported for the store)
 from ..errors import StoreError
-
-
-def iso(t_ns: int | None = None) -> str:
-    """UTC ISO 8601 with microseconds and a Z, of ``t_ns`` (ns since the epoch) or now."""
-    dt = datetime.now(timezone.utc) if t_ns is None else datetime.fromtimestamp(t_ns / 1e9, timezone.utc)
-    return dt.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def write_atomic(path: str | Path, obj) -> None:
