@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rt.analysis.registry import ANALYSES, analyse
+from rt.analysis.registry import ANALYSES, analyze as analyse
 from rt.sim.driver import Simulation
 from rt.sim.frames import frames_from_sim
 

@@ -94,7 +94,7 @@ class Lap:
 
 
 def run_id_of(frames: Frames, index: int) -> str:
-    """``meta["run_id"]`` of a run, else its index in the analysed list (as a string)."""
+    """``meta["run_id"]`` of a run, else its index in the analyzed list (as a string)."""
     rid = frames.meta.get("run_id")
     return str(index) if rid is None else str(rid)
 
@@ -683,11 +683,3 @@ def windowed_slope(t: np.ndarray, v: np.ndarray, half_window: float) -> np.ndarr
         slope = (cnt * stv - st * sv) / den
     slope[~(den > 1e-12 * np.maximum(cnt * stt, 1e-300)) | (cnt < 2)] = np.nan
     return slope
-
-
-def fnum(value, digits: int = 4):
-    """A JSON-ready float (rounded) or None for NaN / None."""
-    if value is None:
-        return None
-    v = float(value)
-    return round(v, digits) + 0.0 if math.isfinite(v) else None  # + 0.0: no "-0.0" in the JSON

@@ -55,7 +55,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .frames import Frames
+from .frames import Frames, json_num
 from .geometry import run_clock
 
 VERSION = 1
@@ -680,10 +680,6 @@ def _stats(times: list[int]) -> tuple[int | None, float | None, float | None]:
     return int(arr.min()), float(arr.mean()), std
 
 
-def _r(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(value, digits)
-
-
 def analyze_lap_times(runs: list[Frames]) -> dict:
     """Lap times of all runs.
 
@@ -715,8 +711,8 @@ def analyze_lap_times(runs: list[Frames]) -> dict:
             for lap in laps
         ],
         "best_lap_ms": best,
-        "mean_lap_ms": _r(mean, 3),
-        "stddev_ms": _r(std, 3),
+        "mean_lap_ms": json_num(mean, 3),
+        "stddev_ms": json_num(std, 3),
         "summary": {
             "laps": len(laps),
             "complete_laps": sum(lap.complete for lap in laps),

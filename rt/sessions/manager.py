@@ -27,7 +27,7 @@ import numpy as np
 from rt_ext.merge import merge_timelines
 
 from ..analysis.frames import Frames
-from ..analysis.registry import GUIDANCE, analyse
+from ..analysis.registry import GUIDANCE, analyze as analyse
 from ..errors import StoreError
 from ..store.manifest import iso, read, write_atomic
 from ..store.recordings import NotFound as RecordingNotFound
