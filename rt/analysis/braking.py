@@ -61,14 +61,9 @@ import math
 import numpy as np
 
 from .frames import Frames, json_num
-from .geometry import (
-    Lap,
-    best_lap,
-    run_clock,
-    split_laps,
-    unwrapped_position,
-    windowed_slope,
-)
+from .clock import run_clock
+from .geometry import windowed_slope
+from .laps import Lap, Laps, split_laps, unwrapped_position
 from .track_map import line_from_laps
 
 #: 2: peak_decel_g from the accelerometer where the game has one, glitch-proof from the speed
@@ -458,7 +453,7 @@ def analyze(runs: list[Frames]) -> dict:
         raise ValueError("no usable laps: no frames with a known norm_pos, or every lap was rewound")
     length, length_source = _track_length(runs, laps)
     tol = CLUSTER_TOL_M / length if length else CLUSTER_TOL_LAPS
-    best = best_lap(laps)
+    best = laps.pick_fastest()
 
     ev_lap, ev, clocks = _collect_events(runs, laps, tol)
     zones = _cluster_zones(ev_lap, ev, tol, length, best)
@@ -497,7 +492,7 @@ def analyze(runs: list[Frames]) -> dict:
     }
 
 
-def _collect_events(runs: list[Frames], laps: list[Lap], tol: float) -> tuple[list[Lap], dict[str, list], set[str]]:
+def _collect_events(runs: list[Frames], laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list], set[str]]:
     """The braking events of every run that start in a lap without a rewind, above
     :data:`MIN_ENTRY_KMH`: (the lap of each event, {metric: one value per event} with ``p_on`` /
     ``p_off`` lap-relative in laps, the run clocks used). Events of one lap closer than ``tol``
@@ -508,7 +503,7 @@ def _collect_events(runs: list[Frames], laps: list[Lap], tol: float) -> tuple[li
     for r, fr in enumerate(runs):
         if len(fr) < 2 or "brake" not in fr or "norm_pos" not in fr:
             continue
-        run_laps = [lap for lap in laps if lap.run == r]
+        run_laps = laps.pick_run(r)
         if not run_laps:
             continue
         t, clock = run_clock(fr)
@@ -524,7 +519,7 @@ def _collect_events(runs: list[Frames], laps: list[Lap], tol: float) -> tuple[li
             if owner[i] < 0:
                 continue  # before the first frame with a known position
             lap = run_laps[int(owner[i])]
-            if lap.rewind or on[i] >= lap.stop:
+            if lap.rewind or on[i] >= lap.end:
                 continue
             ev_lap.append(lap)
             for key, arr in m.items():

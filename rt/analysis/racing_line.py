@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames, json_num
-from .geometry import Lap, best_lap, split_laps
+from .laps import Lap, Laps, split_laps
 
 VERSION = 1
 #: Grid points per lap on which lines are compared.
@@ -189,7 +189,7 @@ def analyze(runs: list[Frames]) -> dict:
     lines = _resampled_lines(good, g)
     if not lines:
         raise ValueError("racing_line needs positions (pos_x, pos_z) in a complete lap, and none has them")
-    ref = best_lap([lap for lap, *_ in lines])
+    ref = Laps(lap for lap, *_ in lines).pick_fastest()
     ref_i = next(i for i, (lap, *_) in enumerate(lines) if lap is ref)
     _, rx, rz, _ = lines[ref_i]
     dev = np.vstack([lateral_deviation(rx, rz, x, z) for _, x, z, _ in lines])

@@ -32,14 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .frames import MAX_PLOT_POINTS, Frames, downsample, json_num
-from .geometry import (
-    Lap,
-    closed_line_from_positions,
-    cumulative_length,
-    curvature_closed,
-    find_corners,
-    split_laps,
-)
+from .geometry import closed_line_from_positions, cumulative_length, curvature_closed, find_corners
+from .laps import Lap, split_laps
 
 VERSION = 1
 #: norm_pos bins of the averaged line (≈ 2 m on a 4 km track; the outline returned is downsampled).
