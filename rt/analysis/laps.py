@@ -1,6 +1,17 @@
-"""Lap times and sector times of a session's runs.
+"""The lap model of every analysis, and the lap-time and sector-time use cases.
 
-Both use cases share one lap finder, :func:`find_laps`, which cuts one run into :class:`Lap` s:
+One :class:`Lap` (a lap of one run: its frames ``start:end``, validity and its reason, game or
+derived source, line-crossing times, lap and sector times, and the lap's frames) and one
+:class:`Laps` table (pick valid laps, a run's laps, the fastest; records for the JSON), built
+once per run by one of two finders that share the wrap test (:func:`norm_wraps`) and the rewind
+thresholds (:data:`REWIND_NORM`, :data:`REWIND_LAP_TIME_MS`, :data:`LAP_TIMER_RESET_MS`):
+
+* :func:`find_laps` times laps to the ms for lap times and sectors (below);
+* :func:`split_laps` cuts laps by position for the geometric analyses (track map, racing line,
+  braking): each lap carries ``p``, its position relative to the lap (``norm_pos`` unwrapped,
+  :func:`unwrapped_position`), and is complete only when its positions cover the lap.
+
+Lap times and sectors use :func:`find_laps`, which cuts one run into laps:
 
 * **Game laps** (``source: "game"``), when the feed has the game's lap counter and lap times
   (AC, the Telemetry Tool, PCARS 1): a lap ends where ``lap_count`` steps up by one, and its
@@ -43,9 +54,9 @@ flagged ``consistent: false`` when they do not add up. The lap still in progress
 (begun at the line, not finished) shows the sectors it has completed, the rest null; a completed
 sector of it counts for the best sectors when nothing seen so far makes the lap invalid.
 
-Units: times in ms in results (ints), seconds internally (``start_s``/``end_s``: s since the
-run's first frame), speeds km/h, ``norm_pos`` in laps (0..1). Everything is vectorised per run;
-Python loops run per lap only.
+Units: times in ms in results (ints; a position lap's ``time_ms`` may be fractional), seconds
+internally (``start_s``/``end_s``, ``t``: s since the run's first frame), speeds km/h, ``norm_pos``
+and ``p`` in laps (0..1). Everything is vectorised per run; Python loops run per lap only.
 """
 
 from __future__ import annotations
