@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames, json_num
-from .geometry import paused_steps, run_clock
+from .clock import paused_steps, run_clock
 
 VERSION = 1
 

@@ -146,7 +146,8 @@ class Lap:
         whole: position laps: the run's unwrapped position minus ``whole`` is ``p``.
         p: position laps: lap-relative position per frame, laps (≈0 at the start line, ≈1 at the
             finish; a hair below 0 or above 1 around the line; NaN where ``norm_pos`` is unknown).
-        t: time of each frame of the lap, s since the run's first frame (the run's clock).
+        t: position laps: time of each frame of the lap on the run's clock (:func:`run_clock`),
+            s since the run's first frame.
         frames: the run the lap belongs to (for a merged run: the primary feed's frames).
     """
 
@@ -350,7 +351,7 @@ def _game_laps(fr: Frames) -> list[Lap]:
                 time_ms, source = round((end_s - start_s) * 1000.0), "derived"
         laps.append(Lap(rid, int(numbers[i]), a, b, time_ms, complete=began and finished, source=source,
                         time_source=_time_source(time_ms, source), start_s=start_s, end_s=end_s,
-                        t=t_s[a:b], frames=fr))
+                        frames=fr))
     return laps
 
 
@@ -403,7 +404,7 @@ def _derived_laps(fr: Frames) -> list[Lap]:
         time_ms = round((s1 - s0) * 1000.0) if complete else None
         laps.append(Lap(fr.meta.get("run_id"), i + 1, a, b, time_ms, complete=complete, source="derived",
                         time_source=_time_source(time_ms, "derived"), start_s=s0, end_s=s1,
-                        t=t_s[a:b], frames=fr))
+                        frames=fr))
     return laps
 
 

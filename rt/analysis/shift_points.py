@@ -90,7 +90,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import paused_steps, run_clock
+from .clock import paused_steps, run_clock
 from .frames import Frames, downsample, json_num
 
 VERSION = 1
