@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rt.analysis.registry import ANALYSES, analyse
+from rt.analysis.registry import ANALYSES, analyze
 from rt.sim.driver import Simulation
 from rt.sim.frames import frames_from_sim
 
@@ -33,7 +33,7 @@ def hour_of_frames():
 @pytest.mark.benchmark(group="analysis: 1 h of 333 Hz AC frames")
 @pytest.mark.parametrize("use_case", sorted(ANALYSES))
 def test_rt_analysis(benchmark, hour_of_frames, use_case):
-    result = benchmark.pedantic(analyse, args=(use_case, [hour_of_frames]), rounds=3, iterations=1)
+    result = benchmark.pedantic(analyze, args=(use_case, [hour_of_frames]), rounds=3, iterations=1)
     assert result["use_case"] == use_case
     benchmark.extra_info["frames"] = len(hour_of_frames)
 

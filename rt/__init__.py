@@ -1,4 +1,4 @@
-"""rusty-telemetry: record and analyse sim-racing UDP telemetry."""
+"""rusty-telemetry: record and analyze sim-racing UDP telemetry."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -29,7 +29,7 @@ CLEAN_HELP = ("the clean protocol: without the real games' quirks (PCARS menus w
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rusty-telemetry",
-        description="Record and analyse sim-racing UDP telemetry (Assetto Corsa, Project CARS). "
+        description="Record and analyze sim-racing UDP telemetry (Assetto Corsa, Project CARS). "
         "Configuration comes from RUSTY_TELEMETRY_* environment variables (see the README).",
     )
     parser.add_argument("--version", action="version", version=f"rusty-telemetry {__version__}")

@@ -131,7 +131,7 @@ def test_lap_sector_and_general_sessions_through_the_api(rig, server_factory):
     assert (ac_laps - 1) * track_km < gen["distance_km"] < (ac_laps + 1.5) * track_km
     assert 250 < gen["max_speed_kmh"] < 320 and abs(sum(gen["gear_time_pct"].values()) - 100) < 0.1
 
-    # reopen → delete a run → re-analyse (a completed session again) → restart → still there
+    # reopen → delete a run → re-analyze (a completed session again) → restart → still there
     status, reopened = srv.call("POST", f"/api/sessions/{s_gen['id']}/reopen")
     assert status == 200 and reopened["status"] == "active" and reopened["analysis"] is None
     assert srv.get(f"/api/sessions/{s_gen['id']}/analysis")[0] == 409

@@ -60,16 +60,10 @@ import math
 
 import numpy as np
 
-from .frames import Frames
-from .geometry import (
-    Lap,
-    best_lap,
-    fnum,
-    run_clock,
-    split_laps,
-    unwrapped_position,
-    windowed_slope,
-)
+from .frames import Frames, json_num
+from .clock import run_clock
+from .geometry import windowed_slope
+from .laps import Lap, Laps, split_laps, unwrapped_position
 from .track_map import line_from_laps
 
 #: 2: peak_decel_g from the accelerometer where the game has one, glitch-proof from the speed
@@ -337,20 +331,39 @@ def zone_metrics(
     out["min_speed_kmh"] = np.minimum.reduceat(vv, pairs)[0::2]
     out["min_speed_kmh"][~np.isfinite(out["min_speed_kmh"])] = np.nan
     out["peak_brake"] = np.maximum.reduceat(b, pairs)[0::2]
-    # Trail braking: time-weighted share of frames with the wheel turned, packet gaps capped.
+    out["trail_braking_share"] = _trail_share(t, steer, pairs)
+    out.update(_peak_decels(t, v, on, off, t_on, t_off, g_long))
+    return out
+
+
+def _trail_share(t: np.ndarray, steer: np.ndarray | None, pairs: np.ndarray) -> np.ndarray:
+    """Per event (``pairs``: on, off, on, off, … frame indices), the time-weighted share (0..1) of
+    its frames with the wheel turned past :data:`TRAIL_STEER`; NaN without steering data.
+
+    Time-weighted with packet gaps capped at :data:`MAX_DT_S`, so a stalled feed does not make
+    one frame's steering count for seconds."""
+    k = len(pairs) // 2
+    if steer is None or not np.isfinite(steer).any():
+        return np.full(k, np.nan)
     dt = np.minimum(np.diff(t, append=t[-1]), MAX_DT_S)
-    if steer is not None and np.isfinite(steer).any():
-        s = np.asarray(steer, dtype=np.float64)
-        known = np.isfinite(s)
-        turned = known & (np.abs(np.where(known, s, 0.0)) > TRAIL_STEER)
-        tot = np.add.reduceat(dt * known, pairs)[0::2]
-        trn = np.add.reduceat(dt * turned, pairs)[0::2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["trail_braking_share"] = np.where(tot > 0, trn / tot, np.nan)
-    else:
-        out["trail_braking_share"] = np.full(k, np.nan)
-    # Deceleration, per event on short arrays (the event plus two windows either side, so the
-    # median and the fits at its ends see real neighbours).
+    s = np.asarray(steer, dtype=np.float64)
+    known = np.isfinite(s)
+    turned = known & (np.abs(np.where(known, s, 0.0)) > TRAIL_STEER)
+    tot = np.add.reduceat(dt * known, pairs)[0::2]
+    trn = np.add.reduceat(dt * turned, pairs)[0::2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tot > 0, trn / tot, np.nan)
+
+
+def _peak_decels(t, v, on, off, t_on, t_off, g_long) -> dict[str, np.ndarray]:
+    """Peak deceleration of each event, g (+ = slowing): ``peak_decel_speed_g`` from the speed
+    (km/h), ``peak_decel_accel_g`` from the accelerometer ``g_long`` (g, NaN unless known on every
+    frame of the event), ``peak_decel_g`` the accelerometer's where known else the speed's, and
+    ``decel_source``.
+
+    Fitted per event on short arrays (the event plus two windows either side) so the median and
+    the fits at its ends see real neighbours, without a pass over the whole run per event."""
+    k = len(on)
     dt_typ = typical_interval(t)
     half = decel_half_window(dt_typ)
     gl = None if g_long is None else np.asarray(g_long, dtype=np.float64)
@@ -370,17 +383,13 @@ def zone_metrics(
             u, restart = _integral(ts, _running_median(gl[a:e]))
             dec_a[i] = _peak(-_window_slopes(ts, u, half, restart)[inside])
     use_a = np.isfinite(dec_a)
-    out["peak_decel_speed_g"] = dec_v
-    out["peak_decel_accel_g"] = dec_a
-    out["peak_decel_g"] = np.where(use_a, dec_a, dec_v)
-    out["decel_source"] = np.array(
-        [
-            "accelerometer" if ua else "speed" if math.isfinite(dv) else None
-            for ua, dv in zip(use_a, dec_v)
-        ],
-        dtype=object,
-    )
-    return out
+    sources = ["accelerometer" if ua else "speed" if math.isfinite(dv) else None for ua, dv in zip(use_a, dec_v)]
+    return {
+        "peak_decel_speed_g": dec_v,
+        "peak_decel_accel_g": dec_a,
+        "peak_decel_g": np.where(use_a, dec_a, dec_v),
+        "decel_source": np.array(sources, dtype=object),
+    }
 
 
 def cluster_positions(p: np.ndarray, tol: float) -> np.ndarray:
@@ -444,82 +453,10 @@ def analyze(runs: list[Frames]) -> dict:
         raise ValueError("no usable laps: no frames with a known norm_pos, or every lap was rewound")
     length, length_source = _track_length(runs, laps)
     tol = CLUSTER_TOL_M / length if length else CLUSTER_TOL_LAPS
-    best = best_lap(laps)
+    best = laps.pick_fastest()
 
-    # Events of every run, each tied to the lap its onset lies in.
-    ev_lap: list[Lap] = []
-    ev: dict[str, list] = {}
-    clocks: set[str] = set()
-    for r, fr in enumerate(runs):
-        if len(fr) < 2 or "brake" not in fr or "norm_pos" not in fr:
-            continue
-        run_laps = [lap for lap in laps if lap.run == r]
-        if not run_laps:
-            continue
-        t, clock = run_clock(fr)
-        clocks.add(clock)
-        on, off = braking_events(t, fr["brake"])
-        if len(on) == 0:
-            continue
-        starts = np.asarray([lap.start for lap in run_laps])
-        owner = np.searchsorted(starts, on, side="right") - 1
-        # Two events of one lap closer than the tolerance are one zone: join them first.
-        p_run = unwrapped_position(fr["norm_pos"])
-        steer = fr["steer"] if "steer" in fr else None  # noqa: SIM401 (Frames has no .get)
-        g_long = fr["g_long"] if "g_long" in fr else None  # noqa: SIM401
-        m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long)
-        if len(on) > 1:
-            close = (owner[1:] == owner[:-1]) & (np.diff(m["p_on"]) < tol)
-            if close.any():
-                keep_on = np.concatenate(([True], ~close))
-                keep_off = np.concatenate((~close, [True]))
-                on, off, owner = on[keep_on], off[keep_off], owner[keep_on]
-                m = zone_metrics(
-                    t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long
-                )
-        ok = np.isfinite(m["p_on"]) & (m["entry_speed_kmh"] >= MIN_ENTRY_KMH)
-        for i in np.flatnonzero(ok).tolist():
-            if owner[i] < 0:
-                continue  # before the first frame with a known position
-            lap = run_laps[int(owner[i])]
-            if lap.rewind or on[i] >= lap.stop:
-                continue
-            ev_lap.append(lap)
-            for key, arr in m.items():
-                if arr.dtype == object:
-                    ev.setdefault(key, []).append(arr[i])
-                    continue
-                val = float(arr[i])
-                if key in ("p_on", "p_off"):
-                    val -= lap.whole  # lap-relative
-                ev.setdefault(key, []).append(val)
-
-    zones = []
-    if ev_lap:
-        p_on = np.asarray(ev["p_on"])
-        labels = cluster_positions(p_on, tol)
-        for c in range(int(labels.max()) + 1):
-            members = np.flatnonzero(labels == c)
-            if len(members) == 0:
-                continue
-            # Positions of a cluster that straddles the line: continue past 1 rather than wrap to 0.
-            pos = np.mod(p_on[members], 1.0)
-            if pos.max() - pos.min() > 0.5:
-                pos = np.where(pos < 0.5, pos + 1.0, pos)
-            # One entry per lap: the earliest event of the lap in this cluster.
-            pos_of = dict(zip(members.tolist(), pos.tolist()))
-            seen: dict[tuple[int, int], int] = {}
-            for j in sorted(pos_of, key=pos_of.__getitem__):
-                seen.setdefault((ev_lap[j].run, ev_lap[j].start), j)
-            entries = [(ev_lap[j], j, pos_of[j]) for j in seen.values()]
-            entries.sort(key=lambda e: (e[0].run, e[0].start))
-            zones.append(_zone(entries, ev, length, best))
-        zones.sort(key=lambda z: z["_pos"])
-        for i, z in enumerate(zones):
-            z["number"] = i + 1
-            del z["_pos"]
-    zones = [_order_keys(z) for z in zones]
-
+    ev_lap, ev, clocks = _collect_events(runs, laps, tol)
+    zones = _cluster_zones(ev_lap, ev, tol, length, best)
     hardest = max(zones, key=lambda z: z["peak_decel_g"] or 0.0) if zones else None
     sources = {s for s in ev.get("decel_source", []) if s is not None}
     return {
@@ -534,9 +471,9 @@ def analyze(runs: list[Frames]) -> dict:
             else {
                 "lap": best.lap,
                 "run_id": best.run_id,
-                "time_ms": fnum(best.time_ms, 1),
+                "time_ms": json_num(best.time_ms, 1),
             },
-            "track_length_m": fnum(length, 2),
+            "track_length_m": json_num(length, 2),
             "track_length_source": length_source,
             "hardest_zone": None if hardest is None else hardest["number"],
             "peak_decel_source": "/".join(sorted(sources)) or None,
@@ -553,6 +490,92 @@ def analyze(runs: list[Frames]) -> dict:
             },
         },
     }
+
+
+def _collect_events(runs: list[Frames], laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list], set[str]]:
+    """The braking events of every run that start in a lap without a rewind, above
+    :data:`MIN_ENTRY_KMH`: (the lap of each event, {metric: one value per event} with ``p_on`` /
+    ``p_off`` lap-relative in laps, the run clocks used). Events of one lap closer than ``tol``
+    (laps) are joined into one first."""
+    ev_lap: list[Lap] = []
+    ev: dict[str, list] = {}
+    clocks: set[str] = set()
+    for r, fr in enumerate(runs):
+        if len(fr) < 2 or "brake" not in fr or "norm_pos" not in fr:
+            continue
+        run_laps = laps.pick_run(r)
+        if not run_laps:
+            continue
+        t, clock = run_clock(fr)
+        clocks.add(clock)
+        on, off = braking_events(t, fr["brake"])
+        if len(on) == 0:
+            continue
+        starts = np.asarray([lap.start for lap in run_laps])
+        owner = np.searchsorted(starts, on, side="right") - 1
+        m, on, owner = _run_metrics(fr, t, on, off, owner, tol)
+        ok = np.isfinite(m["p_on"]) & (m["entry_speed_kmh"] >= MIN_ENTRY_KMH)
+        for i in np.flatnonzero(ok).tolist():
+            if owner[i] < 0:
+                continue  # before the first frame with a known position
+            lap = run_laps[int(owner[i])]
+            if lap.rewind or on[i] >= lap.end:
+                continue
+            ev_lap.append(lap)
+            for key, arr in m.items():
+                val = arr[i] if arr.dtype == object else float(arr[i])
+                if key in ("p_on", "p_off"):
+                    val -= lap.whole  # lap-relative
+                ev.setdefault(key, []).append(val)
+    return ev_lap, ev, clocks
+
+
+def _run_metrics(fr: Frames, t: np.ndarray, on, off, owner, tol: float):
+    """:func:`zone_metrics` of one run's events, after joining two events of one lap that start
+    closer than ``tol`` laps (one zone braked in two stabs): (metrics, on, owner)."""
+    p_run = unwrapped_position(fr["norm_pos"])
+    steer = fr["steer"] if "steer" in fr else None  # noqa: SIM401 (Frames has no .get)
+    g_long = fr["g_long"] if "g_long" in fr else None  # noqa: SIM401
+    m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long)
+    if len(on) > 1:
+        close = (owner[1:] == owner[:-1]) & (np.diff(m["p_on"]) < tol)
+        if close.any():
+            keep_on = np.concatenate(([True], ~close))
+            keep_off = np.concatenate((~close, [True]))
+            on, off, owner = on[keep_on], off[keep_off], owner[keep_on]
+            m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long)
+    return m, on, owner
+
+
+def _cluster_zones(ev_lap: list[Lap], ev: dict[str, list], tol: float, length: float | None,
+                   best: Lap | None) -> list[dict]:
+    """The zones: events clustered by onset position (``tol`` laps), one entry per lap and zone
+    (its earliest event there), numbered in order round the lap."""
+    zones = []
+    if not ev_lap:
+        return zones
+    p_on = np.asarray(ev["p_on"])
+    labels = cluster_positions(p_on, tol)
+    for c in range(int(labels.max()) + 1):
+        members = np.flatnonzero(labels == c)
+        if len(members) == 0:
+            continue
+        # Positions of a cluster that straddles the line: continue past 1 rather than wrap to 0.
+        pos = np.mod(p_on[members], 1.0)
+        if pos.max() - pos.min() > 0.5:
+            pos = np.where(pos < 0.5, pos + 1.0, pos)
+        pos_of = dict(zip(members.tolist(), pos.tolist()))
+        seen: dict[tuple[int, int], int] = {}
+        for j in sorted(pos_of, key=pos_of.__getitem__):
+            seen.setdefault((ev_lap[j].run, ev_lap[j].start), j)
+        entries = [(ev_lap[j], j, pos_of[j]) for j in seen.values()]
+        entries.sort(key=lambda e: (e[0].run, e[0].start))
+        zones.append(_zone(entries, ev, length, best))
+    zones.sort(key=lambda z: z["_pos"])
+    for i, z in enumerate(zones):
+        z["number"] = i + 1
+        del z["_pos"]
+    return [_order_keys(z) for z in zones]
 
 
 def _zone(
@@ -575,17 +598,17 @@ def _zone(
             {
                 "lap": lap.lap,
                 "run_id": lap.run_id,
-                "norm_pos": fnum(q % 1.0, 6),
-                "distance_m": fnum(metres(q % 1.0), 2),
-                "entry_speed_kmh": fnum(ev["entry_speed_kmh"][j], 2),
-                "min_speed_kmh": fnum(ev["min_speed_kmh"][j], 2),
-                "peak_brake": fnum(ev["peak_brake"][j], 3),
-                "peak_decel_g": fnum(ev["peak_decel_g"][j], 3),
+                "norm_pos": json_num(q % 1.0, 6),
+                "distance_m": json_num(metres(q % 1.0), 2),
+                "entry_speed_kmh": json_num(ev["entry_speed_kmh"][j], 2),
+                "min_speed_kmh": json_num(ev["min_speed_kmh"][j], 2),
+                "peak_brake": json_num(ev["peak_brake"][j], 3),
+                "peak_decel_g": json_num(ev["peak_decel_g"][j], 3),
                 "decel_source": ev["decel_source"][j],
-                "duration_s": fnum(ev["duration_s"][j], 3),
-                "distance_braking_m": fnum(metres(span), 2),
-                "trail_braking_share": fnum(ev["trail_braking_share"][j], 3),
-                "delta_to_best_m": fnum(delta, 2),
+                "duration_s": json_num(ev["duration_s"][j], 3),
+                "distance_braking_m": json_num(metres(span), 2),
+                "trail_braking_share": json_num(ev["trail_braking_share"][j], 3),
+                "delta_to_best_m": json_num(delta, 2),
             }
         )
     qs = [q for _, _, q in entries]
@@ -596,20 +619,20 @@ def _zone(
     source = (lap_sources.pop() if len(lap_sources) == 1 else "mixed") if lap_sources else None
     return {
         "_pos": q_med % 1.0,
-        "norm_pos": fnum(q_med % 1.0, 6),
-        "distance_m": fnum(metres(q_med % 1.0), 2),
-        "entry_speed_kmh": fnum(_med(ev["entry_speed_kmh"][j] for j in js), 2),
-        "min_speed_kmh": fnum(_med(ev["min_speed_kmh"][j] for j in js), 2),
-        "peak_brake": fnum(_med(ev["peak_brake"][j] for j in js), 3),
-        "peak_decel_g": fnum(_med(ev["peak_decel_g"][j] for j in js), 3),
+        "norm_pos": json_num(q_med % 1.0, 6),
+        "distance_m": json_num(metres(q_med % 1.0), 2),
+        "entry_speed_kmh": json_num(_med(ev["entry_speed_kmh"][j] for j in js), 2),
+        "min_speed_kmh": json_num(_med(ev["min_speed_kmh"][j] for j in js), 2),
+        "peak_brake": json_num(_med(ev["peak_brake"][j] for j in js), 3),
+        "peak_decel_g": json_num(_med(ev["peak_decel_g"][j] for j in js), 3),
         "decel_source": source,
-        "duration_s": fnum(_med(ev["duration_s"][j] for j in js), 3),
-        "distance_braking_m": fnum(metres(_med(spans)), 2),
-        "trail_braking_share": fnum(_med(ev["trail_braking_share"][j] for j in js), 3),
+        "duration_s": json_num(_med(ev["duration_s"][j] for j in js), 3),
+        "distance_braking_m": json_num(metres(_med(spans)), 2),
+        "trail_braking_share": json_num(_med(ev["trail_braking_share"][j] for j in js), 3),
         "laps": laps_out,
         "spread": {
-            "onset_m": fnum(None if (s := _std(qs)) is None or not length else s * length, 2),
-            "min_speed_kmh": fnum(_std([ev["min_speed_kmh"][j] for j in js]), 2),
+            "onset_m": json_num(None if (s := _std(qs)) is None or not length else s * length, 2),
+            "min_speed_kmh": json_num(_std([ev["min_speed_kmh"][j] for j in js]), 2),
         },
         "delta_to_best_m": [e["delta_to_best_m"] for e in laps_out],
     }

@@ -75,13 +75,28 @@ def downsample(n: int, max_points: int = MAX_PLOT_POINTS) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.int64))
 
 
-def plain(values) -> list:
-    """A JSON-ready list: NaN → None, numpy scalars → Python numbers, rounded to 4 decimals for floats."""
-    arr = np.asarray(values)
-    if arr.dtype.kind == "f":
-        out = np.round(arr.astype(np.float64), 4).tolist()
+def json_num(value, digits: int = 4):
+    """A value ready for the JSON of a result: floats rounded to ``digits`` decimals, NaN and ±inf
+    as None, numpy scalars as Python numbers, arrays and sequences as (nested) lists of those.
+
+    Integers stay integers; ``-0.0`` becomes ``0.0`` (a rounded tiny negative is no direction).
+    Units are the caller's: the value is only rounded, never scaled.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (np.ndarray, list, tuple)):
+        arr = np.asarray(value)
+        if arr.dtype.kind != "f":
+            return arr.tolist()
+        arr = np.round(arr.astype(np.float64), digits) + 0.0
+        out = np.where(np.isfinite(arr), arr, np.nan).tolist()
         return _nan_to_none(out)
-    return arr.tolist()
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    v = float(value)
+    return round(v, digits) + 0.0 if np.isfinite(v) else None
 
 
 def _nan_to_none(values):

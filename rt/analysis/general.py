@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frames import Frames
-from .geometry import paused_steps, run_clock
+from .frames import Frames, json_num
+from .clock import paused_steps, run_clock
 
 VERSION = 1
 
@@ -46,12 +46,6 @@ def frame_durations(t_ns: np.ndarray, cap_s: float = MAX_FRAME_S) -> np.ndarray:
 
 def _pct(part: float, whole: float) -> float | None:
     return 100.0 * part / whole if whole > 0 else None
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    if value is None or not np.isfinite(value):
-        return None
-    return round(float(value), digits)
 
 
 def _run_stats(fr: Frames) -> dict:
@@ -117,6 +111,21 @@ def _run_stats(fr: Frames) -> dict:
     }
 
 
+def _gear_time_pct(stats: list[dict]) -> dict[str, float | None]:
+    """{"-1": %, "0": %, "1": %, …}: share of the runs' time in each gear, % (empty without time)."""
+    gear_s: dict[int, float] = {}
+    for s in stats:
+        for g, v in s["gears"].items():
+            gear_s[g] = gear_s.get(g, 0.0) + v
+    gear_total = sum(gear_s.values())
+    if gear_total <= 0:
+        return {}
+    # Reverse and neutral always appear (0 when unused), then every gear up to the highest used.
+    top = max([g for g, v in gear_s.items() if v > 0], default=0)
+    keys = sorted(set(range(-1, max(top, 0) + 1)) | set(gear_s))
+    return {str(g): json_num(_pct(gear_s.get(g, 0.0), gear_total)) for g in keys}
+
+
 def analyze(runs: list[Frames]) -> dict:
     """Summary of all runs.
 
@@ -159,35 +168,27 @@ def analyze(runs: list[Frames]) -> dict:
     mean_speed = moving_km / (moving_s / 3600.0) if moving_s > 0 else None
     thr_on, thr_known = (sum(s["throttle"][i] for s in stats) for i in (0, 1))
     brk_on, brk_known = (sum(s["brake"][i] for s in stats) for i in (0, 1))
-    gear_s: dict[int, float] = {}
-    for s in stats:
-        for g, v in s["gears"].items():
-            gear_s[g] = gear_s.get(g, 0.0) + v
-    gear_total = sum(gear_s.values())
-    # Reverse and neutral always appear (0 when unused), then every gear up to the highest used.
-    top = max([g for g, v in gear_s.items() if v > 0], default=0)
-    keys = sorted(set(range(-1, max(top, 0) + 1)) | set(gear_s))
-    gear_pct = {str(g): _round(_pct(gear_s.get(g, 0.0), gear_total)) for g in keys} if gear_total > 0 else {}
+    gear_pct = _gear_time_pct(stats)
     frames = sum(s["frames"] for s in stats)
     lost = sum(s["lost_frames"] for s in stats)
     detail = [
         {
             "run_id": r.meta.get("run_id"),
             "frames": s["frames"],
-            "duration_s": _round(s["duration_s"], 3),
-            "distance_km": _round(s["distance_km"]),
+            "duration_s": json_num(s["duration_s"], 3),
+            "distance_km": json_num(s["distance_km"]),
         }
         for r, s in zip(runs, stats)
     ]
     out = {
-        "duration_s": _round(duration, 3),
-        "paused_s": _round(paused, 3),
-        "distance_km": _round(distance),
-        "max_speed_kmh": _round(max_speed, 2),
-        "mean_speed_kmh": _round(mean_speed, 2),
-        "moving_time_s": _round(moving_s, 3),
-        "full_throttle_pct": _round(_pct(thr_on, thr_known), 2),
-        "braking_pct": _round(_pct(brk_on, brk_known), 2),
+        "duration_s": json_num(duration, 3),
+        "paused_s": json_num(paused, 3),
+        "distance_km": json_num(distance),
+        "max_speed_kmh": json_num(max_speed, 2),
+        "mean_speed_kmh": json_num(mean_speed, 2),
+        "moving_time_s": json_num(moving_s, 3),
+        "full_throttle_pct": json_num(_pct(thr_on, thr_known), 2),
+        "braking_pct": json_num(_pct(brk_on, brk_known), 2),
         "gear_time_pct": gear_pct,
         "frames": frames,
         "lost_frames": lost,

@@ -1,6 +1,17 @@
-"""Lap times and sector times of a session's runs.
+"""The lap model of every analysis, and the lap-time and sector-time use cases.
 
-Both use cases share one lap finder, :func:`find_laps`, which cuts one run into :class:`Lap` s:
+One :class:`Lap` (a lap of one run: its frames ``start:end``, validity and its reason, game or
+derived source, line-crossing times, lap and sector times, and the lap's frames) and one
+:class:`Laps` table (pick valid laps, a run's laps, the fastest; records for the JSON), built
+once per run by one of two finders that share the wrap test (:func:`norm_wraps`) and the rewind
+thresholds (:data:`REWIND_NORM`, :data:`REWIND_LAP_TIME_MS`, :data:`LAP_TIMER_RESET_MS`):
+
+* :func:`find_laps` times laps to the ms for lap times and sectors (below);
+* :func:`split_laps` cuts laps by position for the geometric analyses (track map, racing line,
+  braking): each lap carries ``p``, its position relative to the lap (``norm_pos`` unwrapped,
+  :func:`unwrapped_position`), and is complete only when its positions cover the lap.
+
+Lap times and sectors use :func:`find_laps`, which cuts one run into laps:
 
 * **Game laps** (``source: "game"``), when the feed has the game's lap counter and lap times
   (AC, the Telemetry Tool, PCARS 1): a lap ends where ``lap_count`` steps up by one, and its
@@ -43,20 +54,20 @@ flagged ``consistent: false`` when they do not add up. The lap still in progress
 (begun at the line, not finished) shows the sectors it has completed, the rest null; a completed
 sector of it counts for the best sectors when nothing seen so far makes the lap invalid.
 
-Units: times in ms in results (ints), seconds internally (``start_s``/``end_s``: s since the
-run's first frame), speeds km/h, ``norm_pos`` in laps (0..1). Everything is vectorised per run;
-Python loops run per lap only.
+Units: times in ms in results (ints; a position lap's ``time_ms`` may be fractional), seconds
+internally (``start_s``/``end_s``, ``t``: s since the run's first frame), speeds km/h, ``norm_pos``
+and ``p`` in laps (0..1). Everything is vectorised per run; Python loops run per lap only.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .frames import Frames
-from .geometry import run_clock
+from .clock import run_clock
+from .frames import Frames, json_num
 
 VERSION = 1
 
@@ -90,42 +101,125 @@ TELEPORT_FACTOR = 1.5
 TELEPORT_SLACK_M = 10.0
 #: Number of sectors of a lap.
 SECTOR_COUNT = 3
+#: ``norm_pos`` wraps at the line: from above WRAP_HIGH to below WRAP_LOW going forward (laps).
+WRAP_HIGH = 0.9
+WRAP_LOW = 0.1
+
+# Position-timed laps (:func:`split_laps`, for the geometric analyses):
+#: A lap-relative position within this far of the line (laps) counts as "on the line" at the
+#: first frame of a run (the simulator starts a run exactly on the line with a flying lap).
+START_ON_LINE_LAPS = 0.002
+#: A norm_pos wrap this close (laps) to a lap_count step is the same line crossing.
+COUNTER_NEAR_WRAP_LAPS = 0.1
+#: A complete lap must have positions from below this to above 1 − this (laps).
+COVER_EDGE_LAPS = 0.05
+#: The game's last-lap time (looked for within GAME_TIME_WINDOW_S after the line) is accepted for a
+#: position-timed lap when it agrees with the measured crossing-to-crossing time to within this, ms.
+GAME_TIME_AGREE_MS = 250.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Lap:
-    """One lap of one run.
+    """One lap of one run: frames ``start:end`` of its run.
+
+    Two finders fill it (see the module doc): :func:`find_laps` (timing: lap times, validity,
+    sectors) and :func:`split_laps` (position: the lap-relative position ``p`` the geometric
+    analyses bin by). Fields a finder does not know keep their defaults.
 
     Attributes:
-        run_id: ``meta["run_id"]`` of the run.
-        lap: lap number, 1-based: ``lap_count + 1`` for game laps, the order in the run for
-            derived laps.
+        run_id: ``meta["run_id"]`` of the run (:func:`split_laps`: as a string, else the run's index).
+        lap: lap number, 1-based: ``lap_count + 1`` for game laps, else the order in the run.
         start, end: frame slice ``start:end`` of the lap in its run (``end`` exclusive).
-        time_ms: lap time, ms (None when the lap was not finished in the run, or its time is
-            unknown).
-        valid: counts for best/mean/stddev (see the module doc for the rules).
-        complete: the run saw the lap from line to line.
+        time_ms: lap time, ms (None when the lap was not finished in the run, or its time is unknown).
+        valid: counts for best/mean/stddev (timing rules in the module doc; for position laps, a
+            complete lap without a rewind).
+        complete: the run saw the lap from line to line (position laps: and its positions cover it).
         source: ``"game"`` (the game's lap counter and time) or ``"derived"`` (line crossings).
+        time_source: where ``time_ms`` comes from: ``"game"`` or ``"measured"`` (None without a time).
         sectors_ms: [s1, s2, s3] in ms (None until :func:`lap_sectors` fills them).
         start_s, end_s: line crossings, s since the run's first frame (None when not seen).
         invalid_reason: why the lap is not valid (None when valid).
         flaw: ``"game"`` or ``"rewind"`` when the frames seen show the lap invalid, whether or not
             it is complete (None otherwise); tells whether a lap in progress is clean so far.
+        run: index of the run in the list the laps were found in.
+        rewind: the position or the game's lap timer jumped backwards inside the lap.
+        whole: position laps: the run's unwrapped position minus ``whole`` is ``p``.
+        p: position laps: lap-relative position per frame, laps (≈0 at the start line, ≈1 at the
+            finish; a hair below 0 or above 1 around the line; NaN where ``norm_pos`` is unknown).
+        t: position laps: time of each frame of the lap on the run's clock (:func:`run_clock`),
+            s since the run's first frame.
+        frames: the run the lap belongs to (for a merged run: the primary feed's frames).
     """
 
     run_id: object
     lap: int
     start: int
     end: int
-    time_ms: int | None
-    valid: bool
-    complete: bool
-    source: str
+    time_ms: float | None = None
+    valid: bool = False
+    complete: bool = False
+    source: str = "derived"
     sectors_ms: list | None = None
     start_s: float | None = None
     end_s: float | None = None
     invalid_reason: str | None = None
     flaw: str | None = None
+    run: int = 0
+    rewind: bool = False
+    time_source: str | None = None
+    whole: int = 0
+    p: np.ndarray | None = field(default=None, repr=False)
+    t: np.ndarray | None = field(default=None, repr=False)
+    frames: Frames | None = field(default=None, repr=False)
+
+    @property
+    def good(self) -> bool:
+        """Seen whole without a rewind: the only kind used as a reference or for the track map."""
+        return self.complete and not self.rewind
+
+    def channel(self, name: str) -> np.ndarray:
+        """The lap's slice of a channel of its run (a view; units as in :class:`Frames`)."""
+        return self.frames[name][self.start : self.end]
+
+    def frames_of(self) -> Frames:
+        """The lap's own frames, as a :class:`Frames` (times still from the run's first frame)."""
+        return self.frames.take(slice(self.start, self.end))
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+
+class Laps(list):
+    """A table of laps (a list of :class:`Lap`, run order then time order), in the spirit of
+    Fast-F1's ``Laps``: pick from it, then read the laps or their records."""
+
+    def pick_valid(self) -> "Laps":
+        """The valid laps with a time."""
+        return Laps(lap for lap in self if lap.valid and lap.time_ms is not None)
+
+    def pick_run(self, run: int) -> "Laps":
+        """The laps of ``runs[run]``."""
+        return Laps(lap for lap in self if lap.run == run)
+
+    def pick_fastest(self) -> Lap | None:
+        """The fastest valid lap (ties: the first), or None."""
+        valid = self.pick_valid()
+        return min(valid, key=lambda lap: lap.time_ms) if valid else None  # min keeps the first tie
+
+    def times_ms(self) -> list:
+        """Lap times of the valid laps, ms."""
+        return [lap.time_ms for lap in self.pick_valid()]
+
+    def records(self, keys: tuple[str, ...]) -> list[dict]:
+        """One dict per lap with the given attributes (JSON-ready when those are)."""
+        return [{k: getattr(lap, k) for k in keys} for lap in self]
+
+
+def norm_wraps(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The line crossings between consecutive finite ``norm_pos`` samples ``v`` (laps, 0..1), as
+    two bool arrays of ``len(v) − 1``: forward (above :data:`WRAP_HIGH` to below :data:`WRAP_LOW`)
+    and backward (reversing over the line). The only place that decides what a wrap is."""
+    return (v[:-1] > WRAP_HIGH) & (v[1:] < WRAP_LOW), (v[:-1] < WRAP_LOW) & (v[1:] > WRAP_HIGH)
 
 
 # ---------------------------------------------------------------------------------------- helpers
@@ -155,7 +249,7 @@ def _fast_enough(speed: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------- lap finding
-def find_laps(frames: Frames) -> list[Lap]:
+def find_laps(frames: Frames, run: int = 0) -> Laps:
     """The laps of one run, in time order (see the module doc for how, and :class:`Lap`).
 
     In a merged run (``feed`` extra) laps are timed on the primary feed's frames: two feeds of one
@@ -165,7 +259,7 @@ def find_laps(frames: Frames) -> list[Lap]:
         frames = frames.take(frames["feed"] == 0)
     n = len(frames)
     if n == 0:
-        return []
+        return Laps()
     lc = _channel(frames, "lap_count", -1, np.int64)
     last = _channel(frames, "last_lap_ms", -1, np.int64)
     if (lc >= 0).any() and (last > 0).any():
@@ -173,7 +267,13 @@ def find_laps(frames: Frames) -> list[Lap]:
     else:
         laps = _derived_laps(frames)
     _judge(frames, laps)
-    return laps
+    for lap in laps:
+        lap.run = run
+    return Laps(laps)
+
+
+def _time_source(time_ms, source: str) -> str | None:
+    return None if time_ms is None else ("game" if source == "game" else "measured")
 
 
 def _lap_timer_line_s(t_s: np.ndarray, lt: np.ndarray, b: int) -> float | None:
@@ -192,7 +292,7 @@ def _norm_wrap_line_s(t_s: np.ndarray, norm: np.ndarray, b: int) -> float | None
     """Time at which ``norm_pos`` wraps within a few frames of ``b``, interpolated, s."""
     lo, hi = max(0, b - STEP_SLACK_FRAMES - 1), min(len(t_s), b + STEP_SLACK_FRAMES + 1)
     v, tt = norm[lo:hi], t_s[lo:hi]
-    w = np.flatnonzero((v[:-1] > 0.9) & (v[1:] < 0.1))
+    w = np.flatnonzero(norm_wraps(v)[0])
     if not len(w):
         return None
     k = int(w[np.argmin(np.abs(w + lo + 1 - b))])
@@ -249,8 +349,9 @@ def _game_laps(fr: Frames) -> list[Lap]:
             if time_ms is None and began and start_s is not None and end_s is not None:
                 # The game never showed a plausible time: measure it between the two crossings.
                 time_ms, source = round((end_s - start_s) * 1000.0), "derived"
-        laps.append(Lap(rid, int(numbers[i]), a, b, time_ms, False, began and finished, source,
-                        start_s=start_s, end_s=end_s))
+        laps.append(Lap(rid, int(numbers[i]), a, b, time_ms, complete=began and finished, source=source,
+                        time_source=_time_source(time_ms, source), start_s=start_s, end_s=end_s,
+                        frames=fr))
     return laps
 
 
@@ -301,8 +402,9 @@ def _derived_laps(fr: Frames) -> list[Lap]:
         s0, s1 = start_times[i], end_times[i]
         complete = s0 is not None and s1 is not None
         time_ms = round((s1 - s0) * 1000.0) if complete else None
-        laps.append(Lap(fr.meta.get("run_id"), i + 1, a, b, time_ms, False, complete, "derived",
-                        start_s=s0, end_s=s1))
+        laps.append(Lap(fr.meta.get("run_id"), i + 1, a, b, time_ms, complete=complete, source="derived",
+                        time_source=_time_source(time_ms, "derived"), start_s=s0, end_s=s1,
+                        frames=fr))
     return laps
 
 
@@ -312,8 +414,7 @@ def _norm_crossings(fr: Frames, t_s: np.ndarray, norm: np.ndarray):
     fi = np.flatnonzero(np.isfinite(norm))
     v = norm[fi]
     a, b = fi[:-1], fi[1:]
-    fwd = (v[:-1] > 0.9) & (v[1:] < 0.1)
-    back = (v[:-1] < 0.1) & (v[1:] > 0.9)
+    fwd, back = norm_wraps(v)
     # Laps crossed so far; a forward crossing only starts a new lap when it beats every count
     # before it, so reversing over the line and driving on does not count a lap twice.
     count = np.cumsum(fwd.astype(np.int64) - back.astype(np.int64))
@@ -454,6 +555,208 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
         lap.valid = reason is None
         lap.invalid_reason = reason
         lap.flaw = "game" if i in game_invalid else ("rewind" if i in rewound else None)
+        lap.rewind = i in rewound
+
+
+# ---------------------------------------------------------------------------------------- position laps
+def run_id_of(frames: Frames, index: int) -> str:
+    """``meta["run_id"]`` of a run, else its index in the analyzed list (as a string)."""
+    rid = frames.meta.get("run_id")
+    return str(index) if rid is None else str(rid)
+
+
+def unwrapped_position(norm_pos: np.ndarray) -> np.ndarray:
+    """``norm_pos`` (laps, 0..1) made continuous over a run, laps (NaN where unknown).
+
+    Every forward wrap (:func:`norm_wraps`) adds a lap, every backward one takes one away
+    (reversing over the line); other steps are kept as they are, so a rewind stays visible as a
+    backwards jump instead of being mistaken for a wrap.
+    """
+    norm = np.asarray(norm_pos, dtype=np.float64)
+    out = np.full(norm.shape, np.nan)
+    fin = np.isfinite(norm)
+    v = norm[fin]
+    if len(v) == 0:
+        return out
+    fwd, back = norm_wraps(v)
+    turns = np.concatenate(([0], np.cumsum(fwd.astype(np.int64) - back.astype(np.int64))))
+    out[fin] = v + turns
+    return out
+
+
+def split_laps(runs: list[Frames]) -> Laps:
+    """All laps of all runs by position, in run order then time order (see :class:`Lap`): what
+    the geometric analyses (track map, racing line, braking) bin by. Runs without ``norm_pos``
+    have none.
+
+    A new lap starts at the first frame of a run and wherever ``lap_count`` changes between two
+    frames that both know it; where ``lap_count`` is unknown (-1) on either side, or does not
+    step near the wrap (a stuck counter), wherever ``norm_pos`` wraps (:func:`norm_wraps`). A lap
+    starts "at the line" if its start is such a step of +1 lap (a jump of ``lap_count`` by
+    anything else — a restart — does not count) or if it is the first lap of a run and its first
+    position is within :data:`START_ON_LINE_LAPS` of the line; it is complete if it starts and
+    ends at the line and its positions cover the lap (:data:`COVER_EDGE_LAPS`). Its time is the
+    game's ``last_lap_ms`` when that agrees with the measured line-to-line time within
+    :data:`GAME_TIME_AGREE_MS`, else the measured time, ms.
+    """
+    laps = Laps()
+    for r, fr in enumerate(runs):
+        if len(fr) and "norm_pos" in fr:
+            laps.extend(_position_laps(r, fr))
+    return laps
+
+
+def _position_laps(r: int, fr: Frames) -> list[Lap]:
+    """The position laps of ``runs[r]`` (see :func:`split_laps`)."""
+    n = len(fr)
+    # The run's clock (the game's timer where it runs): receive times come in bursts and
+    # stalls, and a simulator or replay faster than real time compresses them.
+    t, _clock = run_clock(fr)
+    p_run = unwrapped_position(fr["norm_pos"])
+    lc = _channel(fr, "lap_count", -1, np.int64)
+    bounds, is_line, counter_stuck = _position_bounds(p_run, lc)
+    rew_cum = np.concatenate(([0], np.cumsum(_position_rewinds(fr, p_run, lc))))
+    starts = np.concatenate(([0], bounds)).tolist()
+    stops = np.concatenate((bounds, [n])).tolist()
+    start_line = np.concatenate(([False], is_line))
+    end_line = np.concatenate((is_line, [False]))
+    known = lc >= 0
+    laps = []
+    for i, (a, b) in enumerate(zip(starts, stops)):
+        ps = p_run[a:b]
+        fin = np.isfinite(ps)
+        if not fin.any():
+            continue
+        whole = math.floor(float(np.median(ps[fin])))
+        p = ps - whole
+        at_line_start = bool(start_line[i]) or (i == 0 and float(p[fin][0]) <= START_ON_LINE_LAPS)
+        complete = (at_line_start and bool(end_line[i]) and float(p[fin].min()) <= COVER_EDGE_LAPS
+                    and float(p[fin].max()) >= 1 - COVER_EDGE_LAPS)
+        rewind = bool(rew_cum[b] - rew_cum[a + 1] > 0) if b > a + 1 else False
+        mid = (a + b) // 2
+        number = int(lc[mid]) + 1 if known[mid] and not counter_stuck else i + 1
+        time_ms, time_source = _position_lap_time_ms(fr, t, p_run, a, b, whole) if complete else (None, None)
+        laps.append(Lap(run_id_of(fr, r), number, a, b, time_ms, valid=complete and not rewind, complete=complete,
+                        source="game" if known[mid] and not counter_stuck else "derived",
+                        time_source=time_source, run=r, rewind=rewind, whole=whole, p=p, t=t[a:b], frames=fr,
+                        invalid_reason=None if complete and not rewind else ("rewind" if complete else "incomplete")))
+    return laps
+
+
+def _position_bounds(p_run: np.ndarray, lc: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(first frame of each new lap, whether that boundary is a line crossing, whether the lap
+    counter is stuck) of one run, from its unwrapped position (laps) and lap counter."""
+    known = lc >= 0
+    both = known[1:] & known[:-1]
+    step_lc = both & (lc[1:] != lc[:-1])
+    line_lc = both & (lc[1:] == lc[:-1] + 1)
+    fin_idx = np.flatnonzero(np.isfinite(p_run))
+    pf = p_run[fin_idx]
+    # Frames where the unwrapped position passes a whole lap (a wrap of norm_pos).
+    wrap_at = fin_idx[1:][np.floor(pf[1:]) > np.floor(pf[:-1])] if len(pf) > 1 else np.zeros(0, np.int64)
+    # A wrap is a boundary where lap_count can't say, or where the counter does not step
+    # within COUNTER_NEAR_WRAP_LAPS of it (a counter stuck at one value, as in some practice
+    # sessions); near a counter step it is the same line crossing, told once by the counter.
+    step_at = np.flatnonzero(step_lc) + 1
+    unsure = ~(known[wrap_at] & known[wrap_at - 1])
+    if len(step_at) and len(wrap_at):
+        # The counter steps just before and just after each wrap (in frame order), and how
+        # far along the lap each is from the wrap.
+        p_step = _ffill(p_run)[step_at]
+        after = np.minimum(np.searchsorted(step_at, wrap_at), len(step_at) - 1)
+        before = np.maximum(after - 1, 0)
+        near = np.minimum(np.abs(p_step[after] - p_run[wrap_at]), np.abs(p_step[before] - p_run[wrap_at]))
+        lonely = ~(near < COUNTER_NEAR_WRAP_LAPS)
+    else:
+        lonely = np.ones(len(wrap_at), bool)
+    counter_stuck = bool((lonely & ~unsure).any())
+    wrap_at = wrap_at[unsure | lonely]
+    bounds = np.concatenate((step_at, wrap_at))
+    is_line = np.concatenate((line_lc[step_lc], np.ones(len(wrap_at), bool)))
+    order = np.argsort(bounds, kind="stable")
+    bounds, is_line = bounds[order], is_line[order]
+    if len(bounds) > 1:  # a wrap and a lap_count step on the same frame: one boundary
+        keep = np.concatenate(([True], np.diff(bounds) > 0))
+        bounds, is_line = bounds[keep], is_line[keep]
+    return bounds, is_line, counter_stuck
+
+
+def _position_rewinds(fr: Frames, p_run: np.ndarray, lc: np.ndarray) -> np.ndarray:
+    """1 on each frame just after a rewind (the position stepping back more than
+    :data:`REWIND_NORM`, or the game's lap timer dropping inside a lap), else 0."""
+    n = len(fr)
+    rew = np.zeros(n, np.int64)
+    fin_idx = np.flatnonzero(np.isfinite(p_run))
+    pf = p_run[fin_idx]
+    if len(pf) > 1:
+        rew[fin_idx[1:][np.diff(pf) < -REWIND_NORM]] = 1
+    if "lap_time_ms" in fr:
+        lt = np.asarray(fr["lap_time_ms"], dtype=np.int64)
+        drop = (lt[1:] >= 0) & (lt[:-1] >= 0) & (lt[:-1] - lt[1:] > REWIND_LAP_TIME_MS)
+        # The timer resets to ≈0 at the line (maybe a frame before or after the lap counter
+        # steps): that is no rewind; a rewind puts it back to an earlier, non-zero time.
+        drop &= lt[1:] >= LAP_TIMER_RESET_MS
+        if (lc >= 0).any():
+            drop &= lc[1:] == lc[:-1]
+        rew[1:][drop] = 1
+    return rew
+
+
+def _ffill(values: np.ndarray) -> np.ndarray:
+    """NaNs replaced by the last finite value before them (leading NaNs by the first finite one)."""
+    fin = np.isfinite(values)
+    if fin.all() or not fin.any():
+        return values
+    idx = np.where(fin, np.arange(len(values)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[idx]
+    out[: int(np.argmax(fin))] = values[int(np.argmax(fin))]
+    return out
+
+
+def _crossing_time(t: np.ndarray, p: np.ndarray, lo: int, hi: int, level: float) -> float:
+    """Time (s) at which the unwrapped position ``p`` reaches ``level`` within frames lo..hi,
+    interpolated between the frames either side (extrapolated from the first two frames when the
+    window starts past the level, e.g. a run that starts a hair after the line)."""
+    lo, hi = max(lo, 0), min(hi, len(p))
+    tt, pp = t[lo:hi], p[lo:hi]
+    fin = np.isfinite(pp)
+    tt, pp = tt[fin], pp[fin]
+    if len(pp) == 0:
+        return math.nan
+    if len(pp) == 1:
+        return float(tt[0])
+    j = int(np.argmax(pp >= level)) if (pp >= level).any() else len(pp) - 1
+    j = min(max(j, 1), len(pp) - 1)
+    dp = pp[j] - pp[j - 1]
+    if dp <= 0:
+        return float(tt[j])
+    return float(tt[j - 1] + (level - pp[j - 1]) / dp * (tt[j] - tt[j - 1]))
+
+
+def _position_lap_time_ms(fr: Frames, t: np.ndarray, p_run: np.ndarray, a: int, b: int, whole: int):
+    """(time_ms, source) of the complete lap in frames a..b whose positions lie in [whole, whole+1]."""
+    t0 = _crossing_time(t, p_run, a - 8, a + 8, float(whole))
+    t1 = _crossing_time(t, p_run, b - 8, b + 8, float(whole + 1))
+    measured = (t1 - t0) * 1000.0
+    if not math.isfinite(measured) or measured <= 0:
+        measured = (t[b - 1] - t[a]) * 1000.0
+    if "last_lap_ms" in fr and b < len(fr):
+        # The game's own time: whichever last-lap value shown just after the line is closest to
+        # the measured time (the value may update a frame late, so the stale one is seen too).
+        end = int(np.searchsorted(t, t[b] + GAME_TIME_WINDOW_S, side="right"))
+        vals = np.asarray(fr["last_lap_ms"][b:end], dtype=np.float64)
+        vals = vals[vals > 0]
+        if len(vals):
+            best = vals[np.argmin(np.abs(vals - measured))]
+            if abs(best - measured) <= GAME_TIME_AGREE_MS:
+                return float(best), "game"
+    return float(measured), "measured"
+
+
+def best_lap(laps: list[Lap]) -> Lap | None:
+    """The fastest valid lap with a time (ties → the first), or None: :meth:`Laps.pick_fastest`."""
+    return Laps(laps).pick_fastest()
 
 
 # ---------------------------------------------------------------------------------------- sectors
@@ -658,8 +961,11 @@ def _derived_sectors(fr: Frames, t_s, lap: Lap) -> list[float | None] | None:
 
 
 # ---------------------------------------------------------------------------------------- use cases
-def _all_laps(runs: list[Frames]) -> list[tuple[Frames, list[Lap]]]:
-    out = [(fr, find_laps(fr)) for fr in runs]
+def _all_laps(runs: list[Frames]) -> list[tuple[Frames, Laps]]:
+    """Each run with its timed laps (:func:`find_laps`), found once per run.
+
+    Raises ValueError when no run has anything to find laps with."""
+    out = [(fr, find_laps(fr, r)) for r, fr in enumerate(runs)]
     if not any(laps for _, laps in out):
         has_any = any(
             ((_channel(fr, "lap_count", -1, np.int64) >= 0).any())
@@ -680,10 +986,6 @@ def _stats(times: list[int]) -> tuple[int | None, float | None, float | None]:
     return int(arr.min()), float(arr.mean()), std
 
 
-def _r(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(value, digits)
-
-
 def analyze_lap_times(runs: list[Frames]) -> dict:
     """Lap times of all runs.
 
@@ -698,25 +1000,15 @@ def analyze_lap_times(runs: list[Frames]) -> dict:
     run has anything to find laps with.
     """
     runs = _nonempty(runs)
-    laps = [lap for _, rl in _all_laps(runs) for lap in rl]
-    times = [lap.time_ms for lap in laps if lap.valid and lap.complete and lap.time_ms is not None]
+    laps = Laps(lap for _, rl in _all_laps(runs) for lap in rl)
+    # A valid lap is complete and timed (_judge), so these are the complete valid laps' times.
+    times = laps.times_ms()
     best, mean, std = _stats(times)
     return {
-        "laps": [
-            {
-                "run_id": lap.run_id,
-                "lap": lap.lap,
-                "time_ms": lap.time_ms,
-                "valid": lap.valid,
-                "complete": lap.complete,
-                "source": lap.source,
-                "invalid_reason": lap.invalid_reason,
-            }
-            for lap in laps
-        ],
+        "laps": laps.records(("run_id", "lap", "time_ms", "valid", "complete", "source", "invalid_reason")),
         "best_lap_ms": best,
-        "mean_lap_ms": _r(mean, 3),
-        "stddev_ms": _r(std, 3),
+        "mean_lap_ms": json_num(mean, 3),
+        "stddev_ms": json_num(std, 3),
         "summary": {
             "laps": len(laps),
             "complete_laps": sum(lap.complete for lap in laps),
@@ -748,7 +1040,7 @@ def analyze_sectors(runs: list[Frames]) -> dict:
     """
     runs = _nonempty(runs)
     entries = []
-    all_laps = []
+    all_laps = Laps()
     for fr, rl in _all_laps(runs):
         all_laps.extend(rl)
         entries.extend(lap_sectors(fr, rl))
@@ -758,7 +1050,7 @@ def analyze_sectors(runs: list[Frames]) -> dict:
             if en["for_best"][j] and v is not None and (best[j] is None or v < best[j]):
                 best[j] = v
     theoretical = sum(best) if all(v is not None for v in best) else None
-    lap_best, _, _ = _stats([lap.time_ms for lap in all_laps if lap.valid and lap.time_ms is not None])
+    lap_best, _, _ = _stats(all_laps.times_ms())
     sources = sorted({en["source"] for en in entries})
     return {
         "sector_count": SECTOR_COUNT,

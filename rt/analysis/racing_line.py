@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frames import Frames, plain
-from .geometry import best_lap, fnum, split_laps
+from .frames import Frames, json_num
+from .laps import Lap, Laps, split_laps
 
 VERSION = 1
 #: Grid points per lap on which lines are compared.
@@ -119,6 +119,53 @@ def hotspots(
     return out
 
 
+def _resampled_lines(laps: list[Lap], g: np.ndarray) -> list[tuple[Lap, np.ndarray, np.ndarray, np.ndarray]]:
+    """(lap, x m, z m, speed km/h) of each lap on the grid ``g`` (laps); laps with a hole in their
+    positions the grid cannot bridge are left out."""
+    lines = []
+    for lap in laps:
+        x, z, v = resample_lap(lap.p, [lap.channel("pos_x"), lap.channel("pos_z"), lap.channel("speed_kmh")], g)
+        if np.isfinite(x).all() and np.isfinite(z).all():
+            lines.append((lap, x, z, v))
+    return lines
+
+
+def _lap_out(lap: Lap, x, z, v, d, idx: np.ndarray, reference: bool) -> dict:
+    """One entry of ``laps``: the lap's line (m), speed (km/h) and lateral deviation ``d`` (m) at
+    the output indices ``idx``, and its deviation statistics over the full grid, m."""
+    return {
+        "lap": lap.lap,
+        "run_id": lap.run_id,
+        "lap_time_ms": json_num(lap.time_ms, 1),
+        "reference": reference,
+        "x": json_num(x[idx]),
+        "z": json_num(z[idx]),
+        "speed_kmh": json_num(v[idx]),
+        "lateral_m": json_num(d[idx]),
+        "deviation_m": {
+            "mean_abs": json_num(np.mean(np.abs(d)), 3),
+            "max": json_num(np.max(np.abs(d)), 3),
+            "signed_mean": json_num(np.mean(d), 3),
+        },
+    }
+
+
+def _hotspots_out(others: np.ndarray, other_laps: list[Lap], g, rx, rz) -> list[dict]:
+    """The ``hotspots`` entries: where (grid ``g`` in laps, reference line ``rx``/``rz`` in m) the
+    other laps' deviations ``others`` (m, one row per lap) are largest."""
+    return [
+        {
+            "norm_pos": json_num(g[gi], 4),
+            "x": json_num(rx[gi], 2),
+            "z": json_num(rz[gi], 2),
+            "deviation_m": json_num(others[row, gi], 3),
+            "lap": other_laps[row].lap,
+            "run_id": other_laps[row].run_id,
+        }
+        for gi, row in hotspots(others, g)
+    ]
+
+
 def analyze(runs: list[Frames]) -> dict:
     """Racing lines of the runs' good laps against the best lap (see the module docstring).
 
@@ -139,64 +186,27 @@ def analyze(runs: list[Frames]) -> dict:
             f"the runs hold {len(laps)} lap(s), none complete"
         )
     g = grid()
-    lines = []
-    for lap in good:
-        x, z, v = resample_lap(
-            lap.p,
-            [lap.channel("pos_x"), lap.channel("pos_z"), lap.channel("speed_kmh")],
-            g,
-        )
-        if np.isfinite(x).all() and np.isfinite(z).all():
-            lines.append((lap, x, z, v))
+    lines = _resampled_lines(good, g)
     if not lines:
         raise ValueError("racing_line needs positions (pos_x, pos_z) in a complete lap, and none has them")
-    ref = best_lap([lap for lap, *_ in lines])
+    ref = Laps(lap for lap, *_ in lines).pick_fastest()
     ref_i = next(i for i, (lap, *_) in enumerate(lines) if lap is ref)
     _, rx, rz, _ = lines[ref_i]
     dev = np.vstack([lateral_deviation(rx, rz, x, z) for _, x, z, _ in lines])
 
     idx = _output_indices(len(g), len(lines))
-    laps_out = []
-    for i, (lap, x, z, v) in enumerate(lines):
-        d = dev[i]
-        laps_out.append(
-            {
-                "lap": lap.lap,
-                "run_id": lap.run_id,
-                "lap_time_ms": fnum(lap.time_ms, 1),
-                "reference": i == ref_i,
-                "x": plain(x[idx]),
-                "z": plain(z[idx]),
-                "speed_kmh": plain(v[idx]),
-                "lateral_m": plain(d[idx]),
-                "deviation_m": {
-                    "mean_abs": fnum(np.mean(np.abs(d)), 3),
-                    "max": fnum(np.max(np.abs(d)), 3),
-                    "signed_mean": fnum(np.mean(d), 3),
-                },
-            }
-        )
+    laps_out = [_lap_out(lap, x, z, v, dev[i], idx, i == ref_i) for i, (lap, x, z, v) in enumerate(lines)]
     others = np.delete(dev, ref_i, axis=0)
     other_laps = [lap for i, (lap, *_) in enumerate(lines) if i != ref_i]
-    spots = [
-        {
-            "norm_pos": fnum(g[gi], 4),
-            "x": fnum(rx[gi], 2),
-            "z": fnum(rz[gi], 2),
-            "deviation_m": fnum(others[row, gi], 3),
-            "lap": other_laps[row].lap,
-            "run_id": other_laps[row].run_id,
-        }
-        for gi, row in hotspots(others, g)
-    ]
+    spots = _hotspots_out(others, other_laps, g, rx, rz)
     mean_abs = float(np.mean(np.abs(others))) if others.size else 0.0
     return {
         "reference_lap": {
             "lap": ref.lap,
             "run_id": ref.run_id,
-            "time_ms": fnum(ref.time_ms, 1),
+            "time_ms": json_num(ref.time_ms, 1),
         },
-        "norm_pos": plain(g[idx]),
+        "norm_pos": json_num(g[idx]),
         "laps": laps_out,
         "hotspots": spots,
         "summary": {
@@ -204,11 +214,11 @@ def analyze(runs: list[Frames]) -> dict:
             "laps_skipped": len(laps) - len(lines),
             "reference_lap": ref.lap,
             "reference_run_id": ref.run_id,
-            "reference_time_ms": fnum(ref.time_ms, 1),
+            "reference_time_ms": json_num(ref.time_ms, 1),
             "grid_points": len(g),
             "output_points": len(idx),
-            "mean_abs_deviation_m": fnum(mean_abs, 3),
-            "max_deviation_m": fnum(float(np.max(np.abs(others))) if others.size else 0.0, 3),
+            "mean_abs_deviation_m": json_num(mean_abs, 3),
+            "max_deviation_m": json_num(float(np.max(np.abs(others))) if others.size else 0.0, 3),
             "most_different_lap": (
                 None
                 if not other_laps

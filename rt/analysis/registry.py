@@ -57,8 +57,8 @@ GUIDANCE: dict[str, str] = {
 }
 
 
-def analyse(use_case: str, runs: list[Frames]) -> dict:
-    """Run the use case's analysis on ``runs`` (raises ValueError when the data cannot be analysed)."""
+def analyze(use_case: str, runs: list[Frames]) -> dict:
+    """Run the use case's analysis on ``runs`` (raises ValueError when the data cannot be analyzed)."""
     module_name, func_name = ANALYSES[use_case]
     module = import_module(f"{__package__}.{module_name}")
     result = getattr(module, func_name)(runs)

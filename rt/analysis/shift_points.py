@@ -90,8 +90,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .geometry import paused_steps, run_clock
-from .frames import Frames, downsample, plain
+from .clock import paused_steps, run_clock
+from .frames import Frames, downsample, json_num
 
 VERSION = 1
 
@@ -694,6 +694,64 @@ def _precision(fit: TorqueFit, kn: float, kn1: float, rec: float, basis: str) ->
     return d_rpm, float(1.0 / (1.0 + (d_rpm / (PRECISION_REF * rec)) ** 2))
 
 
+def _gear_entry(g: int, s: _Samples, clean: np.ndarray, fit: TorqueFit, ratios: dict[int, float],
+                clean_s: dict[int, float], limiter: float, fit_factor: float, upshifts: np.ndarray,
+                notes: list[str]) -> dict:
+    """The ``gears`` entry of gear ``g`` (see :func:`analyze`; rpm, km/h, s, confidence 0..1), from
+    the torque fit and the rpm of the observed upshifts g → g+1; appends what the driver should
+    know about it to ``notes``."""
+    kn, kn1 = ratios[g], ratios[g + 1]
+    # From gear n's lowest clean rpm, but only where gear n+1's rpm is backed by data too
+    # (T̃ is held flat below the data), up to the top of the data (any gear: one engine).
+    lo_n = float(s.rpm[clean & (s.gear == g)].min())
+    rec, basis = recommend_upshift(fit.knots_rpm, fit.torque, kn, kn1, max(lo_n, fit.rpm_lo * kn / kn1),
+                                   fit.rpm_hi, limiter)
+    s1 = clean_s.get(g, 0.0)
+    s2 = clean_s.get(g + 1, 0.0)
+    conf = (1.0 - np.exp(-s1 / CONFIDENCE_TAU_S)) * (1.0 - np.exp(-s2 / CONFIDENCE_TAU_S)) * fit_factor
+    sigma_rpm, precision = _precision(fit, kn, kn1, rec, basis)
+    conf *= precision
+    # The answer lies above the rpm the data covers: a continued trend, not a measurement.
+    if basis == "trend":
+        conf *= 0.5
+        notes.append(f"gear {g}: still the stronger gear at {fit.rpm_hi:.0f} rpm, the top of the data; "
+                     f"{rec:.0f} rpm continues the trend of the torque curve there")
+    elif basis == "limiter" and fit.rpm_hi < 0.98 * limiter:
+        conf *= 0.5
+        notes.append(f"gear {g}: still the stronger gear at {fit.rpm_hi:.0f} rpm, the top of the data; "
+                     f"no data up to the limiter ({limiter:.0f} rpm)")
+    if basis == "lowest_rpm":
+        notes.append(f"gear {g}: gear {g + 1} already pulls harder at the lowest observed rpm")
+    ups = upshifts
+    return {
+        "gear": g,
+        "upshifts": int(ups.size),
+        "observed_rpm": {
+            "mean": float(ups.mean()) if ups.size else None,
+            "spread": float(ups.std()) if ups.size else None,
+            "count": int(ups.size),
+        },
+        "recommended_rpm": float(rec),
+        "recommended_speed_kmh": float(rec / kn * KMH),
+        "confidence": float(np.clip(conf, 0.0, 1.0)),
+        "uncertainty_rpm": sigma_rpm,
+        "basis": basis,
+        "ratio_rpm_per_kmh": float(kn / KMH),
+        "clean_s": float(s1),
+    }
+
+
+def _round_gears(gears: list[dict]) -> None:
+    """Rounds the numbers of the ``gears`` entries for the JSON, in place (after the curves are
+    built from the unrounded values)."""
+    for g in gears:
+        for key in ("recommended_rpm", "recommended_speed_kmh", "confidence", "ratio_rpm_per_kmh", "clean_s",
+                    "uncertainty_rpm"):
+            g[key] = json_num(g[key])
+        for key in ("mean", "spread"):
+            g["observed_rpm"][key] = json_num(g["observed_rpm"][key])
+
+
 def analyze(runs: list[Frames]) -> dict:
     """Shift points of one car from a list of runs (pure, JSON-ready).
 
@@ -745,76 +803,30 @@ def analyze(runs: list[Frames]) -> dict:
     gears = []
     notes: list[str] = []
     for g in sorted(clean_s):
-        if g + 1 not in ratios:
-            continue
-        kn, kn1 = ratios[g], ratios[g + 1]
-        # From gear n's lowest clean rpm, but only where gear n+1's rpm is backed by data too
-        # (T̃ is held flat below the data), up to the top of the data (any gear: one engine).
-        lo_n = float(s.rpm[clean & (s.gear == g)].min())
-        rec, basis = recommend_upshift(fit.knots_rpm, fit.torque, kn, kn1, max(lo_n, fit.rpm_lo * kn / kn1),
-                                       fit.rpm_hi, limiter)
-        s1 = clean_s.get(g, 0.0)
-        s2 = clean_s.get(g + 1, 0.0)
-        conf = (1.0 - np.exp(-s1 / CONFIDENCE_TAU_S)) * (1.0 - np.exp(-s2 / CONFIDENCE_TAU_S)) * fit_factor
-        sigma_rpm, precision = _precision(fit, kn, kn1, rec, basis)
-        conf *= precision
-        # The answer lies above the rpm the data covers: a continued trend, not a measurement.
-        if basis == "trend":
-            conf *= 0.5
-            notes.append(f"gear {g}: still the stronger gear at {fit.rpm_hi:.0f} rpm, the top of the data; "
-                         f"{rec:.0f} rpm continues the trend of the torque curve there")
-        elif basis == "limiter" and fit.rpm_hi < 0.98 * limiter:
-            conf *= 0.5
-            notes.append(f"gear {g}: still the stronger gear at {fit.rpm_hi:.0f} rpm, the top of the data; "
-                         f"no data up to the limiter ({limiter:.0f} rpm)")
-        if basis == "lowest_rpm":
-            notes.append(f"gear {g}: gear {g + 1} already pulls harder at the lowest observed rpm")
-        ups = ev_rpm[(ev_gear == g) & np.isfinite(ev_rpm)]
-        gears.append({
-            "gear": g,
-            "upshifts": int(ups.size),
-            "observed_rpm": {
-                "mean": float(ups.mean()) if ups.size else None,
-                "spread": float(ups.std()) if ups.size else None,
-                "count": int(ups.size),
-            },
-            "recommended_rpm": float(rec),
-            "recommended_speed_kmh": float(rec / kn * KMH),
-            "confidence": float(np.clip(conf, 0.0, 1.0)),
-            "uncertainty_rpm": sigma_rpm,
-            "basis": basis,
-            "ratio_rpm_per_kmh": float(kn / KMH),
-            "clean_s": float(s1),
-        })
+        if g + 1 in ratios:
+            gears.append(_gear_entry(g, s, clean, fit, ratios, clean_s, limiter, fit_factor,
+                                     upshifts=ev_rpm[(ev_gear == g) & np.isfinite(ev_rpm)], notes=notes))
     if not gears:
         raise ValueError("full-throttle data in one gear only: shift points need a next gear with data")
 
     curves = _curves(fit, win, s, ratios, sorted(clean_s))
-    for g in gears:
-        for key in ("recommended_rpm", "recommended_speed_kmh", "confidence", "ratio_rpm_per_kmh", "clean_s",
-                    "uncertainty_rpm"):
-            if g[key] is None:
-                continue
-            g[key] = plain([g[key]])[0]
-        for key in ("mean", "spread"):
-            if g["observed_rpm"][key] is not None:
-                g["observed_rpm"][key] = plain([g["observed_rpm"][key]])[0]
+    _round_gears(gears)
     line = ", ".join(f"{g['gear']}→{g['gear'] + 1} {g['recommended_rpm']:.0f} rpm"
                      + (f" ({g['basis']})" if g["basis"] != "crossing" else "") for g in gears)
     overall = min(g["confidence"] for g in gears)
     return {
         "gears": gears,
-        "max_rpm": plain([limiter])[0],
+        "max_rpm": json_num(limiter),
         "curves": curves,
         "summary": {
             "line": line,
             "recommended_rpm": {str(g["gear"]): g["recommended_rpm"] for g in gears},
-            "confidence": plain([overall])[0],
+            "confidence": json_num(overall),
             "windows": len(win.accel_ms2),
-            "fit_residual_ms2": plain([fit.residual_rms])[0],
+            "fit_residual_ms2": json_num(fit.residual_rms),
             # r(v) = c0 + c2·v²; c2 is tiny in SI, so give the drag part at 100 km/h instead.
-            "resistance": {"c0_ms2": plain([fit.c0])[0],
-                           "drag_at_100kmh_ms2": plain([fit.c2 * (100.0 / KMH) ** 2])[0]},
+            "resistance": {"c0_ms2": json_num(fit.c0),
+                           "drag_at_100kmh_ms2": json_num(fit.c2 * (100.0 / KMH) ** 2)},
             "notes": notes,
             "accel_unit": "m/s²",
         },
@@ -837,17 +849,17 @@ def _curves(fit: TorqueFit, win: Windows, s: _Samples, ratios: dict[int, float],
         tq = (win.accel_ms2[pts] + fit.c0 + fit.c2 * win.speed_ms[pts] ** 2) / k / peak
         per_gear.append({
             "gear": g,
-            "speed_kmh": plain(vg * KMH),
-            "accel_ms2": plain(fit.accel_ms2(vg, k)),
-            "measured_speed_kmh": plain(win.speed_ms[pts] * KMH),
-            "measured_accel_ms2": plain(win.accel_ms2[pts]),
-            "torque_rpm": plain(win.rpm[pts]),
-            "torque_rel": plain(tq),
+            "speed_kmh": json_num(vg * KMH),
+            "accel_ms2": json_num(fit.accel_ms2(vg, k)),
+            "measured_speed_kmh": json_num(win.speed_ms[pts] * KMH),
+            "measured_accel_ms2": json_num(win.accel_ms2[pts]),
+            "torque_rpm": json_num(win.rpm[pts]),
+            "torque_rel": json_num(tq),
         })
     return {
         "accel_unit": "m/s²",
         "speed_unit": "km/h",
         "torque_unit": "relative to the fitted peak (1 = peak wheel torque per ratio)",
-        "torque": {"rpm": plain(rpm_grid), "rel": plain(fit.torque_at(rpm_grid) / peak)},
+        "torque": {"rpm": json_num(rpm_grid), "rel": json_num(fit.torque_at(rpm_grid) / peak)},
         "gears": per_gear,
     }

@@ -31,16 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .frames import MAX_PLOT_POINTS, Frames, downsample, plain
-from .geometry import (
-    Lap,
-    closed_line_from_positions,
-    cumulative_length,
-    curvature_closed,
-    find_corners,
-    fnum,
-    split_laps,
-)
+from .frames import MAX_PLOT_POINTS, Frames, downsample, json_num
+from .geometry import closed_line_from_positions, cumulative_length, curvature_closed, find_corners
+from .laps import Lap, split_laps
 
 VERSION = 1
 #: norm_pos bins of the averaged line (≈ 2 m on a 4 km track; the outline returned is downsampled).
@@ -187,38 +180,38 @@ def analyze(runs: list[Frames]) -> dict:
     idx = downsample(len(line.x), MAX_PLOT_POINTS)  # keeps the first and the (closing) last point
     turn = total_turn_deg(line.x, line.z)
     return {
-        "x": plain(line.x[idx]),
-        "z": plain(line.z[idx]),
-        "norm_pos": plain(line.norm_pos[idx]),
-        "length_m": fnum(line.length_m, 2),
+        "x": json_num(line.x[idx]),
+        "z": json_num(line.z[idx]),
+        "norm_pos": json_num(line.norm_pos[idx]),
+        "length_m": json_num(line.length_m, 2),
         "corners": [
             {
                 "number": c["number"],
-                "norm_pos": fnum(c["norm_pos"], 5),
-                "x": fnum(c["x"], 2),
-                "z": fnum(c["z"], 2),
+                "norm_pos": json_num(c["norm_pos"], 5),
+                "x": json_num(c["x"], 2),
+                "z": json_num(c["z"], 2),
                 "direction": c["direction"],
-                "radius_m": fnum(c["radius_m"], 1),
-                "angle_deg": fnum(c["angle_deg"], 1),
-                "start_norm_pos": fnum(c["start_norm_pos"], 5),
-                "end_norm_pos": fnum(c["end_norm_pos"], 5),
+                "radius_m": json_num(c["radius_m"], 1),
+                "angle_deg": json_num(c["angle_deg"], 1),
+                "start_norm_pos": json_num(c["start_norm_pos"], 5),
+                "end_norm_pos": json_num(c["end_norm_pos"], 5),
             }
             for c in corners
         ],
         "summary": {
-            "length_m": fnum(line.length_m, 2),
+            "length_m": json_num(line.length_m, 2),
             "corners": len(corners),
             "left_corners": sum(c["direction"] == "left" for c in corners),
             "right_corners": sum(c["direction"] == "right" for c in corners),
             "rotation": "counter-clockwise" if turn > 0 else "clockwise",
-            "total_turn_deg": fnum(turn, 1),
+            "total_turn_deg": json_num(turn, 1),
             "source": line.source,
             "laps_used": line.laps_used,
             "laps_complete": sum(lap.good for lap in laps),
             "frames_used": line.frames_used,
             "pit_frames_skipped": line.pit_frames_skipped,
-            "coverage": fnum(line.coverage, 3),
+            "coverage": json_num(line.coverage, 3),
             "bins": BINS,
-            "corner_threshold_per_m": fnum(CORNER_KAPPA, 6),
+            "corner_threshold_per_m": json_num(CORNER_KAPPA, 6),
         },
     }

@@ -276,7 +276,7 @@ PATHS = {
         "get": {"summary": "A session", "parameters": SES, "responses": {**_ok(200, "session", _ref("Session")), **_errors(404)}},
         "delete": {"summary": "Delete a session", "parameters": SES, "responses": {**_ok(204, "deleted"), **_errors(*CHANGE, 404, 507)}},
     },
-    "/api/sessions/{session_id}/complete": {"post": {"summary": "Stop a recording run, analyse, complete", "parameters": SES,
+    "/api/sessions/{session_id}/complete": {"post": {"summary": "Stop a recording run, analyze, complete", "parameters": SES,
                                                      "responses": {**_ok(200, "completed", _ref("Session")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/sessions/{session_id}/analysis": {"get": {"summary": "The analysis", "parameters": SES,
                                                     "responses": {**_ok(200, "analysis", _ref("Analysis")), **_errors(404, 409)}}},
@@ -297,7 +297,7 @@ DOCUMENT = {
     "info": {
         "title": "rusty-telemetry",
         "version": __version__,
-        "description": "Sim-racing telemetry recorder and analyser (reference v0.6.0). Errors: "
+        "description": "Sim-racing telemetry recorder and analyzer (reference v0.6.0). Errors: "
         '{"error": {"status", "code", "message"}}. With RUSTY_TELEMETRY_API_TOKEN set, POST and DELETE need '
         "Authorization: Bearer <token>.",
     },

@@ -27,9 +27,9 @@ import numpy as np
 from rt_ext.merge import merge_timelines
 
 from ..analysis.frames import Frames
-from ..analysis.registry import GUIDANCE, analyse
-from ..errors import Conflict, NotFound, StoreError
+from ..analysis.registry import GUIDANCE, analyze
 from ..clock import iso
+from ..errors import Conflict, NotFound, StoreError
 from ..store.manifest import read, write_atomic
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class SessionManager:
             (self.dir / f"{session_id}.json").unlink(missing_ok=True)
 
     def complete(self, session_id: str) -> dict:
-        """Stop a recording run, analyse all runs, mark completed (409 if there is nothing to analyse)."""
+        """Stop a recording run, analyze all runs, mark completed (409 if there is nothing to analyze)."""
         with self.lock:
             session = self._session(session_id)
             if session["status"] == "completed":
@@ -133,7 +133,7 @@ class SessionManager:
             for run in session["runs"]:
                 if run["status"] == "recording":
                     self._stop_run(session, run)
-            session["analysis"] = self._analyse(session)
+            session["analysis"] = self._analyze(session)
             session["status"] = "completed"
             session["completed_at"] = iso()
             self._save(session)
@@ -145,7 +145,7 @@ class SessionManager:
             session = self._session(session_id)
             if session["status"] != "completed":
                 raise Conflict("session_not_completed", "only a completed session is analysed; complete it first")
-            session["analysis"] = self._analyse(session)
+            session["analysis"] = self._analyze(session)
             self._save(session)
             return self._view(session)
 
@@ -339,16 +339,16 @@ class SessionManager:
         if not busy:
             self.recordings.stop(active["id"])
 
-    def _analyse(self, session: dict) -> dict:
+    def _analyze(self, session: dict) -> dict:
         runs = [r for r in session["runs"] if r["frame_count"] > 0]
         frames = [self.run_frames(r) for r in runs]
         frames = [f for f in frames if len(f) > 0]
         if not frames:
-            raise Conflict("no_data", "the session has no recorded frames to analyse; record a run first")
+            raise Conflict("no_data", "the session has no recorded frames to analyze; record a run first")
         try:
-            return analyse(session["use_case"], frames)
+            return analyze(session["use_case"], frames)
         except ValueError as exc:
-            raise Conflict("analysis_failed", f"cannot analyse this session: {exc}") from None
+            raise Conflict("analysis_failed", f"cannot analyze this session: {exc}") from None
 
     def _run_view(self, run: dict) -> dict:
         view = dict(run)
