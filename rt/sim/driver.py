@@ -970,23 +970,26 @@ class Simulation:
         t = idx / self.rate_hz
         if n:
             self._ensure(float(t[-1]))
-        car, track, path = self.car, self.track, self._path
-        starts = np.asarray(self._lap_start)
-        lap = np.searchsorted(starts, t, side="right") - 1
+        lap = np.searchsorted(np.asarray(self._lap_start), t, side="right") - 1
+        ch = self._lap_channels(t, lap)
+        if n:
+            # Time only moves forward: forget the traces of finished laps (their numbers are kept).
+            for old in [i for i in self._lap_traces if i < lap[-1]]:
+                del self._lap_traces[old]
+        return self._sample_channels(idx, lap, ch)
 
-        tau = np.empty(n)
-        sig = np.empty(n)
-        v = np.empty(n)
-        acc = np.empty(n)
-        gear = np.empty(n, dtype=np.int8)
-        thr = np.empty(n)
-        brk = np.empty(n)
-        clu = np.empty(n)
-        sector = np.empty(n, dtype=np.int8)
-        sec_time = np.empty(n)
-        last_lap = np.full(n, -1.0)
-        best_lap = np.full(n, -1.0)
-        last_sec = np.full((n, 3), -1.0)
+    def _lap_channels(self, t: np.ndarray, lap: np.ndarray) -> dict[str, np.ndarray]:
+        """What the lap traces give at simulation times ``t`` (s) in laps ``lap`` (−1: the
+        out-lap): lap and sector times (s), σ (m), speed (m/s), acceleration (m/s²), gear,
+        pedals and clutch as solved (before input noise)."""
+        n = len(t)
+        starts = np.asarray(self._lap_start)
+        ch = {name: np.empty(n) for name in ("tau", "sig", "v", "acc", "thr", "brk", "clu", "sec_time")}
+        ch["gear"] = np.empty(n, dtype=np.int8)
+        ch["sector"] = np.empty(n, dtype=np.int8)
+        ch["last_lap"] = np.full(n, -1.0)
+        ch["best_lap"] = np.full(n, -1.0)
+        ch["last_sec"] = np.full((n, 3), -1.0)
         laps = np.asarray(self._lap_times)
         best = np.minimum.accumulate(laps) if len(laps) else laps
         bounds = np.searchsorted(lap, np.arange(lap[0], lap[-1] + 2)) if n else np.zeros(1, dtype=np.int64)
@@ -998,27 +1001,29 @@ class Simulation:
             # The out-lap (k = −1) is the end of the lap before lap 0, from lap time _out_tau0.
             tk = t[a:b] - starts[k] if k >= 0 else t[a:b] + self._out_tau0
             tk = np.minimum(tk, tr.lap_time_s)
-            tau[a:b] = tk if k >= 0 else 0.0  # the timer stands at 0 before the first crossing
+            ch["tau"][a:b] = tk if k >= 0 else 0.0  # the timer stands at 0 before the first crossing
             sg, vv, aa, kk = tr.sample(tk)
-            sig[a:b], v[a:b], acc[a:b] = sg, vv, aa
-            gear[a:b] = tr.gear[kk]
-            thr[a:b] = tr.throttle[kk]
-            brk[a:b] = tr.brake[kk]
-            clu[a:b] = tr.clutch[kk]
+            ch["sig"][a:b], ch["v"][a:b], ch["acc"][a:b] = sg, vv, aa
+            ch["gear"][a:b] = tr.gear[kk]
+            ch["thr"][a:b] = tr.throttle[kk]
+            ch["brk"][a:b] = tr.brake[kk]
+            ch["clu"][a:b] = tr.clutch[kk]
             e1, e2 = tr.sector_end_t
             sec = 1 + (tk >= e1).astype(np.int8) + (tk >= e2).astype(np.int8)
-            sector[a:b] = sec
-            sec_time[a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2)) if k >= 0 else 0.0
+            ch["sector"][a:b] = sec
+            ch["sec_time"][a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2)) if k >= 0 else 0.0
             if k > 0:
-                last_lap[a:b] = laps[k - 1]
-                best_lap[a:b] = best[k - 1]
-                last_sec[a:b] = self._sector_times[k - 1]
+                ch["last_lap"][a:b] = laps[k - 1]
+                ch["best_lap"][a:b] = best[k - 1]
+                ch["last_sec"][a:b] = self._sector_times[k - 1]
+        return ch
 
-        if n:
-            # Time only moves forward: forget the traces of finished laps (their numbers are kept).
-            for old in [i for i in self._lap_traces if i < lap[-1]]:
-                del self._lap_traces[old]
-
+    def _sample_channels(self, idx: np.ndarray, lap: np.ndarray, ch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The samples ``idx`` (absolute numbers) from their lap channels ``ch``: the world frame
+        along the driven line, steering, the input noise, rpm (see :meth:`step_block`)."""
+        n = len(idx)
+        car, track, path = self.car, self.track, self._path
+        sig, v, thr, brk, gear = ch["sig"], ch["v"], ch["thr"], ch["brk"], ch["gear"]
         s = path.s_of_sigma(sig)
         L = track.length_m
         s = np.where(s >= L, s - L, s)
@@ -1050,12 +1055,12 @@ class Simulation:
             "gear": gear,
             "throttle": thr,
             "brake": brk,
-            "clutch": clu,
+            "clutch": ch["clu"],
             "steer": steer,
             "lap_count": np.maximum(lap, 0).astype(np.int32),
-            "lap_time_s": tau,
-            "last_lap_s": last_lap,
-            "best_lap_s": best_lap,
+            "lap_time_s": ch["tau"],
+            "last_lap_s": ch["last_lap"],
+            "best_lap_s": ch["best_lap"],
             "lap_distance_m": s,
             "norm_pos": s / L,
             "x": x,
@@ -1066,10 +1071,10 @@ class Simulation:
             "vz": v * sth,
             "heading_rad": np.mod(theta + np.pi, 2.0 * np.pi) - np.pi,
             "g_lat": v * v * kp / G,
-            "g_long": acc / G,
-            "sector": sector,
-            "sector_time_s": sec_time,
-            "last_sector_times_s": last_sec,
+            "g_long": ch["acc"] / G,
+            "sector": ch["sector"],
+            "sector_time_s": ch["sec_time"],
+            "last_sector_times_s": ch["last_sec"],
             "max_rpm": np.full(n, float(car.limiter_rpm)),
             "num_gears": np.full(n, car.num_gears, dtype=np.int8),
             "in_pit": np.zeros(n, dtype=np.int8),
