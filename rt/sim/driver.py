@@ -269,7 +269,7 @@ def _window_min(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.minimum(table[lev, i], table[lev, ends - (1 << lev) + 1])
 
 
-class Phase(enum.IntEnum):
+class _Phase(enum.IntEnum):
     """What the driver is doing on the way to the next node."""
 
     DRIVE = 0  # full throttle, capped by the corner limits and the braking envelope
@@ -294,7 +294,7 @@ class _DriverState:
     gear: int
     clutch_out_s: float  # time until the clutch re-engages, s (0: engaged)
     upshifting: bool  # the clutch is out for an upshift (no throttle), not for a downshift blip
-    phase: Phase
+    phase: _Phase
     pedal: float  # brake pedal at the end of the last interval, 0..1: its ramp goes on from there
     target_node: int  # braking target, a node of the lap that starts here (−1: not braking)
     since_shift_s: float  # time since the last gear change, s
@@ -404,7 +404,7 @@ class _LapRun:
             return
         grade = self.env.grade[self.node]
         engaged = self.clutch_out_s <= 0.0
-        if self.phase == Phase.DRIVE:
+        if self.phase == _Phase.DRIVE:
             plan = self._plan_drive(remaining, grade, engaged)
         else:
             plan = self._plan_brake(remaining, grade, engaged)
@@ -420,8 +420,8 @@ class _LapRun:
     def _next_node(self) -> bool:
         """Step on to the next node; True if that reaches the braking target (braking ends)."""
         self.node += 1
-        if self.phase == Phase.BRAKE and self.node >= self.target:
-            self.phase = Phase.DRIVE
+        if self.phase == _Phase.BRAKE and self.node >= self.target:
+            self.phase = _Phase.DRIVE
             return True
         return False
 
@@ -490,7 +490,7 @@ class _LapRun:
         # Braking point: if braking could not start at the end of this step any more, start now.
         # (window_min[j] is the lowest E within reach of a pedal ramp from here.)
         if v_next > env.window_min[j] and not self._can_still_brake(self.pos + step, v_next, grade):
-            self.phase = Phase.BRAKE
+            self.phase = _Phase.BRAKE
             self.pedal = 0.0
             self.target = self._pick_target(j, v)
             self.onsets.append(self.pos)
@@ -509,7 +509,7 @@ class _LapRun:
         dist = env.sig[target] - self.pos
         v_target = vcap[target]
         if dist <= 1e-9 or v <= v_target:
-            self.phase = Phase.DRIVE
+            self.phase = _Phase.DRIVE
             return None
         if j + 1 == target:
             v_goal = v_target
@@ -555,7 +555,7 @@ class _LapRun:
         d, v, gear = self.drivetrain, self.speed, self.gear
         acc = (v_next * v_next - v * v) / (2.0 * step)
         distance, v_end, event = step, v_next, (_Event.NODE if step == remaining else _Event.SPLIT)
-        if self.phase == Phase.DRIVE and engaged and gear < d.top_gear and v_next > d.upshift_speed[gear]:
+        if self.phase == _Phase.DRIVE and engaged and gear < d.top_gear and v_next > d.upshift_speed[gear]:
             v_up = d.upshift_speed[gear]
             to_shift = (v_up * v_up - v * v) / (2.0 * acc) if acc > 0.0 else 0.0
             if to_shift < distance:
@@ -619,7 +619,7 @@ class _LapRun:
         gear keeps the rpm in band."""
         d, gear, v = self.drivetrain, self.gear, self.speed
         if gear > 1 and self.clutch_out_s <= 0.0 and self.since_shift_s >= MIN_SHIFT_GAP_S:
-            if self.phase == Phase.BRAKE or v * d.rpm_per_ms[gear] < LUG_FRAC * d.limiter_rpm:
+            if self.phase == _Phase.BRAKE or v * d.rpm_per_ms[gear] < LUG_FRAC * d.limiter_rpm:
                 if v * d.rpm_per_ms[gear - 1] <= d.downshift_rpm[gear - 1]:
                     self._shift(-1, BLIP_S)
                     self.upshifting = False
@@ -632,7 +632,7 @@ class _LapRun:
         acc = np.diff(v) / np.diff(t)
         b1, b2 = (float(path.sigma_of_s(b)) for b in sector_bounds_m)
         sector_end_t = (float(np.interp(b1, sig, t)), float(np.interp(b2, sig, t)))
-        end_target = self.target - self.n_nodes if self.phase == Phase.BRAKE else -1
+        end_target = self.target - self.n_nodes if self.phase == _Phase.BRAKE else -1
         end_state = _DriverState(self.speed, self.gear, self.clutch_out_s, self.upshifting, self.phase,
                                  self.pedal, end_target, self.since_shift_s)
         return _LapTrace(
@@ -727,7 +727,7 @@ class _LapSolver:
             if car.rpm_at(v, g) <= 0.9 * self.shift_rpm[g]:
                 gear = g
                 break
-        return _DriverState(speed_ms=v, gear=gear, clutch_out_s=0.0, upshifting=False, phase=Phase.DRIVE,
+        return _DriverState(speed_ms=v, gear=gear, clutch_out_s=0.0, upshifting=False, phase=_Phase.DRIVE,
                             pedal=0.0, target_node=-1, since_shift_s=10.0)
 
     def solve(self, state: _DriverState, pace: float, pace_next: float) -> _LapTrace:
