@@ -304,6 +304,12 @@ class _Drivetrain:
     """The car's tables for the lap solver, per gear (index 0 unused): speeds m/s, accelerations
     m/s², engine speeds rpm."""
 
+    # slots: read on every step of the solver's inner loop
+    __slots__ = (
+        "top_gear", "drag_per_v2", "rolling_acc", "full_brake_acc", "rpm_per_ms", "acc_per_nm", "torque_rpm",
+        "torque_nm", "idle_rpm", "limiter_rpm", "upshift_speed", "top_speed", "downshift_rpm", "shift_time_s",
+    )
+
     def __init__(self, car: CarSpec, shift_rpm: dict[int, float]) -> None:
         mass = car.mass_kg
         top = car.num_gears
@@ -573,25 +579,27 @@ class _LapRun:
         if distance > 1e-9:
             dt = 2.0 * distance / (self.speed + v_end)
             if event == _Event.NODE:
-                self.pos = next_sig
+                pos = next_sig
             else:
-                self.pos = self.pos + distance
-                if self.pos >= next_sig:  # numerically at the node: land on it
-                    self.pos = next_sig
-            self.t += dt
-            self.node_sig.append(self.pos)
-            self.node_t.append(self.t)
+                pos = self.pos + distance
+                if pos >= next_sig:  # numerically at the node: land on it
+                    pos = next_sig
+            t = self.t + dt
+            self.pos, self.t = pos, t
+            self.node_sig.append(pos)
+            self.node_t.append(t)
             self.node_v.append(v_end)
             self.gears.append(self.gear)
             self.throttles.append(throttle)
             self.brakes.append(brake)
             self.clutches.append(1.0 if engaged else 0.0)
             over = v_end - self.env.vcap[self.node + 1]
-            if over > self.max_over_cap_ms and self.pos == next_sig:
+            if over > self.max_over_cap_ms and pos == next_sig:
                 self.max_over_cap_ms = over
             self.speed = v_end
             self.since_shift_s += dt
-            self.clutch_out_s = self.clutch_out_s - dt if self.clutch_out_s > dt else 0.0
+            clutch_out_s = self.clutch_out_s
+            self.clutch_out_s = clutch_out_s - dt if clutch_out_s > dt else 0.0
         if event == _Event.CLUTCH_IN:
             self.clutch_out_s = 0.0
             self.upshifting = False
