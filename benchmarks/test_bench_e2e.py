@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.test_bench_ingest import RCVBUF
-from rt.soak import cpu_seconds
+from benchmarks.soak import cpu_seconds
 from rt.store import h5store, rawfile
 
 from captures import CAPTURES  # noqa: E402  (benchmarks/conftest.py puts tests/ on the path)

@@ -21,7 +21,7 @@ import pytest
 
 from benchmarks.test_bench_e2e import RtServer, _free_port, _get, _template
 from benchmarks.test_bench_ingest import RCVBUF
-from rt.soak import cpu_seconds
+from benchmarks.soak import cpu_seconds
 
 #: Datagrams per second of each of the three streams (AC's physics rate).
 GAME_RATE = 333

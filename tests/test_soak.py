@@ -1,12 +1,12 @@
 """A short soak: three feeds at 2 kHz each recorded for seconds, while clients poll and churn runs.
 
-The long run (10 million datagrams) is `python -m rt.soak --seconds 660 --rate 5000`; this one
+The long run (10 million datagrams) is `python -m benchmarks.soak --seconds 660 --rate 5000`; this one
 checks the same invariants in seconds.
 """
 
 from __future__ import annotations
 
-from rt.soak import run
+from benchmarks.soak import run
 
 
 def test_short_soak_loses_nothing_and_memory_stays_flat(tmp_path):

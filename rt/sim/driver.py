@@ -36,6 +36,7 @@ frame and heading as in :mod:`rt.sim.track`.
 from __future__ import annotations
 
 import bisect
+import enum
 import math
 from dataclasses import dataclass
 from typing import Mapping
@@ -211,7 +212,7 @@ class _LapTrace:
     onsets_sig: list[float]
     max_brake_demand: float
     max_over_cap_ms: float
-    end_state: tuple
+    end_state: _DriverState
 
     def sample(self, tau: np.ndarray):
         """(σ, v, acceleration, interval index) at lap times ``tau`` (s)."""
@@ -268,6 +269,389 @@ def _window_min(values: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.minimum(table[lev, i], table[lev, ends - (1 << lev) + 1])
 
 
+class _Phase(enum.IntEnum):
+    """What the driver is doing on the way to the next node."""
+
+    DRIVE = 0  # full throttle, capped by the corner limits and the braking envelope
+    BRAKE = 1  # braking onto the corner speed of a target node, pedal ramped
+
+
+class _Event(enum.IntEnum):
+    """Where an interval of constant acceleration ends."""
+
+    NODE = 0  # at the next node of the path
+    UPSHIFT = 1  # at the upshift point, before the node
+    CLUTCH_IN = 2  # where the clutch re-engages, before the node
+    SPLIT = 3  # after a drive step shortened to MAX_DV_MS of speed change, before the node
+
+
+@dataclass(frozen=True)
+class _DriverState:
+    """The car and driver at the start/finish line: what one lap hands to the next. Hashable, so
+    solved laps are memoised by it, and a flying lap is one whose end state equals its start."""
+
+    speed_ms: float
+    gear: int
+    clutch_out_s: float  # time until the clutch re-engages, s (0: engaged)
+    upshifting: bool  # the clutch is out for an upshift (no throttle), not for a downshift blip
+    phase: _Phase
+    pedal: float  # brake pedal at the end of the last interval, 0..1: its ramp goes on from there
+    target_node: int  # braking target, a node of the lap that starts here (−1: not braking)
+    since_shift_s: float  # time since the last gear change, s
+
+
+class _Drivetrain:
+    """The car's tables for the lap solver, per gear (index 0 unused): speeds m/s, accelerations
+    m/s², engine speeds rpm."""
+
+    # slots: read on every step of the solver's inner loop
+    __slots__ = (
+        "top_gear", "drag_per_v2", "rolling_acc", "full_brake_acc", "rpm_per_ms", "acc_per_nm", "torque_rpm",
+        "torque_nm", "idle_rpm", "limiter_rpm", "upshift_speed", "top_speed", "downshift_rpm", "shift_time_s",
+    )
+
+    def __init__(self, car: CarSpec, shift_rpm: dict[int, float]) -> None:
+        mass = car.mass_kg
+        top = car.num_gears
+        gears = range(1, top + 1)
+        self.top_gear = top
+        self.drag_per_v2 = 0.5 * car.air_density * car.cda_m2 / mass  # drag deceleration per (m/s)², 1/m
+        self.rolling_acc = car.rolling_coeff * G  # rolling deceleration, m/s²
+        self.full_brake_acc = car.max_brake_g * G  # full-pedal brake deceleration, m/s²
+        self.rpm_per_ms = [0.0] + [car.rpm_at(1.0, g) for g in gears]  # rpm per m/s
+        # Wheel force per N·m of engine torque, divided by mass: m/s² per N·m.
+        force_per_nm = car.drivetrain_efficiency / car.wheel_radius_m / mass
+        self.acc_per_nm = [0.0] + [car.overall_ratio(g) * force_per_nm for g in gears]
+        self.torque_rpm = list(car.torque_rpm)
+        self.torque_nm = list(car.torque_nm)
+        self.idle_rpm, self.limiter_rpm = car.idle_rpm, car.limiter_rpm
+        self.upshift_speed = [0.0] + [car.speed_at_rpm_ms(shift_rpm[g], g) for g in gears]
+        self.top_speed = car.speed_at_rpm_ms(self.limiter_rpm, top)  # at the limiter in top gear
+        self.downshift_rpm = [0.0] + [DOWNSHIFT_FRAC * shift_rpm[g] for g in gears]
+        self.shift_time_s = car.shift_time_s
+
+    def full_throttle_acc(self, v: float, gear: int) -> float:
+        """Full-throttle wheel force / mass at road speed v in gear, m/s².
+
+        The fuel cut is not modelled here but as caps (the interval is split at the shift
+        point; in top gear speed is capped at the limiter), so the midpoint estimate of a
+        step that ends exactly at the limiter still sees the real torque."""
+        rpm = v * self.rpm_per_ms[gear]
+        if rpm > self.limiter_rpm:
+            rpm = self.limiter_rpm
+        elif rpm < self.idle_rpm:
+            rpm = self.idle_rpm
+        t_rpm, t_nm = self.torque_rpm, self.torque_nm
+        i = bisect.bisect_right(t_rpm, rpm) - 1
+        if i < 0:
+            torque = t_nm[0]
+        elif i >= len(t_rpm) - 1:
+            torque = t_nm[-1]
+        else:
+            torque = t_nm[i] + (rpm - t_rpm[i]) / (t_rpm[i + 1] - t_rpm[i]) * (t_nm[i + 1] - t_nm[i])
+        return torque * self.acc_per_nm[gear]
+
+
+class _LapRun:
+    """One lap being solved, event by event: the driver's state as it goes and the trajectory so
+    far (nodes σ m, t s, v m/s; per interval gear and pedals)."""
+
+    # slots: the solver's inner loop reads and writes these thousands of times per lap
+    __slots__ = (
+        "env", "drivetrain", "n_nodes", "last_touch", "speed", "gear", "clutch_out_s", "upshifting", "phase",
+        "pedal", "target", "since_shift_s", "t", "pos", "node", "node_sig", "node_t", "node_v", "gears",
+        "throttles", "brakes", "clutches", "shifts", "onsets", "max_brake_demand", "max_over_cap_ms",
+    )
+
+    def __init__(self, state: _DriverState, env: _Envelope, drivetrain: _Drivetrain, n_nodes: int) -> None:
+        self.env = env
+        self.drivetrain = drivetrain
+        self.n_nodes = n_nodes
+        self.last_touch = len(env.next_touch) - 1
+        self.speed = state.speed_ms
+        self.gear = state.gear
+        self.clutch_out_s = state.clutch_out_s
+        self.upshifting = state.upshifting
+        self.phase = state.phase
+        self.pedal = state.pedal
+        self.target = state.target_node
+        self.since_shift_s = state.since_shift_s
+        self.t = 0.0
+        self.pos = 0.0  # σ, m
+        self.node = 0  # the interval node → node + 1 the car is in
+        self.node_sig, self.node_t, self.node_v = [0.0], [0.0], [state.speed_ms]
+        self.gears: list[int] = []
+        self.throttles: list[float] = []
+        self.brakes: list[float] = []
+        self.clutches: list[float] = []
+        self.shifts: list[tuple[float, float, int, int, float, float]] = []
+        self.onsets: list[float] = []
+        self.max_brake_demand = 0.0
+        self.max_over_cap_ms = 0.0
+
+    def drive_lap(self) -> None:
+        """Advance until the start/finish line at the end of the lap."""
+        n = self.n_nodes
+        guard = 0
+        while self.node < n:
+            guard += 1
+            if guard > 20 * n + 10000:
+                raise RuntimeError("lap solver did not advance")
+            self._advance()
+
+    def _advance(self) -> None:
+        """One interval of constant acceleration, or none when the driver changes phase (the
+        same stretch is then planned again in the new phase)."""
+        next_sig = self.env.sig[self.node + 1]
+        remaining = next_sig - self.pos
+        if remaining <= 1e-9:
+            self.pos = next_sig
+            self._next_node()
+            return
+        grade = self.env.grade[self.node]
+        engaged = self.clutch_out_s <= 0.0
+        if self.phase == _Phase.DRIVE:
+            plan = self._plan_drive(remaining, grade, engaged)
+        else:
+            plan = self._plan_brake(remaining, grade, engaged)
+        if plan is None:
+            return
+        step, v_next, throttle, brake = plan
+        if self.upshifting and not engaged:
+            throttle = 0.0  # driver lifts during a clutch upshift
+        distance, v_end, event = self._interval_end(step, remaining, v_next, engaged)
+        self._record(distance, v_end, event, next_sig, throttle, brake, engaged)
+        self._downshift()
+
+    def _next_node(self) -> bool:
+        """Step on to the next node; True if that reaches the braking target (braking ends)."""
+        self.node += 1
+        if self.phase == _Phase.BRAKE and self.node >= self.target:
+            self.phase = _Phase.DRIVE
+            return True
+        return False
+
+    def _pick_target(self, node: int, v: float) -> int:
+        """The first touch point after ``node`` that is slower than v: the corner entry (or
+        pulls slow point) that this braking is for. Every touch point is where E meets the
+        corner limit, so the first slower one is the binding one."""
+        next_touch, vcap = self.env.next_touch, self.env.vcap
+        target = next_touch[node]
+        while target < self.last_touch and vcap[target] >= v:
+            target = next_touch[target]
+        return target
+
+    def _can_still_brake(self, s0: float, v0: float, grade: float) -> bool:
+        """Could braking still start at (s0 m, v0 m/s)? Ramp the pedal 0→1 over BRAKE_RAMP_S and
+        check the speed never gets above the envelope."""
+        d = self.drivetrain
+        full_brake, drag, rolling = d.full_brake_acc, d.drag_per_v2, d.rolling_acc
+        dt = BRAKE_RAMP_S / 6.0
+        s, v = s0, v0
+        for i in range(6):
+            acc = -((i + 0.5) / 6.0 * full_brake + drag * v * v + rolling + G * grade)
+            s += v * dt + 0.5 * acc * dt * dt
+            v += acc * dt
+            if v > self.env.E_at(s):
+                return False
+        return True
+
+    def _plan_drive(self, remaining: float, grade: float, engaged: bool):
+        """Full throttle (coast while the clutch is out), capped by the corner limit, the braking
+        envelope and the limiter: (step m, end speed m/s, throttle, brake), or None when braking
+        has to start here instead."""
+        d, env, j, v, gear = self.drivetrain, self.env, self.node, self.speed, self.gear
+        drag, rolling = d.drag_per_v2, d.rolling_acc
+        throttle = brake = 0.0
+        step = remaining
+        acc_full = (d.full_throttle_acc(v, gear) if engaged else 0.0) - drag * v * v - rolling - G * grade
+        # Hard acceleration (low gears): shorter steps, so the constant-acceleration intervals
+        # follow the torque curve closely (speed changes ≤ MAX_DV_MS per step).
+        if acc_full * step > v * MAX_DV_MS:
+            step = v * MAX_DV_MS / acc_full
+        v_mid2 = v * v + acc_full * step  # v² half way, for a midpoint estimate of the acceleration
+        v_mid = math.sqrt(v_mid2) if v_mid2 > 0.01 else 0.1
+        acc_mid = (d.full_throttle_acc(v_mid, gear) if engaged else 0.0) - drag * v_mid * v_mid - rolling - G * grade
+        v2 = v * v + 2.0 * acc_mid * step
+        v_next = math.sqrt(v2) if v2 > 0.01 else 0.1
+        cap = env.vcap[j + 1]
+        if env.E[j + 1] < cap:
+            cap = env.E[j + 1]
+        if gear == d.top_gear and d.top_speed < cap:
+            cap = d.top_speed
+        if v_next <= cap:
+            throttle = 1.0 if engaged else 0.0
+        else:
+            v_next = cap
+            acc = (cap * cap - v * v) / (2.0 * step)
+            v_avg = 0.5 * (v + v_next)
+            coast = -drag * v_avg * v_avg - rolling - G * grade
+            if acc >= coast:
+                full = d.full_throttle_acc(v_avg, gear) if engaged else 0.0
+                throttle = min(1.0, (acc - coast) / full) if full > 0.0 else 0.0
+            else:
+                brake = (coast - acc) / d.full_brake_acc
+                self.max_brake_demand = max(self.max_brake_demand, brake)
+                brake = min(brake, 1.0)
+        # Braking point: if braking could not start at the end of this step any more, start now.
+        # (window_min[j] is the lowest E within reach of a pedal ramp from here.)
+        if v_next > env.window_min[j] and not self._can_still_brake(self.pos + step, v_next, grade):
+            self.phase = _Phase.BRAKE
+            self.pedal = 0.0
+            self.target = self._pick_target(j, v)
+            self.onsets.append(self.pos)
+            return None
+        return step, v_next, throttle, brake
+
+    def _plan_brake(self, remaining: float, grade: float, engaged: bool):
+        """Constant deceleration onto the target's corner speed, the pedal ramped up at most at
+        the BRAKE_RAMP_S rate: (step m, end speed m/s, throttle, brake), or None when braking is
+        over."""
+        d, env, j, v = self.drivetrain, self.env, self.node, self.speed
+        vcap = env.vcap
+        if v <= vcap[self.target]:  # slow enough for this one already: the next that needs it
+            self.target = self._pick_target(j, v)
+        target = self.target
+        dist = env.sig[target] - self.pos
+        v_target = vcap[target]
+        if dist <= 1e-9 or v <= v_target:
+            self.phase = _Phase.DRIVE
+            return None
+        if j + 1 == target:
+            v_goal = v_target
+        else:
+            # the speed at the next node on the straight line in v² from here to the target
+            line2 = v * v - (v * v - v_target * v_target) * remaining / dist
+            v_goal = math.sqrt(line2) if line2 > 0.0 else v_target
+        if vcap[j + 1] < v_goal:
+            v_goal = vcap[j + 1]
+        if env.E[j + 1] < v_goal:
+            v_goal = env.E[j + 1]
+        acc_goal = (v_goal * v_goal - v * v) / (2.0 * remaining)
+        v_avg = 0.5 * (v + v_goal)
+        coast = -d.drag_per_v2 * v_avg * v_avg - d.rolling_acc - G * grade
+        pedal_max = self.pedal + 2.0 * remaining / (v + v_goal) / BRAKE_RAMP_S
+        throttle = brake = 0.0
+        if acc_goal < coast:
+            pedal_goal = (coast - acc_goal) / d.full_brake_acc
+            self.max_brake_demand = max(self.max_brake_demand, pedal_goal)
+            if pedal_goal <= pedal_max and pedal_goal <= 1.0:
+                brake = pedal_goal
+                v_next = v_goal
+            else:
+                brake = min(pedal_max, 1.0)
+                v2 = v * v + 2.0 * (coast - brake * d.full_brake_acc) * remaining
+                v_next = math.sqrt(v2) if v2 > 0.01 else 0.1
+        else:
+            full = d.full_throttle_acc(v_avg, self.gear) if engaged else 0.0
+            need = acc_goal - coast
+            if full > 0.0 and need <= full:
+                throttle = need / full
+                v_next = v_goal
+            else:
+                throttle = 1.0 if full > 0.0 else 0.0
+                v2 = v * v + 2.0 * (coast + throttle * full) * remaining
+                v_next = math.sqrt(v2) if v2 > 0.01 else 0.1
+        self.pedal = brake
+        return remaining, v_next, throttle, brake
+
+    def _interval_end(self, step: float, remaining: float, v_next: float, engaged: bool):
+        """Where the planned step really ends: at its end, or earlier at the upshift point or
+        where the clutch re-engages. Returns (distance m, end speed m/s, event)."""
+        d, v, gear = self.drivetrain, self.speed, self.gear
+        acc = (v_next * v_next - v * v) / (2.0 * step)
+        distance, v_end, event = step, v_next, (_Event.NODE if step == remaining else _Event.SPLIT)
+        if self.phase == _Phase.DRIVE and engaged and gear < d.top_gear and v_next > d.upshift_speed[gear]:
+            v_up = d.upshift_speed[gear]
+            to_shift = (v_up * v_up - v * v) / (2.0 * acc) if acc > 0.0 else 0.0
+            if to_shift < distance:
+                distance, v_end, event = max(to_shift, 0.0), v_up, _Event.UPSHIFT
+        if not engaged:
+            dt_full = 2.0 * distance / (v + v_end)
+            if self.clutch_out_s < dt_full:
+                tau = self.clutch_out_s
+                distance, v_end, event = v * tau + 0.5 * acc * tau * tau, v + acc * tau, _Event.CLUTCH_IN
+        return distance, v_end, event
+
+    def _record(self, distance: float, v_end: float, event: _Event, next_sig: float, throttle: float,
+                brake: float, engaged: bool) -> None:
+        """Append the interval to the trajectory and apply its end event."""
+        if distance > 1e-9:
+            dt = 2.0 * distance / (self.speed + v_end)
+            if event == _Event.NODE:
+                pos = next_sig
+            else:
+                pos = self.pos + distance
+                if pos >= next_sig:  # numerically at the node: land on it
+                    pos = next_sig
+            t = self.t + dt
+            self.pos, self.t = pos, t
+            self.node_sig.append(pos)
+            self.node_t.append(t)
+            self.node_v.append(v_end)
+            self.gears.append(self.gear)
+            self.throttles.append(throttle)
+            self.brakes.append(brake)
+            self.clutches.append(1.0 if engaged else 0.0)
+            over = v_end - self.env.vcap[self.node + 1]
+            if over > self.max_over_cap_ms and pos == next_sig:
+                self.max_over_cap_ms = over
+            self.speed = v_end
+            self.since_shift_s += dt
+            clutch_out_s = self.clutch_out_s
+            self.clutch_out_s = clutch_out_s - dt if clutch_out_s > dt else 0.0
+        if event == _Event.CLUTCH_IN:
+            self.clutch_out_s = 0.0
+            self.upshifting = False
+        elif event == _Event.UPSHIFT:
+            self._shift(+1, self.drivetrain.shift_time_s)
+            self.upshifting = True
+        if self.pos == next_sig and self._next_node():
+            # Braking landed on the target's corner speed up to rounding: take the exact value,
+            # so that states which should be equal are (laps are memoised by their start state).
+            v_cap = self.env.vcap[self.node]
+            if abs(self.speed - v_cap) < 1e-9 * self.speed:
+                self.speed = v_cap
+                self.node_v[-1] = v_cap
+
+    def _shift(self, step: int, clutch_out_s: float) -> None:
+        """Change gear by ``step`` now, the clutch out for ``clutch_out_s`` s."""
+        v, gear = self.speed, self.gear
+        self.shifts.append((self.t, self.pos, gear, gear + step, v * self.drivetrain.rpm_per_ms[gear], v))
+        self.gear = gear + step
+        self.clutch_out_s = clutch_out_s
+        self.since_shift_s = 0.0
+
+    def _downshift(self) -> None:
+        """Downshift at a node while braking, or when the engine lugs under power, if the lower
+        gear keeps the rpm in band."""
+        d, gear, v = self.drivetrain, self.gear, self.speed
+        if gear > 1 and self.clutch_out_s <= 0.0 and self.since_shift_s >= MIN_SHIFT_GAP_S:
+            if self.phase == _Phase.BRAKE or v * d.rpm_per_ms[gear] < LUG_FRAC * d.limiter_rpm:
+                if v * d.rpm_per_ms[gear - 1] <= d.downshift_rpm[gear - 1]:
+                    self._shift(-1, BLIP_S)
+                    self.upshifting = False
+
+    def trace(self, path: _Path, sector_bounds_m: tuple[float, float]) -> _LapTrace:
+        """The solved lap; its end state starts the next lap."""
+        sig = np.asarray(self.node_sig)
+        t = np.asarray(self.node_t)
+        v = np.asarray(self.node_v)
+        acc = np.diff(v) / np.diff(t)
+        b1, b2 = (float(path.sigma_of_s(b)) for b in sector_bounds_m)
+        sector_end_t = (float(np.interp(b1, sig, t)), float(np.interp(b2, sig, t)))
+        end_target = self.target - self.n_nodes if self.phase == _Phase.BRAKE else -1
+        end_state = _DriverState(self.speed, self.gear, self.clutch_out_s, self.upshifting, self.phase,
+                                 self.pedal, end_target, self.since_shift_s)
+        return _LapTrace(
+            sig=sig, t=t, v=v, acc=acc,
+            gear=np.asarray(self.gears, dtype=np.int8), throttle=np.asarray(self.throttles),
+            brake=np.asarray(self.brakes), clutch=np.asarray(self.clutches), lap_time_s=float(t[-1]),
+            sector_end_t=sector_end_t, shifts=self.shifts, onsets_sig=self.onsets,
+            max_brake_demand=self.max_brake_demand, max_over_cap_ms=self.max_over_cap_ms, end_state=end_state,
+        )  # fmt: skip
+
+
 class _LapSolver:
     """Solves laps of one car on one driven line (see the module docstring)."""
 
@@ -291,6 +675,7 @@ class _LapSolver:
         self.is_corner = path.kappa != 0.0
         self.n = n
         self._env_cache: dict[tuple[float, float], _Envelope] = {}
+        self.drivetrain = _Drivetrain(car, shift_rpm)
 
     def node_caps(self, pace: float) -> np.ndarray:
         """Corner speed limit at nodes 0..N for grip factor ``pace``: the stricter of the two
@@ -341,269 +726,24 @@ class _LapSolver:
         self._env_cache[key] = env
         return env
 
-    def initial_state(self, v: float) -> tuple:
+    def initial_state(self, v: float) -> _DriverState:
+        """A guess to start warm-up laps from: driving at ``v`` m/s in the lowest gear that is
+        well below its shift point there."""
         car = self.car
         gear = car.num_gears
         for g in range(1, car.num_gears + 1):
             if car.rpm_at(v, g) <= 0.9 * self.shift_rpm[g]:
                 gear = g
                 break
-        # (v, gear, clutch_t, upshifting, phase, pedal, target_rel, since_shift)
-        return (v, gear, 0.0, False, 0, 0.0, -1, 10.0)
+        return _DriverState(speed_ms=v, gear=gear, clutch_out_s=0.0, upshifting=False, phase=_Phase.DRIVE,
+                            pedal=0.0, target_node=-1, since_shift_s=10.0)
 
-    def solve(self, state: tuple, pace: float, pace_next: float) -> _LapTrace:
-        car, path = self.car, self.path
-        env = self.envelope(pace, pace_next)
-        N = self.n
-        sig, vcap, E, grd = env.sig, env.vcap, env.E, env.grade
-        wmin, nxt_touch, E_at = env.window_min, env.next_touch, env.E_at
-        m = car.mass_kg
-        cd = 0.5 * car.air_density * car.cda_m2 / m  # drag deceleration per (m/s)², 1/m
-        cr = car.rolling_coeff * G  # rolling deceleration, m/s²
-        B = car.max_brake_g * G  # full-pedal brake deceleration, m/s²
-        top = car.num_gears
-        k_rpm = [0.0] + [car.rpm_at(1.0, g) for g in range(1, top + 1)]  # rpm per m/s
-        # Wheel force per N·m of engine torque, divided by mass: m/s² per N·m, per gear.
-        eff_r = car.drivetrain_efficiency / car.wheel_radius_m / m
-        f_k = [0.0] + [car.overall_ratio(g) * eff_r for g in range(1, top + 1)]
-        t_rpm = list(car.torque_rpm)
-        t_nm = list(car.torque_nm)
-        idle, limiter = car.idle_rpm, car.limiter_rpm
-        v_shift = [0.0] + [car.speed_at_rpm_ms(self.shift_rpm[g], g) for g in range(1, top + 1)]
-        v_top = car.speed_at_rpm_ms(limiter, top)
-        down_rpm = [0.0] + [DOWNSHIFT_FRAC * self.shift_rpm[g] for g in range(1, top + 1)]
-        shift_time = car.shift_time_s
-
-        def drive_acc(v: float, gear: int) -> float:
-            """Full-throttle wheel force / mass at road speed v in gear, m/s².
-
-            The fuel cut is not modelled here but as caps (the interval is split at the shift
-            point; in top gear speed is capped at the limiter), so the midpoint estimate of a
-            step that ends exactly at the limiter still sees the real torque."""
-            rpm = v * k_rpm[gear]
-            if rpm > limiter:
-                rpm = limiter
-            elif rpm < idle:
-                rpm = idle
-            i = bisect.bisect_right(t_rpm, rpm) - 1
-            if i < 0:
-                tq = t_nm[0]
-            elif i >= len(t_rpm) - 1:
-                tq = t_nm[-1]
-            else:
-                tq = t_nm[i] + (rpm - t_rpm[i]) / (t_rpm[i + 1] - t_rpm[i]) * (t_nm[i + 1] - t_nm[i])
-            return tq * f_k[gear]
-
-        last_touch = len(nxt_touch) - 1
-
-        def pick_target(j: int, v: float) -> int:
-            """The first touch point after node j that is slower than v: the corner entry (or
-            pulls slow point) that this braking is for. Every touch point is where E meets the
-            corner limit, so the first slower one is the binding one."""
-            tgt = nxt_touch[j]
-            while tgt < last_touch and vcap[tgt] >= v:
-                tgt = nxt_touch[tgt]
-            return tgt
-
-        def ramp_ok(s0: float, v0: float, gr: float) -> bool:
-            """Could braking still start at (s0, v0)? Ramp the pedal 0→1 over BRAKE_RAMP_S and
-            check the speed never gets above the envelope."""
-            dt = BRAKE_RAMP_S / 6.0
-            s, vv = s0, v0
-            for i in range(6):
-                a = -((i + 0.5) / 6.0 * B + cd * vv * vv + cr + G * gr)
-                s += vv * dt + 0.5 * a * dt * dt
-                vv += a * dt
-                if vv > E_at(s):
-                    return False
-            return True
-
-        v, gear, clutch_t, upshifting, phase, pedal, target, since = state
-        t = 0.0
-        pos = 0.0
-        j = 0
-        ns, nt, nv = [0.0], [0.0], [v]
-        ig, ith, ibr, icl = [], [], [], []
-        shifts: list[tuple[float, float, int, int, float, float]] = []
-        onsets: list[float] = []
-        demand = 0.0
-        over = 0.0
-        guard = 0
-        while j < N:
-            guard += 1
-            if guard > 20 * N + 10000:
-                raise RuntimeError("lap solver did not advance")
-            nxt = sig[j + 1]
-            rem = nxt - pos
-            if rem <= 1e-9:
-                pos = nxt
-                j += 1
-                if phase == 1 and j >= target:
-                    phase = 0
-                continue
-            gr = grd[j]
-            engaged = clutch_t <= 0.0
-            thr = brk = 0.0
-            step = rem  # distance of this interval, m (drive may shorten it)
-            if phase == 0:
-                # ---- drive: full throttle (coast while the clutch is out), capped by the limits
-                a1 = (drive_acc(v, gear) if engaged else 0.0) - cd * v * v - cr - G * gr
-                # Hard acceleration (low gears): shorter steps, so the constant-acceleration
-                # intervals follow the torque curve closely (speed changes ≤ MAX_DV_MS per step).
-                if a1 * step > v * MAX_DV_MS:
-                    step = v * MAX_DV_MS / a1
-                vm2 = v * v + a1 * step  # v² half way, for a midpoint estimate of the acceleration
-                vm = math.sqrt(vm2) if vm2 > 0.01 else 0.1
-                af = (drive_acc(vm, gear) if engaged else 0.0) - cd * vm * vm - cr - G * gr
-                v2 = v * v + 2.0 * af * step
-                vn = math.sqrt(v2) if v2 > 0.01 else 0.1
-                cap = vcap[j + 1]
-                if E[j + 1] < cap:
-                    cap = E[j + 1]
-                if gear == top and v_top < cap:
-                    cap = v_top
-                if vn <= cap:
-                    thr = 1.0 if engaged else 0.0
-                else:
-                    vn = cap
-                    a = (cap * cap - v * v) / (2.0 * step)
-                    vm = 0.5 * (v + vn)
-                    coast = -cd * vm * vm - cr - G * gr
-                    if a >= coast:
-                        fa = drive_acc(vm, gear) if engaged else 0.0
-                        thr = min(1.0, (a - coast) / fa) if fa > 0.0 else 0.0
-                    else:
-                        brk = (coast - a) / B
-                        demand = max(demand, brk)
-                        brk = min(brk, 1.0)
-                # Braking point: if braking could not start at the end of this step any more,
-                # start now. (wmin[j] is the lowest E within reach of a pedal ramp from here.)
-                if vn > wmin[j] and not ramp_ok(pos + step, vn, gr):
-                    phase = 1
-                    pedal = 0.0
-                    target = pick_target(j, v)
-                    onsets.append(pos)
-                    continue
-            else:
-                # ---- brake: constant deceleration onto the next corner speed, pedal ramped
-                if v <= vcap[target]:  # slow enough for this one already: the next that needs it
-                    target = pick_target(j, v)
-                dist = sig[target] - pos
-                vt = vcap[target]
-                if dist <= 1e-9 or v <= vt:
-                    phase = 0
-                    continue
-                if j + 1 == target:
-                    vg = vt
-                else:
-                    line2 = v * v - (v * v - vt * vt) * rem / dist
-                    vg = math.sqrt(line2) if line2 > 0.0 else vt
-                if vcap[j + 1] < vg:
-                    vg = vcap[j + 1]
-                if E[j + 1] < vg:
-                    vg = E[j + 1]
-                a_goal = (vg * vg - v * v) / (2.0 * rem)
-                vm = 0.5 * (v + vg)
-                coast = -cd * vm * vm - cr - G * gr
-                pmax = pedal + 2.0 * rem / (v + vg) / BRAKE_RAMP_S
-                if a_goal < coast:
-                    pg = (coast - a_goal) / B
-                    demand = max(demand, pg)
-                    if pg <= pmax and pg <= 1.0:
-                        brk = pg
-                        vn = vg
-                    else:
-                        brk = min(pmax, 1.0)
-                        v2 = v * v + 2.0 * (coast - brk * B) * rem
-                        vn = math.sqrt(v2) if v2 > 0.01 else 0.1
-                else:
-                    fa = drive_acc(vm, gear) if engaged else 0.0
-                    need = a_goal - coast
-                    if fa > 0.0 and need <= fa:
-                        thr = need / fa
-                        vn = vg
-                    else:
-                        thr = 1.0 if fa > 0.0 else 0.0
-                        v2 = v * v + 2.0 * (coast + thr * fa) * rem
-                        vn = math.sqrt(v2) if v2 > 0.01 else 0.1
-                pedal = brk
-            if upshifting and not engaged:
-                thr = 0.0  # driver lifts during a clutch upshift
-
-            # ---- events inside the interval: reaching the upshift point, clutch re-engaging
-            a = (vn * vn - v * v) / (2.0 * step)
-            delta, vend, event = step, vn, (0 if step == rem else 3)
-            if phase == 0 and engaged and gear < top and vn > v_shift[gear]:
-                d = (v_shift[gear] * v_shift[gear] - v * v) / (2.0 * a) if a > 0.0 else 0.0
-                if d < delta:
-                    delta, vend, event = max(d, 0.0), v_shift[gear], 1
-            if not engaged:
-                dt_full = 2.0 * delta / (v + vend)
-                if clutch_t < dt_full:
-                    tau = clutch_t
-                    delta, vend, event = v * tau + 0.5 * a * tau * tau, v + a * tau, 2
-            if delta > 1e-9:
-                dt = 2.0 * delta / (v + vend)
-                if event == 0:
-                    pos = nxt
-                else:
-                    pos = pos + delta
-                    if pos >= nxt:  # numerically at the node: land on it
-                        pos = nxt
-                t += dt
-                ns.append(pos)
-                nt.append(t)
-                nv.append(vend)
-                ig.append(gear)
-                ith.append(thr)
-                ibr.append(brk)
-                icl.append(1.0 if engaged else 0.0)
-                if vend - vcap[j + 1] > over and pos == nxt:
-                    over = vend - vcap[j + 1]
-                v = vend
-                since += dt
-                clutch_t = clutch_t - dt if clutch_t > dt else 0.0
-            if event == 2:
-                clutch_t = 0.0
-                upshifting = False
-            elif event == 1:
-                shifts.append((t, pos, gear, gear + 1, v * k_rpm[gear], v))
-                gear += 1
-                clutch_t = shift_time
-                upshifting = True
-                since = 0.0
-            if pos == nxt:
-                j += 1
-                if phase == 1 and j >= target:
-                    phase = 0
-                    if abs(v - vcap[j]) < 1e-9 * v:
-                        v = vcap[j]
-                        nv[-1] = v
-            # ---- downshifts at nodes: while braking, or when the engine lugs under power
-            if gear > 1 and clutch_t <= 0.0 and since >= MIN_SHIFT_GAP_S:
-                if phase == 1 or v * k_rpm[gear] < LUG_FRAC * limiter:
-                    if v * k_rpm[gear - 1] <= down_rpm[gear - 1]:
-                        shifts.append((t, pos, gear, gear - 1, v * k_rpm[gear], v))
-                        gear -= 1
-                        clutch_t = BLIP_S
-                        upshifting = False
-                        since = 0.0
-
-        sig_a = np.asarray(ns)
-        t_a = np.asarray(nt)
-        v_a = np.asarray(nv)
-        acc = np.diff(v_a) / np.diff(t_a)
-        b1, b2 = (float(path.sigma_of_s(b)) for b in self.sector_bounds_m)
-        sector_end_t = (float(np.interp(b1, sig_a, t_a)), float(np.interp(b2, sig_a, t_a)))
-        end_target = target - N if phase == 1 else -1
-        end_state = (v, gear, clutch_t, upshifting, phase, pedal, end_target, since)
-        return _LapTrace(
-            sig=sig_a, t=t_a, v=v_a, acc=acc,
-            gear=np.asarray(ig, dtype=np.int8), throttle=np.asarray(ith), brake=np.asarray(ibr),
-            clutch=np.asarray(icl), lap_time_s=float(t_a[-1]), sector_end_t=sector_end_t,
-            shifts=shifts, onsets_sig=onsets, max_brake_demand=demand, max_over_cap_ms=over,
-            end_state=end_state,
-        )  # fmt: skip
+    def solve(self, state: _DriverState, pace: float, pace_next: float) -> _LapTrace:
+        """One lap from ``state`` at the start/finish line with grip factor ``pace`` (``pace_next``
+        for the next lap, whose first corners the end of this one may brake for)."""
+        run = _LapRun(state, self.envelope(pace, pace_next), self.drivetrain, self.n)
+        run.drive_lap()
+        return run.trace(self.path, self.sector_bounds_m)
 
 
 # ---------------------------------------------------------------------------------------- simulation
@@ -747,7 +887,7 @@ class Simulation:
         u = np.random.default_rng([self.seed, 0x1A9, lap]).random()
         return 1.0 - self.lap_variation * float(u)
 
-    def _trace(self, state: tuple, pace: float, pace_next: float) -> _LapTrace:
+    def _trace(self, state: _DriverState, pace: float, pace_next: float) -> _LapTrace:
         key = (state, pace, pace_next)
         tr = self._trace_cache.get(key)
         if tr is None:
@@ -757,7 +897,7 @@ class Simulation:
             self._trace_cache[key] = tr
         return tr
 
-    def _flying_start_state(self) -> tuple[tuple, _LapTrace]:
+    def _flying_start_state(self) -> tuple[_DriverState, _LapTrace]:
         """The state a lap ends with when laps repeat: drive warm-up laps from a guess until the
         end state repeats (it does once a braking zone has wiped out the initial guess). Also
         the warm-up lap that ends in that state (the out-lap is its end)."""
@@ -770,7 +910,7 @@ class Simulation:
             state = tr.end_state
         return state, tr  # state == tr.end_state either way
 
-    def _add_lap(self, state: tuple) -> None:
+    def _add_lap(self, state: _DriverState) -> None:
         k = len(self._lap_times)
         tr = self._trace(state, self._pace(k), self._pace(k + 1))
         t0 = self._lap_start[k]
@@ -838,23 +978,26 @@ class Simulation:
         t = idx / self.rate_hz
         if n:
             self._ensure(float(t[-1]))
-        car, track, path = self.car, self.track, self._path
-        starts = np.asarray(self._lap_start)
-        lap = np.searchsorted(starts, t, side="right") - 1
+        lap = np.searchsorted(np.asarray(self._lap_start), t, side="right") - 1
+        ch = self._lap_channels(t, lap)
+        if n:
+            # Time only moves forward: forget the traces of finished laps (their numbers are kept).
+            for old in [i for i in self._lap_traces if i < lap[-1]]:
+                del self._lap_traces[old]
+        return self._sample_channels(idx, lap, ch)
 
-        tau = np.empty(n)
-        sig = np.empty(n)
-        v = np.empty(n)
-        acc = np.empty(n)
-        gear = np.empty(n, dtype=np.int8)
-        thr = np.empty(n)
-        brk = np.empty(n)
-        clu = np.empty(n)
-        sector = np.empty(n, dtype=np.int8)
-        sec_time = np.empty(n)
-        last_lap = np.full(n, -1.0)
-        best_lap = np.full(n, -1.0)
-        last_sec = np.full((n, 3), -1.0)
+    def _lap_channels(self, t: np.ndarray, lap: np.ndarray) -> dict[str, np.ndarray]:
+        """What the lap traces give at simulation times ``t`` (s) in laps ``lap`` (−1: the
+        out-lap): lap and sector times (s), σ (m), speed (m/s), acceleration (m/s²), gear,
+        pedals and clutch as solved (before input noise)."""
+        n = len(t)
+        starts = np.asarray(self._lap_start)
+        ch = {name: np.empty(n) for name in ("tau", "sig", "v", "acc", "thr", "brk", "clu", "sec_time")}
+        ch["gear"] = np.empty(n, dtype=np.int8)
+        ch["sector"] = np.empty(n, dtype=np.int8)
+        ch["last_lap"] = np.full(n, -1.0)
+        ch["best_lap"] = np.full(n, -1.0)
+        ch["last_sec"] = np.full((n, 3), -1.0)
         laps = np.asarray(self._lap_times)
         best = np.minimum.accumulate(laps) if len(laps) else laps
         bounds = np.searchsorted(lap, np.arange(lap[0], lap[-1] + 2)) if n else np.zeros(1, dtype=np.int64)
@@ -866,27 +1009,29 @@ class Simulation:
             # The out-lap (k = −1) is the end of the lap before lap 0, from lap time _out_tau0.
             tk = t[a:b] - starts[k] if k >= 0 else t[a:b] + self._out_tau0
             tk = np.minimum(tk, tr.lap_time_s)
-            tau[a:b] = tk if k >= 0 else 0.0  # the timer stands at 0 before the first crossing
+            ch["tau"][a:b] = tk if k >= 0 else 0.0  # the timer stands at 0 before the first crossing
             sg, vv, aa, kk = tr.sample(tk)
-            sig[a:b], v[a:b], acc[a:b] = sg, vv, aa
-            gear[a:b] = tr.gear[kk]
-            thr[a:b] = tr.throttle[kk]
-            brk[a:b] = tr.brake[kk]
-            clu[a:b] = tr.clutch[kk]
+            ch["sig"][a:b], ch["v"][a:b], ch["acc"][a:b] = sg, vv, aa
+            ch["gear"][a:b] = tr.gear[kk]
+            ch["thr"][a:b] = tr.throttle[kk]
+            ch["brk"][a:b] = tr.brake[kk]
+            ch["clu"][a:b] = tr.clutch[kk]
             e1, e2 = tr.sector_end_t
             sec = 1 + (tk >= e1).astype(np.int8) + (tk >= e2).astype(np.int8)
-            sector[a:b] = sec
-            sec_time[a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2)) if k >= 0 else 0.0
+            ch["sector"][a:b] = sec
+            ch["sec_time"][a:b] = tk - np.where(sec == 1, 0.0, np.where(sec == 2, e1, e2)) if k >= 0 else 0.0
             if k > 0:
-                last_lap[a:b] = laps[k - 1]
-                best_lap[a:b] = best[k - 1]
-                last_sec[a:b] = self._sector_times[k - 1]
+                ch["last_lap"][a:b] = laps[k - 1]
+                ch["best_lap"][a:b] = best[k - 1]
+                ch["last_sec"][a:b] = self._sector_times[k - 1]
+        return ch
 
-        if n:
-            # Time only moves forward: forget the traces of finished laps (their numbers are kept).
-            for old in [i for i in self._lap_traces if i < lap[-1]]:
-                del self._lap_traces[old]
-
+    def _sample_channels(self, idx: np.ndarray, lap: np.ndarray, ch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The samples ``idx`` (absolute numbers) from their lap channels ``ch``: the world frame
+        along the driven line, steering, the input noise, rpm (see :meth:`step_block`)."""
+        n = len(idx)
+        car, track, path = self.car, self.track, self._path
+        sig, v, thr, brk, gear = ch["sig"], ch["v"], ch["thr"], ch["brk"], ch["gear"]
         s = path.s_of_sigma(sig)
         L = track.length_m
         s = np.where(s >= L, s - L, s)
@@ -918,12 +1063,12 @@ class Simulation:
             "gear": gear,
             "throttle": thr,
             "brake": brk,
-            "clutch": clu,
+            "clutch": ch["clu"],
             "steer": steer,
             "lap_count": np.maximum(lap, 0).astype(np.int32),
-            "lap_time_s": tau,
-            "last_lap_s": last_lap,
-            "best_lap_s": best_lap,
+            "lap_time_s": ch["tau"],
+            "last_lap_s": ch["last_lap"],
+            "best_lap_s": ch["best_lap"],
             "lap_distance_m": s,
             "norm_pos": s / L,
             "x": x,
@@ -934,10 +1079,10 @@ class Simulation:
             "vz": v * sth,
             "heading_rad": np.mod(theta + np.pi, 2.0 * np.pi) - np.pi,
             "g_lat": v * v * kp / G,
-            "g_long": acc / G,
-            "sector": sector,
-            "sector_time_s": sec_time,
-            "last_sector_times_s": last_sec,
+            "g_long": ch["acc"] / G,
+            "sector": ch["sector"],
+            "sector_time_s": ch["sec_time"],
+            "last_sector_times_s": ch["last_sec"],
             "max_rpm": np.full(n, float(car.limiter_rpm)),
             "num_gears": np.full(n, car.num_gears, dtype=np.int8),
             "in_pit": np.zeros(n, dtype=np.int8),
