@@ -17,6 +17,7 @@ the frames the recording kept.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import uuid
@@ -24,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_ext.merge import merge_timelines
-
 from ..analysis.frames import Frames
 from ..analysis.registry import GUIDANCE, analyse
 from ..errors import StoreError
+from ..merge import merge_timelines
 from ..store.manifest import iso, read, write_atomic
 from ..store.recordings import NotFound as RecordingNotFound
 
@@ -110,7 +110,7 @@ class SessionManager:
 
     def create(self, use_case: str, label: str | None) -> dict:
         with self.lock:
-            session = {
+            session: dict = {
                 "id": str(uuid.uuid4()),
                 "use_case": use_case,
                 "label": label,
@@ -182,7 +182,8 @@ class SessionManager:
 
     # ---- runs -------------------------------------------------------------------------------
 
-    def start_run(self, session_id: str, feed_name: str, label: str | None, merge_feeds: list[str]) -> dict:
+    # builtins.list: in this class's annotations, list is its list() method.
+    def start_run(self, session_id: str, feed_name: str, label: str | None, merge_feeds: builtins.list[str]) -> dict:
         with self.lock:
             session = self._session(session_id)
             if session["status"] == "completed":
