@@ -4,6 +4,7 @@ from typing import Final, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from typing_extensions import disjoint_base
 
 from .ring import PacketRing
 
@@ -19,6 +20,7 @@ SO_TIMESTAMPNS: Final[int]
 SO_RXQ_OVFL: Final[int]
 COUNTER_NAMES: Final[tuple[str, str, str, str, str, str, str]]
 
+@disjoint_base
 class ReceiverLoop:
     def __init__(self, sockets: Sequence[_Socket], period_ms: float = ..., notify_fd: int = ...,
                  notify_every_ms: float = ..., epoch_offset_ns: int | None = ...,

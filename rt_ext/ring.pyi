@@ -1,12 +1,14 @@
 import numpy as np
 from numpy.typing import NDArray
-from typing_extensions import Buffer, TypeAlias
+from typing_extensions import Buffer, Self, TypeAlias, disjoint_base
 
 # numpy's stubs give ndarray the buffer protocol only from Python 3.12: name it beside Buffer.
 _Bytes: TypeAlias = Buffer | NDArray[np.uint8]
 
+@disjoint_base
 class PacketRing:
-    def __init__(self, capacity: int, slot_size: int) -> None: ...
+    # built in __cinit__: the constructor's arguments go to __new__
+    def __new__(cls, capacity: int, slot_size: int) -> Self: ...
     @property
     def capacity(self) -> int: ...
     @property
