@@ -1,4 +1,5 @@
 from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -9,14 +10,11 @@ _Bytes: TypeAlias = Buffer | NDArray[np.uint8]
 
 @disjoint_base
 class DecodePlan:
-    @property
-    def packet_size(self) -> int: ...
-    @property
-    def row_bytes(self) -> int: ...
-    @property
-    def nsegments(self) -> int: ...
-    @property
-    def nfields(self) -> int: ...
+    # cdef readonly attributes: Final reads as read-only here
+    packet_size: Final[int]
+    row_bytes: Final[int]
+    nsegments: Final[int]
+    nfields: Final[int]
     # built in __cinit__: the constructor's arguments go to __new__
     def __new__(cls, packet_size: int, src_offsets: Sequence[int], element_bytes: Sequence[int],
                 records: Sequence[int], src_strides: Sequence[int]) -> Self: ...
