@@ -1,19 +1,18 @@
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv6Address
-from typing import Final, Union
+from typing import Final
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from typing_extensions import disjoint_base
+from typing_extensions import TypeAlias, disjoint_base
 
 from .ring import PacketRing
 
 # ``ipaddress.ip_address`` parses the host; port 0 accepts any port.
-_Source = tuple[Union[str, int, bytes, IPv4Address, IPv6Address], int]
-_Socket = Union[
-    tuple[int, PacketRing, Sequence[_Source] | None],
-    tuple[int, PacketRing, Sequence[_Source] | None, ArrayLike | None],
-]
+_Source: TypeAlias = tuple[str | int | bytes | IPv4Address | IPv6Address, int]
+# (fileno, ring, allowed sources or None for any[, classification rules])
+_Socket: TypeAlias = (tuple[int, PacketRing, Sequence[_Source] | None]
+                      | tuple[int, PacketRing, Sequence[_Source] | None, ArrayLike | None])
 
 HAVE_RECVMMSG: Final[bool]
 SO_TIMESTAMPNS: Final[int]
