@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Modules of rt that wrap the Cython extensions (the facades) count as the extensions.
-NATIVE = {"rt_ext"}
+NATIVE = {"rt_ext", "rt.ring", "rt.recv", "rt.merge", "rt.rawpack"}
 
 
 def _rules() -> dict[str, set[str]]:

@@ -16,13 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
-from rt_ext.ring import PacketRing
-
 from .. import clock
 from ..decode import BatchDecoder
 from ..protocols import Protocols, decode_text
 from ..protocols.canonical import CANONICAL_DTYPE
 from ..protocols.layout import PacketLayout
+from ..ring import PacketRing
 from .health import LOST_S, health
 
 #: Datagrams taken from a ring per decode call: keeps the batch in cache.

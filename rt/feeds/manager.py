@@ -34,11 +34,10 @@ import threading
 import time
 from typing import Callable, Iterable
 
-from rt_ext.recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
-
 from .. import clock
 from ..config import Config
 from ..protocols import FEEDS, Protocols
+from ..recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 from .feed import BATCH, Feed, Sink
 from .health import LOST_S, health
 from .ksudp import RETRY_S, KsudpSession, resolve

@@ -17,6 +17,7 @@ the frames the recording kept.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 import uuid
@@ -24,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_ext.merge import merge_timelines
-
 from ..analysis.frames import Frames
 from ..analysis.registry import GUIDANCE, analyze
 from ..clock import iso
 from ..errors import Conflict, NotFound, StoreError
+from ..merge import merge_timelines
 from ..store.manifest import read, write_atomic
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class SessionManager:
 
     def create(self, use_case: str, label: str | None) -> dict:
         with self.lock:
-            session = {
+            session: dict = {
                 "id": str(uuid.uuid4()),
                 "use_case": use_case,
                 "label": label,
@@ -169,7 +169,8 @@ class SessionManager:
 
     # ---- runs -------------------------------------------------------------------------------
 
-    def start_run(self, session_id: str, feed_name: str, label: str | None, merge_feeds: list[str]) -> dict:
+    # builtins.list: in this class's annotations, list is its list() method.
+    def start_run(self, session_id: str, feed_name: str, label: str | None, merge_feeds: builtins.list[str]) -> dict:
         with self.lock:
             session = self._session(session_id)
             if session["status"] == "completed":

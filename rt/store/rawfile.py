@@ -36,9 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rt_ext.rawpack import pack, packed_size, scan
-
 from ..errors import StoreError
+from ..rawpack import pack, packed_size, scan
 
 MAGIC = b"RTFEED1\n"
 HEADER = struct.Struct("<QI")
