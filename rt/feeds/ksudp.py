@@ -99,4 +99,6 @@ def resolve(host: str, port: int) -> tuple[int, tuple[str, int]] | None:
     except OSError:
         return None
     family, _, _, _, addr = info[0]
-    return family, (addr[0], addr[1])
+    ip, port_ = addr[0], addr[1]
+    assert isinstance(ip, str) and isinstance(port_, int)  # an AF_INET/AF_INET6 sockaddr: (ip, port, ...)
+    return family, (ip, port_)

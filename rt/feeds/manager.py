@@ -93,7 +93,7 @@ def _family(host: str) -> int:
 
 def _pass_interval(sinks: list[Sink]) -> float:
     """Seconds between consumer passes that the sinks need (see ``Sink.pass_interval_s``)."""
-    wanted = [s.pass_interval_s for s in sinks if getattr(s, "pass_interval_s", None)]
+    wanted = [w for w in (getattr(s, "pass_interval_s", None) for s in sinks) if w]
     return min([PASS_S, *wanted])
 
 
@@ -222,21 +222,24 @@ class FeedManager:
             # retries while the game is silent: they only send (the user who races PCARS only).
             deadline = time.monotonic() + interval * 1.5
             while not self._stop.is_set():
-                handshaking = self.ksudp is not None and not self.ksudp.streaming
+                # the session while its handshake waits for the game, else None
+                handshaking = self.ksudp if self.ksudp is not None and not self.ksudp.streaming else None
                 left = deadline - time.monotonic()
-                if self._sleep(min(left, IDLE_S) if handshaking else left) or time.monotonic() >= deadline:
+                if self._sleep(min(left, IDLE_S) if handshaking is not None else left) or time.monotonic() >= deadline:
                     break
-                if handshaking:
-                    if self.ksudp.feed.ring.pending:
+                if handshaking is not None:
+                    if handshaking.feed.ring.pending:
                         break  # the game spoke: the handshake reads its answer in a pass first
-                    self.ksudp.tick()
+                    handshaking.tick()
 
     def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds``, or less when the receiver or :meth:`stop` writes to the wake pipe;
         returns whether it did."""
-        woken, _, _ = select.select([self._wake_r], [], [], max(0.0, seconds))
+        wake_r = self._wake_r
+        assert wake_r is not None  # the pipe lives from start() until stop() has joined the consumer
+        woken, _, _ = select.select([wake_r], [], [], max(0.0, seconds))
         try:
-            while os.read(self._wake_r, 4096):
+            while os.read(wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
@@ -274,13 +277,15 @@ class FeedManager:
         scratch = bytearray(65536)
         view = memoryview(scratch)
         for sock, ring, allow, _rules in bound:
-            sel.register(sock, selectors.EVENT_READ, (ring, {a[0] for a in allow} if allow else None))
+            sel.register(sock, selectors.EVENT_READ, (sock, ring, {a[0] for a in allow} if allow else None))
         while not self._stop.is_set():
             for key, _ in sel.select(timeout=0.2):
-                ring, allowed = key.data
+                # key.fileobj is typed as any file-like; the data carries the socket itself
+                udp: socket.socket
+                udp, ring, allowed = key.data
                 while True:
                     try:
-                        n, addr = key.fileobj.recvfrom_into(scratch)
+                        n, addr = udp.recvfrom_into(scratch)
                     except (BlockingIOError, InterruptedError):
                         break
                     except OSError:

@@ -75,6 +75,10 @@ CANONICAL_DTYPE = np.dtype(
     ]
 )
 
+#: The channel names of CANONICAL_DTYPE, in order (typed: numpy's ``dtype.names`` may be None).
+assert CANONICAL_DTYPE.names is not None  # a structured dtype always has names
+CANONICAL_NAMES: tuple[str, ...] = CANONICAL_DTYPE.names
+
 CANONICAL_UNITS = {
     "t_ns": "ns since Unix epoch",
     "speed_kmh": "km/h",

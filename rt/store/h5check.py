@@ -20,7 +20,7 @@ import numpy as np
 
 from ..decode import CHUNK, BatchDecoder, RowColumns, classify_batch
 from ..protocols import FEEDS, Protocols
-from ..protocols.canonical import CANONICAL_DTYPE, MAPPERS
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES, MAPPERS
 from ..protocols.layout import PacketLayout
 from . import rawfile
 from .h5writer import H5Writer, short_error
@@ -128,7 +128,7 @@ def _stored_counts(f: h5py.File) -> dict[tuple[str, str], int] | str:
     for feed in f:
         for kind in f[feed]:
             group = f[feed][kind]
-            names = (*CANONICAL_DTYPE.names, "kind") if kind == "canonical" else ("t_ns", "rows")
+            names = (*CANONICAL_NAMES, "kind") if kind == "canonical" else ("t_ns", "rows")
             missing = [name for name in names if not isinstance(group.get(name), h5py.Dataset)]
             if missing:
                 return f"{feed}/{kind}: no {missing[0]} dataset"
@@ -146,8 +146,8 @@ def _feed_disagreement(f: h5py.File, feed: str, raw_path: Path, stored: dict, pr
     raw = _counts_of(feed, classified.kinds, protocols)
     mine = {key: n for key, n in stored.items() if key[0] == feed}
     if mine != raw:
-        key = sorted(set(mine) | set(raw))
-        key = next(k for k in key if mine.get(k, 0) != raw.get(k, 0))
+        keys = sorted(set(mine) | set(raw))
+        key = next(k for k in keys if mine.get(k, 0) != raw.get(k, 0))
         return f"{'/'.join(key)}: {mine.get(key, 0)} rows stored, the raw file has {raw.get(key, 0)}"
     frames = _StoredFrames(f[f"{feed}/canonical"]) if (feed, "canonical") in mine else None
     if frames is not None:
@@ -187,6 +187,7 @@ def _feed_disagreement(f: h5py.File, feed: str, raw_path: Path, stored: dict, pr
     if frames is not None and in_order and frames.backwards is not None:
         return f"{feed}/canonical: frame {frames.backwards} goes back in time"
     if unordered:
+        assert frames is not None  # frames are set aside only past the `frames is None` return above
         return _unordered_disagreement(feed, frames.all(), unordered)
     return None
 
@@ -212,7 +213,7 @@ class _StoredFrames:
     BLOCK = 1 << 16
 
     def __init__(self, group: h5py.Group) -> None:
-        self.channels = {name: group[name] for name in CANONICAL_DTYPE.names}
+        self.channels = {name: group[name] for name in CANONICAL_NAMES}
         self.kind = group["kind"]
         self.names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("kinds", [])]
         self.total = int(self.kind.shape[0])

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..protocols import Protocols
-from ..protocols.canonical import CANONICAL_DTYPE
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES
 from ..protocols.layout import PacketLayout
 
 
@@ -24,7 +24,7 @@ def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
     end = total if end is None else min(end, total)
     start = max(0, min(start, end))
     rows = np.zeros(end - start, dtype=CANONICAL_DTYPE)
-    for name in CANONICAL_DTYPE.names:
+    for name in CANONICAL_NAMES:
         rows[name] = group[name][start:end]
     sectors = np.full((end - start, 3), np.nan)
     kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in group.attrs.get("kinds", [])]
@@ -35,6 +35,7 @@ def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
             continue
         # Rows of one kind keep their order in the canonical group: the k-th frame of a kind there
         # is row k of that kind's datasets.
+        assert stored is not None  # read above whenever there are kinds
         is_kind = stored == kind_id
         mine = is_kind[start:end]
         kind_rows = (np.cumsum(is_kind) - 1)[start:end][mine]
@@ -65,7 +66,8 @@ def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Proto
             continue
         t = group[kind]["t_ns"]
         total = t.shape[0]
-        lo, hi = (int(np.searchsorted(t[:], v, side=side)) for v, side in ((t0_ns, "left"), (t1_ns, "right")))
+        times = t[:]
+        lo, hi = int(np.searchsorted(times, t0_ns, side="left")), int(np.searchsorted(times, t1_ns, side="right"))
         if lo >= hi:  # nothing inside the span: the last packets before it speak for it
             lo, hi = max(0, min(lo, total) - 64), min(lo, total)
         if lo >= hi:

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from ..errors import StoreError
-from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_UNITS
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES, CANONICAL_UNITS
 from ..protocols.layout import PacketLayout
 from .manifest import iso
 
@@ -289,7 +289,7 @@ class H5Writer:
         ids = np.concatenate(kind_ids)
         order = np.argsort(rows["t_ns"], kind="stable")  # kinds of one batch come grouped, not in time order
         rows, ids = _as_bytes(rows)[order].view(rows.dtype), ids[order]
-        for name in CANONICAL_DTYPE.names:
+        for name in CANONICAL_NAMES:
             self._append(group, name, np.ascontiguousarray(rows[name]), lambda name=name: {"unit": CANONICAL_UNITS[name]},
                          CANONICAL_FILTERS)
         self._append(group, "kind", ids, lambda: {"unit": "index into the group's 'kinds' attribute"}, CANONICAL_FILTERS)

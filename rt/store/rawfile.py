@@ -325,9 +325,10 @@ def _encode_block(block: np.ndarray, prefix: int) -> bytes:
 
 def _decode_block(data: bytes, size: int) -> np.ndarray:
     """The original ``size`` bytes of a block (inverse of :func:`_encode_block`)."""
-    raw = np.frombuffer(zlib.decompress(data), dtype=np.uint8)
+    plain = zlib.decompress(data)  # struct reads the bytes, numpy a zero-copy view of them
+    raw = np.frombuffer(plain, dtype=np.uint8)
     out = np.empty(size, dtype=np.uint8)
-    prefix, n = _ZBLOCK_HEAD.unpack_from(raw, 0)
+    prefix, n = _ZBLOCK_HEAD.unpack_from(plain, 0)
     pos = _ZBLOCK_HEAD.size
     out[:prefix] = raw[pos : pos + prefix]
     pos += prefix
@@ -342,7 +343,7 @@ def _decode_block(data: bytes, size: int) -> np.ndarray:
         sel = np.flatnonzero(lengths == width)
         out[(starts[sel] + HEADER.size)[:, None] + np.arange(width)] = raw[pos : pos + width * len(sel)].reshape(width, len(sel)).T
         pos += width * len(sel)
-    (tail,) = struct.unpack_from("<I", raw, pos)
+    (tail,) = struct.unpack_from("<I", plain, pos)
     out[size - tail :] = raw[pos + 4 : pos + 4 + tail]
     return out
 
@@ -412,10 +413,13 @@ class RawFile:
             self.fd = -1
 
     def _block(self, k: int) -> np.ndarray:
-        if self._cached is None or self._cached[0] != k:
+        cached = self._cached
+        if cached is None or cached[0] != k:
+            assert self.index is not None  # blocks exist only in a compressed file, which has an index
             _, size, at, length = self.index[k].tolist()
-            self._cached = (k, _decode_block(os.pread(self.fd, length, at), size))
-        return self._cached[1]
+            cached = (k, _decode_block(os.pread(self.fd, length, at), size))
+            self._cached = cached
+        return cached[1]
 
     def read_at(self, offset: int, n: int) -> bytes:
         """Up to ``n`` original bytes from ``offset`` (fewer at the end of the file)."""

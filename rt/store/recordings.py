@@ -349,6 +349,7 @@ class RecordingManager:
             self.active = None
             if self.compactor is not None and not problems:
                 # After a write error the HDF5 file is not to be trusted: `recover` rebuilds it.
+                assert self.compact_after_s is not None  # the compactor exists only with a delay
                 self.compactor.submit(act.dir, time.monotonic() + self.compact_after_s)
             for callback in self.on_stop:
                 try:
