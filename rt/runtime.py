@@ -27,7 +27,7 @@ class Runtime:
         self.feeds = FeedManager(config, self.protocols)
         self.recordings = RecordingManager(config.data_dir, self.protocols, min_free_mb=config.min_free_mb,
                                            compact_after_s=config.compact_after_s, sync_s=config.sync_s,
-                                           losses=self.feeds.losses)
+                                           losses=self.feeds.losses, settle=self.feeds.drain)
         self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
         self.started = False
 

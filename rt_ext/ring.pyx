@@ -104,8 +104,9 @@ cdef class PacketRing:
 
     # ---- consumer -------------------------------------------------------------------------
 
-    def peek(self, Py_ssize_t max_count=1 << 30):
-        """Published slots from the tail, contiguous in memory: ``(first_slot, ts, lengths, data)``.
+    def peek(self, Py_ssize_t max_count=1 << 30, Py_ssize_t skip=0):
+        """Published slots from the tail (from ``skip`` slots past it: those already taken care
+        of but not yet released), contiguous in memory: ``(first_slot, ts, lengths, data)``.
 
         ``ts`` (int64 ns), ``lengths`` (uint32, as received, may exceed ``slot_size`` for a
         truncated datagram) and ``data`` (uint8, shape ``(n, slot_size)``) are zero-copy views of
@@ -113,6 +114,10 @@ cdef class PacketRing:
         """
         cdef uint64_t t = rt_load_relaxed(self.core.tail)
         cdef uint64_t avail = rt_load_acquire(self.core.head) - t
+        if skip < 0 or <uint64_t> skip > avail:
+            raise ValueError(f"cannot skip {skip} slots: only {avail} pending")
+        t += skip
+        avail -= skip
         cdef Py_ssize_t first = t & self.core.mask
         cdef Py_ssize_t n = self.core.capacity - first
         if <uint64_t> n > avail:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -574,3 +575,83 @@ def test_a_sink_gets_the_decoded_groups_only_of_batches_it_kept():
     # Not recording: the live view still has the newest frame of the batch.
     assert feed.live()["packets"] == 20 and feed.latest["t_ns"][0] == 19
 
+
+
+def test_raw_passes_then_one_decoding_pass_give_each_sink_both_halves_in_order():
+    # Raw passes (take_raw) hand on the raw halves as they come; the decoding pass after them
+    # decodes the batches joined (a decode costs per call), but never across the ring's wrap or
+    # between batches that went to different sinks; a sink gets the decoded half only of what it kept.
+    class Timed(Recorder):
+        def __init__(self, keep_from: int = 0) -> None:
+            super().__init__()
+            self.keep_from, self.raw_t, self.decoded_t = keep_from, [], []
+
+        def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
+            if int(t_ns[0]) < self.keep_from:
+                return False
+            self.raw_t += t_ns.tolist()
+            return super().on_raw(feed, t_ns, lengths, data, malformed)
+
+        def on_decoded(self, feed, layout, columns, t_ns, canonical) -> None:
+            super().on_decoded(feed, layout, columns, t_ns, canonical)
+            self.decoded_t += t_ns.tolist()
+
+    feed = Feed("telemetry_tool", 0, default_protocols(), None)
+    capacity = feed.ring.capacity
+    sent = 0
+
+    def push(n: int) -> None:
+        nonlocal sent
+        for d in _tt_datagrams(sent, n):
+            feed.ring.push_bytes(sent, d)
+            sent += 1
+
+    push(capacity - 300)
+    assert feed.consume([]) == capacity - 300  # the next batches cross the ring's end
+    every, late = Timed(), Timed(keep_from=capacity + 200)
+    for _ in range(4):
+        push(250)
+        assert feed.take_raw([every, late]) == 250
+    assert feed.ring.pending == 1000  # taken raw, not released until decoded
+    assert feed.consume([every, late]) == 1000
+    assert every.raw_t == every.decoded_t == list(range(capacity - 300, capacity + 700))
+    assert late.raw_t == late.decoded_t == list(range(capacity + 200, capacity + 700))
+    assert every.kinds == {"tt_driver": 1000} and feed.ring.pending == 0
+
+
+def test_while_a_sink_wants_raw_batches_often_the_passes_between_decoding_ones_are_raw(manager_factory):
+    # The recorder wants its raw files written every PASS_S of its own (under a second); decoding
+    # costs milliseconds per pass whatever its size, so the manager decodes every PASS_S of its
+    # own and hands out only the raw halves in between. Every raw half still comes on time.
+    from rt.feeds.manager import PASS_S
+
+    class Often(Recorder):
+        raw_interval_s = 0.4
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.raw_calls: list[float] = []
+
+        def on_raw(self, feed, t_ns, lengths, data, malformed) -> bool:
+            self.raw_calls.append(time.monotonic())
+            return super().on_raw(feed, t_ns, lengths, data, malformed)
+
+    mgr = manager_factory(config())
+    feed = mgr.feeds["telemetry_tool"]
+    sink = Often()
+    mgr.sinks.append(sink)
+    sender = PushSender(sim_source("tt", ScriptedSim(), rate_hz=333), "127.0.0.1", feed.port).start()
+    try:
+        wait_until(lambda: len(sink.raw_calls) > 0)
+        passes0, raw0, calls0 = mgr._passes, mgr._raw_passes, len(sink.raw_calls)
+        start = time.monotonic()
+        wait_until(lambda: time.monotonic() - start >= 4.0, timeout=6)  # 4 s of traffic
+        passes, raw_passes = mgr._passes - passes0, mgr._raw_passes - raw0
+        gaps = np.diff(sink.raw_calls[calls0:])
+    finally:
+        sender.stop()
+    assert passes <= 4 / PASS_S + 1, passes  # 10 if every pass decoded
+    assert raw_passes >= 4 / 0.4 - passes - 2, raw_passes
+    assert gaps.max() < 0.4 * 1.5 + 0.15, gaps.max()  # the raw halves keep their interval
+    assert mgr.drain()
+    assert sink.kinds["tt_driver"] == sum(len(rows) for rows in sink.raw.values())  # both halves of all

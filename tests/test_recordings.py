@@ -357,3 +357,38 @@ def test_recover_and_redecode_commands(server_factory, tmp_path):
         assert f["telemetry_tool/tt_driver/rows"]["packet_id"].tolist() == list(range(100))
     out = subprocess.run([sys.executable, "-m", "rt", "redecode", "../etc"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "not a recording id" in out.stderr
+
+
+def test_stop_decodes_what_raw_passes_took_and_takes_nothing_after(tmp_path):
+    # Raw passes hand the recorder raw batches it has not had decoded yet (the consumer decodes
+    # every PASS_S or so). A stop stops taking raw batches, then lets the consumer decode the ones
+    # taken (``settle``) before closing: data.h5 holds every datagram of the raw file, and what
+    # arrived after the stop is in neither.
+    feed = Feed("telemetry_tool", 0, P, None)
+    late = 0
+
+    def settle() -> bool:
+        nonlocal late
+        t_ns, lengths, slots = _tt_batch(600, 50)  # arrives while the stop waits
+        for t, row in zip(t_ns.tolist(), slots):
+            feed.ring.push_bytes(t, row)
+        late = feed.take_raw(sinks)
+        feed.consume(sinks)
+        return True
+
+    mgr = RecordingManager(tmp_path, P, min_free_mb=0, settle=settle)
+    sinks = [mgr]
+    mgr.open()
+    rec_dir = tmp_path / mgr.start({"name": "settled"})["id"]
+    for first in (0, 200, 400):  # three raw passes, no decoding pass
+        t_ns, lengths, slots = _tt_batch(first, 200)
+        for t, row in zip(t_ns.tolist(), slots):
+            feed.ring.push_bytes(t, row)
+        assert feed.take_raw(sinks) == 200
+    mgr.stop()
+    assert late == 50
+    t_raw, _ = rawfile.read(rec_dir / "telemetry_tool.bin")
+    assert t_raw.tolist() == _tt_batch(0, 600)[0].tolist()
+    assert agrees_with_raw(rec_dir, P)
+    with h5py.File(rec_dir / "data.h5", "r") as f:
+        assert f["telemetry_tool/tt_driver/t_ns"][:].tolist() == t_raw.tolist()

@@ -3,14 +3,17 @@
 The receive side (``rt_ext.recv``) fills :attr:`Feed.ring`; :meth:`Feed.consume` is called by the
 feed manager's consumer thread, takes what is in the ring in batches, classifies and decodes each
 batch (``rt_ext.decode``), hands raw and decoded batches to the sinks (the recorder), keeps the
-latest canonical values for the live view, and releases the slots. Nothing here makes a Python
-object per datagram.
+latest canonical values for the live view, and releases the slots. Between two such passes,
+:meth:`Feed.take_raw` may hand the sinks the raw half of what arrived (a raw pass: the recorder's
+raw files stay within a second of the sockets) and leave the slots for the next decoding pass.
+Nothing here makes a Python object per datagram.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,9 +44,11 @@ NAME_LOOKBACK = 16
 class Sink(Protocol):
     """Receives every batch a feed consumes (the recorder implements this)."""
 
-    #: How often this sink needs a consumer pass now, seconds (None: no more often than the feed
-    #: manager's default). The recorder asks for one every sync interval while it records.
-    pass_interval_s: float | None
+    #: How often this sink needs the raw halves now, seconds (None: at the decoding passes, no
+    #: more often than the feed manager's default). The recorder asks for them at least every
+    #: second while it records; between decoding passes they come from raw passes
+    #: (:meth:`Feed.take_raw`), which decode nothing.
+    raw_interval_s: float | None
 
     def on_raw(self, feed: "Feed", t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> bool:
         """All datagrams of a batch as received: times (ns), true lengths, slot bytes (n × slot),
@@ -57,6 +62,19 @@ class Sink(Protocol):
         name → column view over packed rows, ``columns.rows``), with their canonical rows (None
         for kinds without driving data). All of them are allocated afresh for each call (never
         ring memory), so a sink may keep them."""
+
+
+@dataclass
+class _RawBatch:
+    """Slots at the ring's tail whose raw half went to the sinks (:meth:`Feed.take_raw`), not yet
+    decoded: how many, their byte offsets in the ring, kind ids (−1 malformed), how many are
+    malformed, and the sinks that kept them (only those get the decoded half)."""
+
+    count: int
+    offsets: np.ndarray
+    kinds: np.ndarray
+    malformed: int
+    keeping: list
 
 
 @dataclass
@@ -94,6 +112,8 @@ class Feed:
     handshaking: bool = False
     lost_s: float = LOST_S
     _last_seq: dict[str, int] = field(default_factory=dict)
+    _raw_batches: deque[_RawBatch] = field(default_factory=deque)  # in ring order, from the tail
+    _taken_raw: int = 0  # their slots
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -132,17 +152,16 @@ class Feed:
 
     # ---- consumer thread ------------------------------------------------------------------
 
-    def consume(self, sinks: list[Sink], handler=None) -> int:
-        """Take everything waiting in the ring, batch by batch. Returns datagrams consumed.
-
-        ``handler(feed, layout, columns, t_ns)`` sees each decoded group first (the ksudp
-        handshake uses it to read the game's answer).
-        """
+    def take_raw(self, sinks: list[Sink]) -> int:
+        """Hand the sinks the raw half (:meth:`Sink.on_raw`) of everything received since the last
+        call, without decoding it: a raw pass, which keeps a recording's raw files within a second
+        of the sockets at a fraction of a decoding pass's cost. The slots stay in the ring until
+        :meth:`consume` decodes them for the same sinks. Returns the datagrams handed over."""
         total = 0
         ring = self.ring
         buf = ring.data_buffer
         while True:
-            first, t_ns, lengths, data = ring.peek(BATCH)
+            first, t_ns, lengths, data = ring.peek(BATCH, self._taken_raw)
             n = t_ns.shape[0]
             if n == 0:
                 break
@@ -153,12 +172,53 @@ class Feed:
                 self.stats.bytes += int(lengths.sum())
                 self.stats.malformed += bad
             keeping = [sink for sink in sinks if sink.on_raw(self, t_ns, lengths, data, bad)]
-            if bad < n:
-                self._decode_groups(kinds, offsets, t_ns, buf, keeping, handler)
-            ring.release(n)
+            self._raw_batches.append(_RawBatch(n, offsets, kinds, bad, keeping))
+            self._taken_raw += n
             total += n
         self.stats.dropped = ring.dropped
         return total
+
+    def consume(self, sinks: list[Sink], handler=None) -> int:
+        """Take everything waiting in the ring, batch by batch: the raw half to the sinks (unless
+        a raw pass did, :meth:`take_raw`), then decoded, to the sinks that kept the raw half.
+        Returns datagrams consumed.
+
+        ``handler(feed, layout, columns, t_ns)`` sees each decoded group first (the ksudp
+        handshake uses it to read the game's answer).
+        """
+        self.take_raw(sinks)
+        total = 0
+        ring = self.ring
+        buf = ring.data_buffer
+        while self._raw_batches:
+            batch = self._joined_raw_batch()
+            _, t_ns, _, _ = ring.peek(batch.count)  # the batch's slots: contiguous, from the tail
+            try:
+                if batch.malformed < batch.count:
+                    self._decode_groups(batch.kinds, batch.offsets, t_ns, buf, batch.keeping, handler)
+            finally:
+                ring.release(batch.count)
+                self._taken_raw -= batch.count
+            total += batch.count
+        return total
+
+    def _joined_raw_batch(self) -> _RawBatch:
+        """The oldest raw batches, joined while they follow each other in the ring, went to the
+        same sinks and stay within BATCH: a decode's cost is mostly per call, not per datagram."""
+        first = self._raw_batches.popleft()
+        parts = [first]
+        count = first.count
+        while self._raw_batches:
+            nxt = self._raw_batches[0]
+            adjacent = int(nxt.offsets[0]) == int(parts[-1].offsets[-1]) + self.ring.slot_size
+            if not adjacent or nxt.keeping != first.keeping or count + nxt.count > BATCH:
+                break
+            parts.append(self._raw_batches.popleft())
+            count += nxt.count
+        if len(parts) == 1:
+            return first
+        return _RawBatch(count, np.concatenate([p.offsets for p in parts]), np.concatenate([p.kinds for p in parts]),
+                         sum(p.malformed for p in parts), first.keeping)
 
     def _decode_groups(self, kinds, offsets, t_ns, buf, sinks, handler) -> None:
         # With no sink keeping the batch only the live view needs canonical rows: its newest

@@ -8,11 +8,13 @@ Two threads, so a slow consumer (an HDF5 flush, a busy API) never delays a recei
   keep the true arrival times); on platforms without ``recvmmsg`` a Python ``recv_into`` loop
   does the same job, slower.
 * **consume** (Python): takes each ring's batches, decodes them, feeds the sinks (the recorder)
-  and the live values, and drives the ksudp handshake. A pass costs milliseconds of Python
-  whatever its size, so there are as few as the work needs: every :data:`PASS_S` while nothing
-  asks for more, as often as the recorder asks while it records (``Sink.pass_interval_s``), at
-  once when a ring is a quarter full or data resumes after a quiet second, and on demand when
-  the live view is read (:meth:`FeedManager.live`: values at most :data:`LIVE_MAX_AGE_S` old).
+  and the live values, and drives the ksudp handshake. A decoding pass costs milliseconds of
+  Python whatever its size (mostly its cold start), so there are as few as the work needs: every
+  :data:`PASS_S`, at once when a ring is a quarter full or data resumes after a quiet second, and
+  on demand when the live view is read (:meth:`FeedManager.live`: values at most
+  :data:`LIVE_MAX_AGE_S` old) or someone waits for one (:meth:`FeedManager.drain`). While the
+  recorder needs its raw files written more often (``Sink.raw_interval_s``), the passes between
+  are raw passes: the raw halves only, nothing decoded (``Feed.take_raw``), a tenth of the cost.
 
 Nothing is lost silently: every datagram sent to a feed's socket is in its ``packets``, or counted
 as ``refused`` (a source not allowed), ``shed`` (garbage while the ring was over half full),
@@ -91,10 +93,11 @@ def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def _pass_interval(sinks: list[Sink]) -> float:
-    """Seconds between consumer passes that the sinks need (see ``Sink.pass_interval_s``)."""
-    wanted = [w for w in (getattr(s, "pass_interval_s", None) for s in sinks) if w]
-    return min([PASS_S, *wanted])
+def _raw_interval(sinks: list[Sink]) -> float | None:
+    """Seconds between passes that the sinks need for their raw halves (see
+    ``Sink.raw_interval_s``), when that is more often than the decoding passes (:data:`PASS_S`)."""
+    wanted = [w for w in (getattr(s, "raw_interval_s", None) for s in sinks) if w and w < PASS_S]
+    return min(wanted) if wanted else None
 
 
 class FeedManager:
@@ -117,7 +120,11 @@ class FeedManager:
         self._stop = threading.Event()
         self._wake_r: int | None = None
         self._wake_w: int | None = None
-        self._passes = 0
+        self._passes = 0  # decoding passes (what wait_passes counts)
+        self._raw_passes = 0
+        self._decode_wanted = 0  # decoding passes someone waits for, back to back (drain)
+        self._last_decoding_s = 0.0  # monotonic time of the last one
+        self._consumer: threading.Thread | None = None
         self._live: dict | None = None  # name → (live entry, last good ns, handshaking), per pass
         self._live_ns = 0  # monotonic time of that snapshot
         self._live_wanted = False  # a reader waits for a fresh snapshot (refresh_live)
@@ -145,12 +152,12 @@ class FeedManager:
         os.set_blocking(self._wake_w, False)
         if HAVE_RECVMMSG:
             self._loop = ReceiverLoop([(s.fileno(), r, a, rules) for s, r, a, rules in bound], cfg.recv_period_ms,
-                                      self._wake_w, _pass_interval(self.sinks) * 1000, clock.EPOCH_OFFSET_NS,
+                                      self._wake_w, (_raw_interval(self.sinks) or PASS_S) * 1000, clock.EPOCH_OFFSET_NS,
                                       max(cfg.recv_period_ms, RECV_MAX_PERIOD_MS))
             self._spawn("rt-receive", self._loop.run)
         else:
             self._spawn("rt-receive", lambda: self._python_receive(bound))
-        self._spawn("rt-consume", self._consume_loop)
+        self._consumer = self._spawn("rt-consume", self._consume_loop)
 
     def _bind_ksudp(self) -> None:
         cfg = self.config
@@ -170,10 +177,11 @@ class FeedManager:
         self._allow["ksudp"] = [(addr[0], addr[1])]  # the game, and nobody else
         self.ksudp = KsudpSession(feed, addr, self.lost_s)
 
-    def _spawn(self, name: str, target: Callable[[], object]) -> None:
+    def _spawn(self, name: str, target: Callable[[], object]) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
+        return thread
 
     def stop(self) -> None:
         """Dismiss the game, stop both threads, take what is left in the rings, close sockets."""
@@ -207,12 +215,15 @@ class FeedManager:
         while not self._stop.is_set():
             taken = 0
             try:
-                taken = self._consume_pass()
+                if self._decoding_pass_due():
+                    taken = self._consume_pass()
+                else:
+                    self._raw_pass()
             except Exception:  # a bug in a sink must not kill ingest; it is logged loudly
                 log.exception("consumer pass failed")
-            if taken >= BATCH:
-                continue  # a burst: keep draining so the rings never fill
-            interval = _pass_interval(self.sinks)
+            if taken >= BATCH or self._decode_wanted:
+                continue  # a burst: keep draining so the rings never fill; or drain() waits
+            interval = _raw_interval(self.sinks) or PASS_S
             if self._loop is None:
                 self._sleep(min(interval, IDLE_S))
                 continue
@@ -232,6 +243,26 @@ class FeedManager:
                         break  # the game spoke: the handshake reads its answer in a pass first
                     handshaking.tick()
 
+    def _decoding_pass_due(self) -> bool:
+        """Whether the next pass decodes (else it is a raw pass, :meth:`_raw_pass`): every
+        :data:`PASS_S`, and at once for whoever waits on one (a live read, :meth:`drain`), a ring
+        a quarter full, or a handshake that may have the game's answer."""
+        if _raw_interval(self.sinks) is None or self._decode_wanted or self._live_wanted or self._live is None:
+            return True
+        if time.monotonic() - self._last_decoding_s >= PASS_S:
+            return True
+        if self.ksudp is not None and not self.ksudp.streaming and self.ksudp.feed.ring.pending:
+            return True  # perhaps the game's answer: the handshake reads it decoded
+        return any(f.ring.pending * 4 > f.ring.capacity for f in self.feeds.values() if f.sock is not None)
+
+    def _raw_pass(self) -> int:
+        """Hand the sinks the raw halves of what arrived, decode nothing (see ``Feed.take_raw``):
+        a decoding pass costs milliseconds, mostly its cold start, whatever its size, so while
+        a recording needs its raw files written every second, three in four passes are these."""
+        taken = sum(f.take_raw(self.sinks) for f in self.feeds.values() if f.sock is not None)
+        self._raw_passes += 1
+        return taken
+
     def _sleep(self, seconds: float) -> bool:
         """Wait ``seconds``, or less when the receiver or :meth:`stop` writes to the wake pipe;
         returns whether it did."""
@@ -246,7 +277,9 @@ class FeedManager:
         return bool(woken)
 
     def _consume_pass(self) -> int:
-        """One pass over every feed; returns the datagrams consumed."""
+        """One decoding pass over every feed; returns the datagrams consumed."""
+        self._decode_wanted = max(0, self._decode_wanted - 1)
+        self._last_decoding_s = time.monotonic()
         taken = 0
         handler = self.ksudp.on_decoded if self.ksudp is not None else None
         counters = self._loop.counters if self._loop is not None else None
@@ -306,14 +339,23 @@ class FeedManager:
                 pass
 
     def drain(self, timeout: float = 5.0) -> bool:
-        """Return once the consumer has taken everything received before this call."""
+        """Return once the consumer has taken (and decoded) everything received before this call.
+
+        On the consumer thread itself (a sink that stops a recording on a write error) it cannot
+        wait for its own passes: returns False at once."""
         if not self._threads:
             return True
+        if threading.current_thread() is self._consumer:
+            return False
+        with self._pass_done:
+            # two passes, back to back: the one running now may have started before the call
+            target = self._passes + 2
+            self._decode_wanted = 2
         self.wake()
         if self._loop is not None:
             self._loop.wake()
-        # two passes: the one running now may have started before the call
-        return self.wait_passes(2, timeout)
+        with self._pass_done:
+            return self._pass_done.wait_for(lambda: self._passes >= target, timeout)
 
     def losses(self) -> dict[str, tuple[int, int]]:
         """Per feed, the datagrams lost since start-up: (by its ring, full: the consumer fell

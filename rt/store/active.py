@@ -32,6 +32,8 @@ class Active:
     last_ns: dict[str, int] = field(default_factory=dict)
     last_sync: float = field(default_factory=time.monotonic)
     last_h5_flush: float = field(default_factory=time.monotonic)
+    #: Stopping: takes no more raw batches, decodes those it took (see RecordingManager.stop).
+    closing: bool = False
     #: Manifest names the client left unset, filled from the feeds (see :meth:`name_from`).
     unnamed: set[str] = field(default_factory=set)
 

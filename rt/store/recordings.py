@@ -74,17 +74,24 @@ class RecordingManager:
 
     def __init__(self, data_dir: str | Path, protocols: Protocols, min_free_mb: float = 100.0,
                  compact_after_s: float | None = None, sync_s: float = SYNC_S,
-                 losses: Callable[[], dict[str, tuple[int, int]]] = dict) -> None:
+                 losses: Callable[[], dict[str, tuple[int, int]]] = dict,
+                 settle: Callable[[], bool] = lambda: True) -> None:
         """``compact_after_s``: compact each recording this long after it stopped (the server;
         see :mod:`rt.store.compact`), those found at :meth:`open` too; None: never. ``sync_s``: the
         longest time between two syncs of the active recording (:data:`SYNC_S`). ``losses()``:
         per feed, the datagrams lost so far by its ring (full) and by the kernel (socket buffer
-        full), counted since the process started (the feed manager's ``losses``)."""
+        full), counted since the process started (the feed manager's ``losses``). ``settle()``:
+        returns once the consumer has decoded every batch it took (the feed manager's ``drain``),
+        or False when it cannot wait for that (called on the consumer thread)."""
         self.data_dir = Path(data_dir)
         self.disk_guard = DiskGuard(self.data_dir, int(min_free_mb * 1024 * 1024))
         self.sync_s = sync_s
         self.protocols = protocols
         self.losses = losses
+        self.settle = settle
+        # A recording stopped without settling: the consumer may still hold raw batches of it
+        # to decode, which must not reach the next recording's data.h5 (start settles first).
+        self._unsettled = False
         self.lock = threading.RLock()
         self.active: Active | None = None
         self.last_error: dict | None = None  # the last recording that stopped on an error
@@ -265,6 +272,8 @@ class RecordingManager:
 
     def start(self, meta: dict) -> dict:
         """Start a recording with ``meta`` (name, game, track, car, use_case, notes: all optional)."""
+        if self._unsettled and self.settle():
+            self._unsettled = False
         with self.lock:
             if self.active is not None:
                 raise Conflict("recording_conflict", f"recording {self.active.id} is already active; stop it first")
@@ -310,14 +319,30 @@ class RecordingManager:
             log.info("recording %s started (%s)", rec_id, manifest["name"])
             return self.active.live_manifest(self.losses())
 
-    def stop(self, rec_id: str | None = None, error: str | None = None) -> dict:
-        """Stop the active recording (``rec_id`` must name it, if given); returns its manifest."""
+    def _active_named(self, rec_id: str | None) -> Active:
+        """The active recording, which ``rec_id`` (if given) must name (under the lock)."""
+        act = self.active
+        if act is None or (rec_id is not None and act.id != rec_id):
+            if rec_id is not None and rec_id not in self._manifests:
+                raise NotFound("recording", rec_id)
+            raise Conflict("recording_conflict", "no recording is active" if rec_id is None else f"recording {rec_id} is not active")
+        return act
+
+    def stop(self, rec_id: str | None = None) -> dict:
+        """Stop the active recording (``rec_id`` must name it, if given); returns its manifest.
+
+        The recording takes no more raw batches from here; the consumer first decodes those
+        it took in raw passes (``settle``), so ``data.h5`` holds everything the raw files do."""
         with self.lock:
-            act = self.active
-            if act is None or (rec_id is not None and act.id != rec_id):
-                if rec_id is not None and rec_id not in self._manifests:
-                    raise NotFound("recording", rec_id)
-                raise Conflict("recording_conflict", "no recording is active" if rec_id is None else f"recording {rec_id} is not active")
+            self._active_named(rec_id).closing = True
+        if not self.settle():
+            self._unsettled = True
+        with self.lock:
+            return self._close_active(self._active_named(rec_id))
+
+    def _close_active(self, act: Active, error: str | None = None) -> dict:
+        """Close the active recording's files and write its final manifest (under the lock)."""
+        with self.lock:
             problems = [error] if error else []
             if act.durable is not None:
                 act.durable.result()  # the last background fsync first: the files close next
@@ -430,7 +455,7 @@ class RecordingManager:
     def on_raw(self, feed, t_ns: np.ndarray, lengths: np.ndarray, data: np.ndarray, malformed: int) -> bool:
         with self.lock:
             act = self.active
-            if act is None:
+            if act is None or act.closing:
                 return False
             try:
                 act.raw[feed.name].append(t_ns, lengths, data)
@@ -474,8 +499,8 @@ class RecordingManager:
             return 0 if act is None else sum(w.release_idle() for w in act.raw.values())
 
     @property
-    def pass_interval_s(self) -> float | None:
-        """While recording, a consumer pass every :data:`PASS_S` (see ``Sink``)."""
+    def raw_interval_s(self) -> float | None:
+        """While recording, the raw batches every :data:`PASS_S` (see ``Sink``)."""
         return PASS_S if self.active is not None else None
 
     def tick(self) -> None:
@@ -536,8 +561,14 @@ class RecordingManager:
             act.durable_error = exc  # the consumer stops the recording at its next sync
 
     def _fail(self, exc: Exception) -> None:
-        log.error("recording %s stopped on a write error: %s", self.active.id if self.active else "?", exc)
-        self.stop(error=str(exc))
+        """Stop the active recording on a write error (under the lock, often on the consumer
+        thread: no settling; batches it took raw but had not decoded stay out of ``data.h5``, which
+        after an error is rebuilt from the raw files by ``recover`` anyway)."""
+        act = self.active
+        log.error("recording %s stopped on a write error: %s", act.id if act else "?", exc)
+        if act is not None:
+            self._unsettled = True
+            self._close_active(act, error=str(exc))
 
 def _is_uuid(text: str) -> bool:
     try:
