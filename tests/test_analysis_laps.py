@@ -16,6 +16,7 @@ from rt.sim.frames import frames_from_sim
 
 from rt.analysis.frames import Frames
 from rt.analysis.laps import analyze_lap_times, analyze_sectors, find_laps
+from rt.merge import merge_timelines
 from rt.protocols.canonical import empty
 from rt.sim.driver import Simulation
 
@@ -487,6 +488,32 @@ def test_lap_in_progress_derived_first_third(ac_run):
     inlap = state["lap_count"] == 3
     want = (_crossing(t[inlap], state["norm_pos"][inlap], 1 / 3) - starts[3]) * 1000.0
     assert abs(now["sectors_ms"][0] - want) <= 1.0
+
+
+# ---------------------------------------------------------------------------------------- merged runs
+def merged_with_a_second_feed(fr: Frames, lag_ns: int) -> Frames:
+    """The run merged as the session manager merges feeds: a second feed of the same car sending
+    the same frames ``lag_ns`` later (feed 1), interleaved with the run's own (feed 0)."""
+    t, feed, index = merge_timelines([fr["t_ns"], fr["t_ns"] + lag_ns], 1_000_000)
+    channels = {name: np.asarray(v)[index] for name, v in fr.channels.items()}
+    channels["t_ns"] = t
+    extras = {"sector_times_s": np.asarray(fr["sector_times_s"])[index], "feed": feed.astype(np.int8)}
+    return Frames(channels, extras, dict(fr.meta))
+
+
+def test_merged_run_sectors_are_those_of_its_primary_feed(pcars1_long):
+    # Laps are timed on the primary feed's frames; their sectors must be read from those frames
+    # too, not from the merged run (whose frame indices are others: twice as many frames).
+    fr, sim = pcars1_long
+    merged = merged_with_a_second_feed(fr, int(0.5e9 / PC_HZ))
+    assert len(merged) == 2 * len(fr)
+    res = analyze_sectors([merged])
+    assert [lap["lap"] for lap in res["laps"]] == [1, 2, 3]
+    for lap, truth in zip(res["laps"], sim.truth.sector_times_s):
+        assert lap["complete"] and lap["consistent"] and lap["source"] == "game"
+        for got, want in zip(lap["sectors_ms"], truth):
+            assert abs(got - want * 1000.0) <= 1.5
+    assert res == analyze_sectors([fr])
 
 
 # ---------------------------------------------------------------------------------------- real capture

@@ -760,9 +760,10 @@ def best_lap(laps: list[Lap]) -> Lap | None:
 
 
 # ---------------------------------------------------------------------------------------- sectors
-def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
+def lap_sectors(laps: list[Lap]) -> list[dict]:
     """Sector times of the finished, complete laps of one run and of the lap in progress at its
-    end (fills ``lap.sectors_ms``).
+    end (fills ``lap.sectors_ms``), read from the frames the laps were found in (``lap.frames``:
+    in a merged run the primary feed's, which the laps' frame indices count).
 
     Returns one dict per such lap: ``lap`` (the :class:`Lap`), ``sectors_ms`` ([s1, s2, s3],
     ints in ms, None where a sector could not be timed), ``source`` (``"game"`` splits or
@@ -777,9 +778,11 @@ def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
     count for the best sectors unless the frames seen show the lap invalid (``lap.flaw``); a
     complete lap's sectors count when the lap is valid and its sectors consistent.
     """
-    out = []
+    out: list[dict] = []
     if not laps:
         return out
+    frames = laps[0].frames
+    assert frames is not None
     t_s = frames.t_s
     period = _period_s(t_s)
     splits = None
@@ -1043,7 +1046,7 @@ def analyze_sectors(runs: list[Frames]) -> dict:
     all_laps = Laps()
     for fr, rl in _all_laps(runs):
         all_laps.extend(rl)
-        entries.extend(lap_sectors(fr, rl))
+        entries.extend(lap_sectors(rl))
     best = [None] * SECTOR_COUNT
     for en in entries:
         for j, v in enumerate(en["sectors_ms"]):
