@@ -11,12 +11,11 @@ import statistics
 
 import numpy as np
 import pytest
-from conftest import is_plain, monza_frames
+from conftest import is_plain, merged_with_a_second_feed, monza_frames
 from rt.sim.frames import frames_from_sim
 
 from rt.analysis.frames import Frames
 from rt.analysis.laps import analyze_lap_times, analyze_sectors, find_laps
-from rt.merge import merge_timelines
 from rt.protocols.canonical import empty
 from rt.sim.driver import Simulation
 
@@ -491,16 +490,6 @@ def test_lap_in_progress_derived_first_third(ac_run):
 
 
 # ---------------------------------------------------------------------------------------- merged runs
-def merged_with_a_second_feed(fr: Frames, lag_ns: int) -> Frames:
-    """The run merged as the session manager merges feeds: a second feed of the same car sending
-    the same frames ``lag_ns`` later (feed 1), interleaved with the run's own (feed 0)."""
-    t, feed, index = merge_timelines([fr["t_ns"], fr["t_ns"] + lag_ns], 1_000_000)
-    channels = {name: np.asarray(v)[index] for name, v in fr.channels.items()}
-    channels["t_ns"] = t
-    extras = {"sector_times_s": np.asarray(fr["sector_times_s"])[index], "feed": feed.astype(np.int8)}
-    return Frames(channels, extras, dict(fr.meta))
-
-
 def test_merged_run_sectors_are_those_of_its_primary_feed(pcars1_long):
     # Laps are timed on the primary feed's frames; their sectors must be read from those frames
     # too, not from the merged run (whose frame indices are others: twice as many frames).
