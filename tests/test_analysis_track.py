@@ -192,19 +192,24 @@ def test_laps_by_lap_count_and_by_wrap():
     assert [lap.lap for lap in run_laps([synthetic_frames(norm, lc)])] == [1, 2, 3, 4]
 
 
-def test_counter_and_wrap_a_frame_apart():
-    # The game counts the lap a frame before its position wraps: the lap still runs 0..1. (With
-    # the game's lap times the counter cuts the laps; without, the wrap of norm_pos does.)
+@pytest.mark.parametrize("second_step", [999, 1001])
+def test_counter_and_wrap_a_frame_apart(second_step):
+    # The game counts lap 1 a frame before its position wraps, lap 2 a frame before (999) or after
+    # (1001) it: each lap still runs 0..1, and the counter missed no crossing (it is not stuck).
+    # With the game's lap times the counter cuts the laps; without, the wrap of norm_pos does.
     one = np.linspace(0, 1, 500, endpoint=False)
     norm = np.concatenate([one, one, one[:10]])
-    lc = np.concatenate([np.zeros(499), np.ones(500), np.full(11, 2)]).astype(np.int32)
+    lc = np.zeros(len(norm), np.int32)
+    lc[499:], lc[second_step:] = 1, 2
     last = np.where(np.arange(len(norm)) < 499, -1, 10_000).astype(np.int32)
     laps = run_laps([synthetic_frames(norm, lc, last_lap_ms=last)])
-    assert [(lap.source, lap.start, lap.end) for lap in laps] == [("game", 0, 499), ("game", 499, 999), ("game", 999, 1010)]
-    assert laps[0].good and laps[1].good and laps[1].p[0] == pytest.approx(one[-1] - 1, abs=1e-6)  # float32
-    assert laps[1].time_ms == 10_000 and laps[1].time_source == "game"
+    assert [(lap.source, lap.start, lap.end, lap.time_ms) for lap in laps] == [
+        ("game", 0, 499, 10_000), ("game", 499, second_step, 10_000), ("game", second_step, 1010, None)]
+    assert [lap.good for lap in laps] == [True, True, False] and laps[1].time_source == "game"
+    assert laps[1].p[0] == pytest.approx(one[-1] - 1, abs=1e-6)  # float32
     laps = run_laps([synthetic_frames(norm, lc)])
-    assert [(lap.source, lap.start, lap.end) for lap in laps] == [("derived", 0, 500), ("derived", 500, 1000), ("derived", 1000, 1010)]
+    assert [(lap.source, lap.start, lap.end) for lap in laps] == [("derived", 0, 500), ("derived", 500, 1000),
+                                                                   ("derived", 1000, 1010)]
     assert laps[1].good and laps[1].p[0] == 0.0 and laps[1].time_ms == 10_000
 
 

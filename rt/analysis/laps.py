@@ -19,10 +19,10 @@ laps. There is one wrap test (:func:`norm_wraps`) and one rewind rule (:data:`RE
   crossing itself is placed at ``t − lap_time_ms`` of the frame where the game's lap timer
   restarts, so sector and plot code get it to the ms too.
 * **Derived laps** (``source: "derived"``), when ``lap_count`` or ``last_lap_ms`` is unknown
-  throughout the run, or the counter is stuck (it does not step between two line crossings that
-  ``norm_pos`` shows, or never steps in a run that crosses the line, as in some practice
-  sessions): a lap ends where ``norm_pos`` wraps from > 0.9 to < 0.1 while moving
-  forward above :data:`MIN_SPEED_KMH`, at a time interpolated linearly between the two frames
+  throughout the run, or the counter is stuck (it does not step within
+  :data:`COUNTER_NEAR_WRAP_LAPS` of a line crossing that ``norm_pos`` shows, as in some practice
+  sessions where it never steps): a lap ends where ``norm_pos`` wraps from > 0.9 to < 0.1 while
+  moving forward above :data:`MIN_SPEED_KMH`, at a time interpolated linearly between the two frames
   around the wrap; the lap time is the difference of two crossings (error well under one sample
   period). A feed without ``norm_pos`` either (PCARS 2 telemetry has only world positions) is
   timed at a line through the first position where the run drives, across the direction of
@@ -119,6 +119,10 @@ WRAP_LOW = 0.1
 
 #: A good lap (:attr:`Lap.good`) has positions from below this to above 1 − this (laps).
 COVER_EDGE_LAPS = 0.05
+#: A step of the lap counter this close (laps, along the position) to a wrap of ``norm_pos`` counts
+#: that line crossing; a wrap with none is a crossing the counter missed (a stuck counter). Half a
+#: lap: the counter and the position update a frame or so apart, in either order.
+COUNTER_NEAR_WRAP_LAPS = 0.5
 
 
 @dataclass(eq=False)
@@ -150,7 +154,7 @@ class Lap:
         frames: the run the lap belongs to (for a merged run: the primary feed's frames).
     """
 
-    run_id: object
+    run_id: str
     lap: int
     start: int
     end: int
@@ -287,9 +291,9 @@ def run_laps(runs: list[Frames]) -> Laps:
 
 
 def _counter_stuck(lc: np.ndarray, p_run: np.ndarray) -> bool:
-    """Whether the game's lap counter misses line crossings that the position shows: it does not
-    step between two new forward wraps of ``norm_pos`` (``p_run``, unwrapped, laps), or never steps
-    in a run with one (where it is known on both sides of the wrap)."""
+    """Whether the game's lap counter misses a line crossing that the position shows: a new
+    forward wrap of ``norm_pos`` (``p_run``: unwrapped, laps), with the counter known on both
+    sides, and no step of the counter within :data:`COUNTER_NEAR_WRAP_LAPS` of it along the lap."""
     fin = np.flatnonzero(np.isfinite(p_run))
     if len(fin) < 2:
         return False
@@ -300,8 +304,11 @@ def _counter_stuck(lc: np.ndarray, p_run: np.ndarray) -> bool:
         return False
     known = np.flatnonzero(lc >= 0)
     step_at = known[1:][lc[known[1:]] != lc[known[:-1]]]
-    steps_before = np.searchsorted(step_at, wrap_at)
-    return not len(step_at) or bool((np.diff(steps_before) == 0).any())
+    if not len(step_at):
+        return True
+    p_step = np.interp(step_at, fin, p_run[fin])
+    near = np.abs(p_step[None, :] - p_run[wrap_at][:, None]).min(axis=1) < COUNTER_NEAR_WRAP_LAPS
+    return not bool(near.all())
 
 
 def _place(fr: Frames, laps: list[Lap], p_run: np.ndarray) -> None:
