@@ -480,7 +480,6 @@ def _norm_crossings(fr: Frames, t_s: np.ndarray, norm: np.ndarray):
     v0, v1 = v[k], v[k + 1] + 1.0
     frac = (1.0 - v0) / (v1 - v0)
     tc = t_s[a[k]] + frac * (t_s[b[k]] - t_s[a[k]])
-
     return b[k].tolist(), tc.tolist(), _norm_start_s(t_s, norm, speed)
 
 
