@@ -135,6 +135,20 @@ def monza_frames():
     return Frames.from_rows(to_canonical("ac_car_info", cols, t_ns), meta={"run_id": "monza"})
 
 
+def merged_with_a_second_feed(fr, lag_ns: int):
+    """The run merged as the session manager merges feeds (:func:`rt.merge.merge_timelines`): a
+    second feed of the same car sending the same frames ``lag_ns`` later (feed 1), interleaved
+    with the run's own (feed 0)."""
+    from rt.analysis.frames import Frames
+    from rt.merge import merge_timelines
+
+    t, feed, index = merge_timelines([fr["t_ns"], fr["t_ns"] + lag_ns], 1_000_000)
+    channels = {name: np.asarray(v)[index] for name, v in fr.channels.items()}
+    channels["t_ns"] = t
+    extras = {name: np.asarray(v)[index] for name, v in fr.extras.items()}
+    return Frames(channels, {**extras, "feed": feed.astype(np.int8)}, dict(fr.meta))
+
+
 def is_plain(value) -> bool:
     """Only JSON's own Python types, all the way down (no numpy scalars or arrays)."""
     if isinstance(value, dict):

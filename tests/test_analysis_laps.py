@@ -11,7 +11,7 @@ import statistics
 
 import numpy as np
 import pytest
-from conftest import is_plain, monza_frames
+from conftest import is_plain, merged_with_a_second_feed, monza_frames
 from rt.sim.frames import frames_from_sim
 
 from rt.analysis.frames import Frames
@@ -487,6 +487,22 @@ def test_lap_in_progress_derived_first_third(ac_run):
     inlap = state["lap_count"] == 3
     want = (_crossing(t[inlap], state["norm_pos"][inlap], 1 / 3) - starts[3]) * 1000.0
     assert abs(now["sectors_ms"][0] - want) <= 1.0
+
+
+# ---------------------------------------------------------------------------------------- merged runs
+def test_merged_run_sectors_are_those_of_its_primary_feed(pcars1_long):
+    # Laps are timed on the primary feed's frames; their sectors must be read from those frames
+    # too, not from the merged run (whose frame indices are others: twice as many frames).
+    fr, sim = pcars1_long
+    merged = merged_with_a_second_feed(fr, int(0.5e9 / PC_HZ))
+    assert len(merged) == 2 * len(fr)
+    res = analyze_sectors([merged])
+    assert [lap["lap"] for lap in res["laps"]] == [1, 2, 3]
+    for lap, truth in zip(res["laps"], sim.truth.sector_times_s):
+        assert lap["complete"] and lap["consistent"] and lap["source"] == "game"
+        for got, want in zip(lap["sectors_ms"], truth):
+            assert abs(got - want * 1000.0) <= 1.5
+    assert res == analyze_sectors([fr])
 
 
 # ---------------------------------------------------------------------------------------- real capture

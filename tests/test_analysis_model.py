@@ -1,5 +1,5 @@
-"""The shared pieces of rt/analysis: the one lap model (both finders judge rewinds alike, one wrap
-test, the Laps table) and the one JSON-number helper."""
+"""The shared pieces of rt/analysis: the one lap model (one finder whose laps carry timing and
+positions, one rewind rule, one wrap test, the Laps table) and the one JSON-number helper."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rt.analysis.frames import Frames, json_num
-from rt.analysis.laps import Lap, Laps, find_laps, norm_wraps, split_laps
+from rt.analysis.laps import Lap, Laps, find_laps, norm_wraps, run_laps
 from rt.protocols.canonical import empty
 
 HZ = 50
@@ -41,20 +41,23 @@ def three_laps(timer_drop_ms: int = 0, norm_back: float = 0.0) -> Frames:
     ("timer_drop_ms", "norm_back", "rewound"),
     [
         (0, 0.0, False),
-        (480, 0.0, True),  # the timer put back half a second: a rewind for both finders
+        (480, 0.0, True),  # the timer put back half a second: a rewind
         (0, 0.02, True),  # ≈ 100 m back on a 5 km track
-        (0, 0.008, False),  # a 0.006-lap step, under REWIND_NORM: no rewind (split_laps used to say yes)
+        (0, 0.008, False),  # a 0.006-lap step, under REWIND_NORM: no rewind
     ],
 )
-def test_both_lap_finders_judge_a_rewind_alike(timer_drop_ms, norm_back, rewound):
+def test_one_lap_model_for_timing_and_positions(timer_drop_ms, norm_back, rewound):
     fr = three_laps(timer_drop_ms, norm_back)
-    timed, placed = find_laps(fr), split_laps([fr])
-    assert [lap.lap for lap in timed] == [lap.lap for lap in placed] == [1, 2, 3]
-    assert [(lap.start, lap.end) for lap in timed] == [(lap.start, lap.end) for lap in placed]
-    assert [lap.rewind for lap in timed] == [False, rewound, False]
-    assert [lap.rewind for lap in placed] == [False, rewound, False]
-    assert placed[1].good is (not rewound) and placed[0].good
-    assert (timed[1].flaw == "rewind") is rewound
+    laps = find_laps(fr)
+    assert [(lap.lap, lap.start, lap.end) for lap in laps] == [(1, 0, 500), (2, 500, 1000), (3, 1000, 1500)]
+    assert [lap.rewind for lap in laps] == [False, rewound, False]
+    assert [lap.valid for lap in laps] == [True, not rewound, False]  # lap 3: unfinished
+    assert [lap.good for lap in laps] == [True, not rewound, False]
+    assert (laps[1].flaw == "rewind") is rewound
+    # The same laps carry the positions the geometric analyses bin by: ≈0..1 in each lap.
+    for k, lap in enumerate(laps):
+        assert lap.whole == k and lap.p[0] == 0.0 and lap.t is not None and len(lap.t) == len(lap)
+    assert run_laps([fr, fr]).pick_run(1)[0].frames is not None and len(run_laps([fr, fr])) == 6
 
 
 def test_norm_wraps_forward_and_backward():

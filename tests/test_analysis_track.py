@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import monza_frames
+from conftest import merged_with_a_second_feed, monza_frames
 from rt.sim.frames import frames_from_sim
 
-from rt.analysis import racing_line, track_map
+from rt.analysis import braking, racing_line, track_map
 from rt.analysis.frames import Frames
 from rt.analysis.geometry import (
     best_lap,
@@ -25,7 +25,7 @@ from rt.analysis.geometry import (
     polyline_length,
     run_clock,
     smooth_periodic,
-    split_laps,
+    run_laps,
     unwrapped_position,
     windowed_slope,
 )
@@ -172,7 +172,7 @@ def test_unwrapped_position_and_rewind():
     np.testing.assert_allclose(p, [0.95, 0.99, 1.01, 1.05, 1.5, 1.3, 1.95, 2.02])
 
 
-def test_split_laps_by_lap_count_and_by_wrap():
+def test_laps_by_lap_count_and_by_wrap():
     one = np.linspace(0, 1, 500, endpoint=False)
     norm = np.concatenate([one[200:], one, one, one[:100]])  # partial, two full, partial
     lc = np.concatenate([np.zeros(300), np.ones(500), np.full(500, 2), np.full(100, 3)]).astype(np.int32)
@@ -180,7 +180,7 @@ def test_split_laps_by_lap_count_and_by_wrap():
         lc,
         None,
     ):  # with the game's lap counter, and without (norm_pos wraps)
-        laps = split_laps([synthetic_frames(norm, count)])
+        laps = run_laps([synthetic_frames(norm, count)])
         assert [(lap.complete, len(lap)) for lap in laps] == [
             (False, 300),
             (True, 500),
@@ -189,29 +189,40 @@ def test_split_laps_by_lap_count_and_by_wrap():
         ]
         assert laps[1].time_ms == pytest.approx(10_000, abs=1)  # 500 frames at 50 Hz, crossing interpolated
         assert laps[1].p.min() >= 0 and laps[1].p.max() < 1
-    assert [lap.lap for lap in split_laps([synthetic_frames(norm, lc)])] == [1, 2, 3, 4]
+    assert [lap.lap for lap in run_laps([synthetic_frames(norm, lc)])] == [1, 2, 3, 4]
 
 
-def test_split_laps_counter_and_wrap_a_frame_apart():
-    # The game counts the lap a frame before its position wraps: the lap still runs 0..1.
+@pytest.mark.parametrize("second_step", [999, 1001])
+def test_counter_and_wrap_a_frame_apart(second_step):
+    # The game counts lap 1 a frame before its position wraps, lap 2 a frame before (999) or after
+    # (1001) it: each lap still runs 0..1, and the counter missed no crossing (it is not stuck).
+    # With the game's lap times the counter cuts the laps; without, the wrap of norm_pos does.
     one = np.linspace(0, 1, 500, endpoint=False)
     norm = np.concatenate([one, one, one[:10]])
-    lc = np.concatenate([np.zeros(499), np.ones(500), np.full(11, 2)]).astype(np.int32)
-    laps = split_laps([synthetic_frames(norm, lc)])
-    assert laps[1].complete and laps[1].p[0] == pytest.approx(one[-1] - 1, abs=1e-6)  # float32
-    assert laps[1].time_ms == pytest.approx(10_000, abs=1)
+    lc = np.zeros(len(norm), np.int32)
+    lc[499:], lc[second_step:] = 1, 2
+    last = np.where(np.arange(len(norm)) < 499, -1, 10_000).astype(np.int32)
+    laps = run_laps([synthetic_frames(norm, lc, last_lap_ms=last)])
+    assert [(lap.source, lap.start, lap.end, lap.time_ms) for lap in laps] == [
+        ("game", 0, 499, 10_000), ("game", 499, second_step, 10_000), ("game", second_step, 1010, None)]
+    assert [lap.good for lap in laps] == [True, True, False] and laps[1].time_source == "game"
+    assert laps[1].p[0] == pytest.approx(one[-1] - 1, abs=1e-6)  # float32
+    laps = run_laps([synthetic_frames(norm, lc)])
+    assert [(lap.source, lap.start, lap.end) for lap in laps] == [("derived", 0, 500), ("derived", 500, 1000),
+                                                                   ("derived", 1000, 1010)]
+    assert laps[1].good and laps[1].p[0] == 0.0 and laps[1].time_ms == 10_000
 
 
-def test_split_laps_flags_a_rewind_and_prefers_the_game_time():
+def test_a_rewind_and_the_game_time():
     one = np.linspace(0, 1, 500, endpoint=False)
     lap2 = np.concatenate([one[:300], one[200:]])  # rewound from 0.6 back to 0.4
     norm = np.concatenate([one, lap2, one[:50]])
     lc = np.concatenate([np.zeros(500), np.ones(600), np.full(50, 2)]).astype(np.int32)
     last = np.concatenate([np.full(500, -1), np.full(600, 9_990), np.full(50, 12_003)]).astype(np.int32)
-    laps = split_laps([synthetic_frames(norm, lc, last_lap_ms=last)])
+    laps = run_laps([synthetic_frames(norm, lc, last_lap_ms=last)])
     assert laps[0].good and laps[0].time_ms == 9_990 and laps[0].time_source == "game"
     assert laps[1].complete and laps[1].rewind and not laps[1].good
-    assert laps[1].time_ms == pytest.approx(12_000, abs=5)  # 12 003 by the game
+    assert laps[1].time_ms == 12_003 and laps[1].invalid_reason == "rewind"
     assert best_lap(laps) is laps[0]
 
 
@@ -431,13 +442,41 @@ def test_racing_line_empty_and_no_complete_lap():
         racing_line.analyze([monza_frames()])  # two partial laps
 
 
-def test_split_laps_with_a_stuck_lap_counter():
-    # Some sessions report lap_count but never step it: the wraps of norm_pos split the laps.
+@pytest.mark.parametrize("game_times", [False, True])
+def test_laps_with_a_stuck_lap_counter(game_times):
+    # Some sessions report lap_count but never step it: the wraps of norm_pos split the laps,
+    # also where the game reports lap times.
     one = np.linspace(0, 1, 500, endpoint=False)
     norm = np.concatenate([one, one, one[:100]])
-    laps = split_laps([synthetic_frames(norm, np.zeros(len(norm), np.int32))])
-    assert [(lap.lap, lap.complete, len(lap)) for lap in laps] == [
-        (1, True, 500),
-        (2, True, 500),
-        (3, False, 100),
+    extra = {"last_lap_ms": np.full(len(norm), 9_000, np.int32)} if game_times else {}
+    laps = run_laps([synthetic_frames(norm, np.zeros(len(norm), np.int32), **extra)])
+    assert [(lap.lap, lap.complete, lap.source, len(lap)) for lap in laps] == [
+        (1, True, "derived", 500),
+        (2, True, "derived", 500),
+        (3, False, "derived", 100),
     ]
+    assert [lap.time_ms for lap in laps] == [10_000, 10_000, None]
+
+
+def test_monza_with_its_lap_counter_stuck_still_cuts_at_the_line():
+    # The real capture crosses the line once (norm_pos wraps into frame 7898, lap_count steps 0 → 1
+    # a frame later); with the counter stuck at 0 the wrap of norm_pos cuts the laps there.
+    fr = monza_frames()
+    game = run_laps([fr])
+    assert [(lap.lap, lap.start, lap.end, lap.source) for lap in game] == [(1, 0, 7899, "game"), (2, 7899, 8641, "game")]
+    stuck = Frames({**fr.channels, "lap_count": np.zeros(len(fr), fr["lap_count"].dtype)}, {}, dict(fr.meta))
+    laps = run_laps([stuck])
+    assert [(lap.lap, lap.start, lap.end, lap.source) for lap in laps] == [(1, 0, 7898, "derived"), (2, 7898, 8641, "derived")]
+    assert abs(laps[1].start_s - game[1].start_s) < 0.02  # the crossing, from norm_pos, within a sample
+    assert [lap.whole for lap in laps] == [0, 1] and not any(lap.good for lap in laps)
+
+
+def test_a_merged_run_is_mapped_from_its_primary_feed(pcars_laps):
+    # The one lap model cuts a merged run on its primary feed's frames; the geometric analyses
+    # read those same frames (lap.frames), so a second feed interleaved changes nothing.
+    _, frames, _ = pcars_laps
+    merged = merged_with_a_second_feed(frames, int(0.5e9 / 60.0))
+    assert len(merged) == 2 * len(frames)
+    for analyze in (track_map.analyze, racing_line.analyze, braking.analyze):
+        assert analyze([merged]) == analyze([frames])
+    assert track_map.analyze([merged])["summary"]["laps_complete"] == 2

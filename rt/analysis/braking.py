@@ -63,7 +63,7 @@ import numpy as np
 from .frames import Frames, json_num
 from .clock import run_clock
 from .geometry import windowed_slope
-from .laps import Lap, Laps, split_laps, unwrapped_position
+from .laps import Lap, Laps, run_laps, unwrapped_position
 from .track_map import line_from_laps
 
 #: 2: peak_decel_g from the accelerometer where the game has one, glitch-proof from the speed
@@ -447,7 +447,7 @@ def analyze(runs: list[Frames]) -> dict:
         raise ValueError("braking_analysis needs at least one run with frames")
     if not any("brake" in fr and np.isfinite(fr["brake"]).any() for fr in runs):
         raise ValueError("braking_analysis needs the brake pedal channel, and no run has it")
-    laps = split_laps(runs)
+    laps = run_laps(runs).pick_placed()
     usable = [lap for lap in laps if not lap.rewind]
     if not usable:
         raise ValueError("no usable laps: no frames with a known norm_pos, or every lap was rewound")
@@ -455,7 +455,7 @@ def analyze(runs: list[Frames]) -> dict:
     tol = CLUSTER_TOL_M / length if length else CLUSTER_TOL_LAPS
     best = laps.pick_fastest()
 
-    ev_lap, ev, clocks = _collect_events(runs, laps, tol)
+    ev_lap, ev, clocks = _collect_events(laps, tol)
     zones = _cluster_zones(ev_lap, ev, tol, length, best)
     hardest = max(zones, key=lambda z: z["peak_decel_g"] or 0.0) if zones else None
     sources = {s for s in ev.get("decel_source", []) if s is not None}
@@ -492,19 +492,19 @@ def analyze(runs: list[Frames]) -> dict:
     }
 
 
-def _collect_events(runs: list[Frames], laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list], set[str]]:
+def _collect_events(laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list], set[str]]:
     """The braking events of every run that start in a lap without a rewind, above
     :data:`MIN_ENTRY_KMH`: (the lap of each event, {metric: one value per event} with ``p_on`` /
     ``p_off`` lap-relative in laps, the run clocks used). Events of one lap closer than ``tol``
-    (laps) are joined into one first."""
+    (laps) are joined into one first. Each run's events are found in the frames its laps were
+    found in (``lap.frames``: a merged run's primary feed), whose indices the laps count."""
     ev_lap: list[Lap] = []
     ev: dict[str, list] = {}
     clocks: set[str] = set()
-    for r, fr in enumerate(runs):
-        if len(fr) < 2 or "brake" not in fr or "norm_pos" not in fr:
-            continue
+    for r in sorted({lap.run for lap in laps}):
         run_laps = laps.pick_run(r)
-        if not run_laps:
+        fr = run_laps[0].frames
+        if fr is None or len(fr) < 2 or "brake" not in fr:
             continue
         t, clock = run_clock(fr)
         clocks.add(clock)

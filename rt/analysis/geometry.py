@@ -2,7 +2,7 @@
 
 Helpers, all vectorised with numpy (loops run per lap or per corner, never per frame):
 
-* **Laps** — live in :mod:`rt.analysis.laps` (the one lap model); :func:`split_laps`,
+* **Laps** — live in :mod:`rt.analysis.laps` (the one lap model); :func:`run_laps`,
   :func:`best_lap`, :func:`unwrapped_position` and :class:`Lap` are re-exported here, as are
   :func:`run_clock` and :func:`paused_steps` from :mod:`rt.analysis.clock`.
 * **Closed curves** — :func:`closed_line_from_positions` (the mean line of many laps, binned by
@@ -24,7 +24,7 @@ import numpy as np
 
 # The lap model and the run clock have their own modules; callers and tests still import them here.
 from .clock import paused_steps, run_clock  # noqa: F401
-from .laps import Lap, best_lap, run_id_of, split_laps, unwrapped_position  # noqa: F401
+from .laps import Lap, best_lap, run_id_of, run_laps, unwrapped_position  # noqa: F401
 
 
 # ---------------------------------------------------------------------------------------- closed curves

@@ -1,17 +1,17 @@
 """The lap model of every analysis, and the lap-time and sector-time use cases.
 
 One :class:`Lap` (a lap of one run: its frames ``start:end``, validity and its reason, game or
-derived source, line-crossing times, lap and sector times, and the lap's frames) and one
-:class:`Laps` table (pick valid laps, a run's laps, the fastest; records for the JSON), built
-once per run by one of two finders that share the wrap test (:func:`norm_wraps`) and the rewind
-thresholds (:data:`REWIND_NORM`, :data:`REWIND_LAP_TIME_MS`, :data:`LAP_TIMER_RESET_MS`):
+derived source, line-crossing times, lap and sector times, the lap's frames, and where the car
+was along the lap on each frame) and one :class:`Laps` table (pick valid laps, a run's laps, the
+laps with positions, the fastest; records for the JSON), built once per run by one finder,
+:func:`find_laps` (all runs: :func:`run_laps`), and used by every analysis: lap times and sectors
+read the timing, the geometric analyses (track map, racing line, braking) the positions ``p``
+(``norm_pos`` unwrapped, :func:`unwrapped_position`, made relative to the lap) of the same laps,
+and take only the :attr:`Lap.good` ones (complete, no rewind, positions covering the lap) as whole
+laps. There is one wrap test (:func:`norm_wraps`) and one rewind rule (:data:`REWIND_NORM`,
+:data:`REWIND_LAP_TIME_MS`, :data:`LAP_TIMER_RESET_MS`).
 
-* :func:`find_laps` times laps to the ms for lap times and sectors (below);
-* :func:`split_laps` cuts laps by position for the geometric analyses (track map, racing line,
-  braking): each lap carries ``p``, its position relative to the lap (``norm_pos`` unwrapped,
-  :func:`unwrapped_position`), and is complete only when its positions cover the lap.
-
-Lap times and sectors use :func:`find_laps`, which cuts one run into laps:
+:func:`find_laps` cuts one run into laps:
 
 * **Game laps** (``source: "game"``), when the feed has the game's lap counter and lap times
   (AC, the Telemetry Tool, PCARS 1): a lap ends where ``lap_count`` steps up by one, and its
@@ -19,8 +19,10 @@ Lap times and sectors use :func:`find_laps`, which cuts one run into laps:
   crossing itself is placed at ``t − lap_time_ms`` of the frame where the game's lap timer
   restarts, so sector and plot code get it to the ms too.
 * **Derived laps** (``source: "derived"``), when ``lap_count`` or ``last_lap_ms`` is unknown
-  throughout the run: a lap ends where ``norm_pos`` wraps from > 0.9 to < 0.1 while moving
-  forward above :data:`MIN_SPEED_KMH`, at a time interpolated linearly between the two frames
+  throughout the run, or the counter is stuck (it does not step within
+  :data:`COUNTER_NEAR_WRAP_LAPS` of a line crossing that ``norm_pos`` shows, as in some practice
+  sessions where it never steps): a lap ends where ``norm_pos`` wraps from > 0.9 to < 0.1 while
+  moving forward above :data:`MIN_SPEED_KMH`, at a time interpolated linearly between the two frames
   around the wrap; the lap time is the difference of two crossings (error well under one sample
   period). A feed without ``norm_pos`` either (PCARS 2 telemetry has only world positions) is
   timed at a line through the first position where the run drives, across the direction of
@@ -28,11 +30,11 @@ Lap times and sectors use :func:`find_laps`, which cuts one run into laps:
   "laps from where the run began" (identical to start/finish laps when the run starts there).
 
 ``complete`` means the run saw the whole lap, line to line. The first lap of a run is complete
-only if the run starts on the line (the game's lap timer, or ``norm_pos``, is within
-:data:`START_ON_LINE_PERIODS` sample periods of the line at the first frame); the last lap is
-complete only if it was finished. A finished lap keeps the game's time even when incomplete (a
-run that starts mid-lap still learns that lap's time from the game), but only ``valid`` laps
-count for best/mean/stddev.
+only if the run starts on the line (the game's lap timer, or ``norm_pos`` where the feed has no
+timer, is within :data:`START_ON_LINE_PERIODS` sample periods of the line at the first frame);
+the last lap is complete only if it was finished. A finished lap keeps the game's time even when
+incomplete (a run that starts mid-lap still learns that lap's time from the game), but only
+``valid`` laps count for best/mean/stddev.
 
 ``valid`` is false for: incomplete laps (out-laps, the unfinished last lap, a ``lap_count`` jump
 or restart), laps the game marks invalid (the canonical channels carry no such flag yet: a
@@ -46,6 +48,16 @@ finished lap keeps the game's time. ``invalid_reason`` says which rule applied: 
 run's first lap, begun before the run), ``unfinished`` (the run ended first), ``incomplete``
 (cut by a jump or restart of the lap counter), ``gap``, ``no_time``, ``game``, ``rewind``.
 
+A merged run (a ``feed`` extra) is cut on its primary feed's frames (``feed == 0``): two feeds of
+one car step their lap counters a sample apart, so their interleaved frames would look like
+rewinds. Every lap's ``start:end``, ``p`` and ``t`` count those frames (``lap.frames``).
+
+Positions (runs with ``norm_pos``): ``p`` is the run's unwrapped ``norm_pos`` minus the lap's
+``whole`` number of laps, ≈0 at its start line and ≈1 at its finish; ``t`` the run's clock
+(:func:`run_clock`: the game's timer where it runs, no pauses), which the geometric analyses
+differentiate. A lap is :attr:`~Lap.good` when complete, without a rewind and its positions
+reach within :data:`COVER_EDGE_LAPS` of both ends of the lap.
+
 Sectors (three per lap): from the game's own splits where the feed has them (``sector_times_s``,
 PCARS 1), else at equal thirds of ``norm_pos`` (thirds of the distance driven, from speed, when
 there is no ``norm_pos``), crossing times interpolated. Each lap's sectors are checked against its
@@ -54,9 +66,9 @@ flagged ``consistent: false`` when they do not add up. The lap still in progress
 (begun at the line, not finished) shows the sectors it has completed, the rest null; a completed
 sector of it counts for the best sectors when nothing seen so far makes the lap invalid.
 
-Units: times in ms in results (ints; a position lap's ``time_ms`` may be fractional), seconds
-internally (``start_s``/``end_s``, ``t``: s since the run's first frame), speeds km/h, ``norm_pos``
-and ``p`` in laps (0..1). Everything is vectorised per run; Python loops run per lap only.
+Units: times in ms in results (ints), seconds internally (``start_s``/``end_s``, ``t``: s since
+the run's first frame), speeds km/h, ``norm_pos`` and ``p`` in laps (0..1). Everything is
+vectorised per run; Python loops run per lap only.
 """
 
 from __future__ import annotations
@@ -105,35 +117,25 @@ SECTOR_COUNT = 3
 WRAP_HIGH = 0.9
 WRAP_LOW = 0.1
 
-# Position-timed laps (:func:`split_laps`, for the geometric analyses):
-#: A lap-relative position within this far of the line (laps) counts as "on the line" at the
-#: first frame of a run (the simulator starts a run exactly on the line with a flying lap).
-START_ON_LINE_LAPS = 0.002
-#: A norm_pos wrap this close (laps) to a lap_count step is the same line crossing.
-COUNTER_NEAR_WRAP_LAPS = 0.1
-#: A complete lap must have positions from below this to above 1 − this (laps).
+#: A good lap (:attr:`Lap.good`) has positions from below this to above 1 − this (laps).
 COVER_EDGE_LAPS = 0.05
-#: The game's last-lap time (looked for within GAME_TIME_WINDOW_S after the line) is accepted for a
-#: position-timed lap when it agrees with the measured crossing-to-crossing time to within this, ms.
-GAME_TIME_AGREE_MS = 250.0
+#: A step of the lap counter this close (laps, along the position) to a wrap of ``norm_pos`` counts
+#: that line crossing; a wrap with none is a crossing the counter missed (a stuck counter). Half a
+#: lap: the counter and the position update a frame or so apart, in either order.
+COUNTER_NEAR_WRAP_LAPS = 0.5
 
 
 @dataclass(eq=False)
 class Lap:
-    """One lap of one run: frames ``start:end`` of its run.
-
-    Two finders fill it (see the module doc): :func:`find_laps` (timing: lap times, validity,
-    sectors) and :func:`split_laps` (position: the lap-relative position ``p`` the geometric
-    analyses bin by). Fields a finder does not know keep their defaults.
+    """One lap of one run: frames ``start:end`` of its run, as :func:`find_laps` found it.
 
     Attributes:
-        run_id: ``meta["run_id"]`` of the run (:func:`split_laps`: as a string, else the run's index).
+        run_id: ``meta["run_id"]`` of the run as a string, else the run's index (:func:`run_id_of`).
         lap: lap number, 1-based: ``lap_count + 1`` for game laps, else the order in the run.
         start, end: frame slice ``start:end`` of the lap in its run (``end`` exclusive).
         time_ms: lap time, ms (None when the lap was not finished in the run, or its time is unknown).
-        valid: counts for best/mean/stddev (timing rules in the module doc; for position laps, a
-            complete lap without a rewind).
-        complete: the run saw the lap from line to line (position laps: and its positions cover it).
+        valid: counts for best/mean/stddev (the rules are in the module doc).
+        complete: the run saw the lap from line to line.
         source: ``"game"`` (the game's lap counter and time) or ``"derived"`` (line crossings).
         time_source: where ``time_ms`` comes from: ``"game"`` or ``"measured"`` (None without a time).
         sectors_ms: [s1, s2, s3] in ms (None until :func:`lap_sectors` fills them).
@@ -143,15 +145,16 @@ class Lap:
             it is complete (None otherwise); tells whether a lap in progress is clean so far.
         run: index of the run in the list the laps were found in.
         rewind: the position or the game's lap timer jumped backwards inside the lap.
-        whole: position laps: the run's unwrapped position minus ``whole`` is ``p``.
-        p: position laps: lap-relative position per frame, laps (≈0 at the start line, ≈1 at the
-            finish; a hair below 0 or above 1 around the line; NaN where ``norm_pos`` is unknown).
-        t: position laps: time of each frame of the lap on the run's clock (:func:`run_clock`),
-            s since the run's first frame.
+        whole: the run's unwrapped position minus ``whole`` is ``p`` (0 without positions).
+        p: lap-relative position per frame, laps (≈0 at the start line, ≈1 at the finish; a hair
+            below 0 or above 1 around the line; NaN where ``norm_pos`` is unknown); None when the
+            run has no ``norm_pos`` or the lap no known one.
+        t: time of each frame of the lap on the run's clock (:func:`run_clock`), s since the
+            run's first frame (None with ``p``).
         frames: the run the lap belongs to (for a merged run: the primary feed's frames).
     """
 
-    run_id: object
+    run_id: str
     lap: int
     start: int
     end: int
@@ -174,8 +177,15 @@ class Lap:
 
     @property
     def good(self) -> bool:
-        """Seen whole without a rewind: the only kind used as a reference or for the track map."""
-        return self.complete and not self.rewind
+        """Seen whole without a rewind, its positions (where known) reaching within
+        :data:`COVER_EDGE_LAPS` of both ends of the lap: the only kind the geometric analyses
+        take as a whole lap (the track map's complete laps, the racing line's laps)."""
+        if not self.complete or self.rewind:
+            return False
+        if self.p is None:
+            return True
+        known = self.p[np.isfinite(self.p)]
+        return bool(known.min() <= COVER_EDGE_LAPS and known.max() >= 1.0 - COVER_EDGE_LAPS)
 
     def channel(self, name: str) -> np.ndarray:
         """The lap's slice of a channel of its run (a view; units as in :class:`Frames`)."""
@@ -200,6 +210,10 @@ class Laps(list):
     def pick_run(self, run: int) -> "Laps":
         """The laps of ``runs[run]``."""
         return Laps(lap for lap in self if lap.run == run)
+
+    def pick_placed(self) -> "Laps":
+        """The laps with positions along the lap (``p``): what the geometric analyses bin by."""
+        return Laps(lap for lap in self if lap.p is not None)
 
     def pick_fastest(self) -> Lap | None:
         """The fastest valid lap (ties: the first), or None."""
@@ -250,26 +264,65 @@ def _fast_enough(speed: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- lap finding
 def find_laps(frames: Frames, run: int = 0) -> Laps:
-    """The laps of one run, in time order (see the module doc for how, and :class:`Lap`).
-
-    In a merged run (``feed`` extra) laps are timed on the primary feed's frames: two feeds of one
-    car step their lap counters a sample apart, so their interleaved frames would look like rewinds.
-    """
+    """The laps of ``runs[run]`` (its frames ``frames``), in time order: the one lap finder (see
+    the module doc for how, and :class:`Lap`). A merged run is cut on its primary feed's frames."""
     if "feed" in frames and (frames["feed"] != 0).any():
         frames = frames.take(frames["feed"] == 0)
-    n = len(frames)
-    if n == 0:
+    if len(frames) == 0:
         return Laps()
     lc = _channel(frames, "lap_count", -1, np.int64)
     last = _channel(frames, "last_lap_ms", -1, np.int64)
-    if (lc >= 0).any() and (last > 0).any():
+    p_run = unwrapped_position(_channel(frames, "norm_pos", np.nan, np.float64))
+    if (lc >= 0).any() and (last > 0).any() and not _counter_stuck(lc, p_run):
         laps = _game_laps(frames)
     else:
         laps = _derived_laps(frames)
     _judge(frames, laps)
+    _place(frames, laps, p_run)
+    rid = run_id_of(frames, run)
     for lap in laps:
-        lap.run = run
+        lap.run, lap.run_id = run, rid
     return Laps(laps)
+
+
+def run_laps(runs: list[Frames]) -> Laps:
+    """The laps of all runs (:func:`find_laps`, once per run), in run order then time order."""
+    return Laps(lap for r, fr in enumerate(runs) for lap in find_laps(fr, r))
+
+
+def _counter_stuck(lc: np.ndarray, p_run: np.ndarray) -> bool:
+    """Whether the game's lap counter misses a line crossing that the position shows: a new
+    forward wrap of ``norm_pos`` (``p_run``: unwrapped, laps), with the counter known on both
+    sides, and no step of the counter within :data:`COUNTER_NEAR_WRAP_LAPS` of it along the lap."""
+    fin = np.flatnonzero(np.isfinite(p_run))
+    if len(fin) < 2:
+        return False
+    turns = np.floor(p_run[fin])
+    new = turns[1:] > np.maximum.accumulate(turns)[:-1]  # reversing over the line counts once
+    wrap_at = fin[1:][new & (lc[fin[1:]] >= 0) & (lc[fin[:-1]] >= 0)]
+    if not len(wrap_at):
+        return False
+    known = np.flatnonzero(lc >= 0)
+    step_at = known[1:][lc[known[1:]] != lc[known[:-1]]]
+    if not len(step_at):
+        return True
+    p_step = np.interp(step_at, fin, p_run[fin])
+    near = np.abs(p_step[None, :] - p_run[wrap_at][:, None]).min(axis=1) < COUNTER_NEAR_WRAP_LAPS
+    return not bool(near.all())
+
+
+def _place(fr: Frames, laps: list[Lap], p_run: np.ndarray) -> None:
+    """Set ``whole``, ``p`` and ``t`` of every lap of one run that knows its ``norm_pos``
+    (``p_run``: the run's, unwrapped)."""
+    if not np.isfinite(p_run).any():
+        return
+    clock, _source = run_clock(fr)
+    for lap in laps:
+        ps = p_run[lap.start : lap.end]
+        known = ps[np.isfinite(ps)]
+        if len(known):
+            lap.whole = math.floor(float(np.median(known)))
+            lap.p, lap.t = ps - lap.whole, clock[lap.start : lap.end]
 
 
 def _time_source(time_ms, source: str) -> str | None:
@@ -327,7 +380,8 @@ def _game_laps(fr: Frames) -> list[Lap]:
         return s
 
     # The run starts on the line when the game's lap timer at the first frame that has it says
-    # the line was crossed at most START_ON_LINE_PERIODS sample periods before the first frame.
+    # the line was crossed at most START_ON_LINE_PERIODS sample periods before the first frame
+    # (without a timer in the first lap: when norm_pos says so).
     first_start_s = None
     lt_known = np.flatnonzero(lt[: ends[0]] >= 0)
     if len(lt_known):
@@ -335,6 +389,8 @@ def _game_laps(fr: Frames) -> list[Lap]:
         s0 = float(t_s[j] - lt[j] / 1000.0)
         if s0 >= -(START_ON_LINE_PERIODS * period + 0.001):
             first_start_s = s0
+    else:
+        first_start_s = _norm_start_s(t_s, norm, _channel(fr, "speed_kmh", np.nan, np.float64))
 
     laps: list[Lap] = []
     line_times = [line_s(int(b)) for b in bounds]
@@ -424,18 +480,24 @@ def _norm_crossings(fr: Frames, t_s: np.ndarray, norm: np.ndarray):
     v0, v1 = v[k], v[k + 1] + 1.0
     frac = (1.0 - v0) / (v1 - v0)
     tc = t_s[a[k]] + frac * (t_s[b[k]] - t_s[a[k]])
+    return b[k].tolist(), tc.tolist(), _norm_start_s(t_s, norm, speed)
 
-    # First lap: the run starts on the line when norm_pos at the first frame is within
-    # START_ON_LINE_PERIODS frames' worth of travel past 0; extrapolate back to the crossing.
-    first_start_s = None
-    if fi[0] == 0 and len(fi) > 1 and _fast_enough(speed[:1])[0]:
-        d = np.diff(v[:21])
-        d = d[(d > 0) & (d < 0.05)]
-        if len(d):
-            step = float(np.median(d))
-            if v[0] <= START_ON_LINE_PERIODS * step + 1e-9:
-                first_start_s = float(t_s[0] - v[0] / step * _period_s(t_s[:21]))
-    return b[k].tolist(), tc.tolist(), first_start_s
+
+def _norm_start_s(t_s: np.ndarray, norm: np.ndarray, speed: np.ndarray) -> float | None:
+    """When the run starts on the line by ``norm_pos`` (at the first frame, within
+    START_ON_LINE_PERIODS frames' worth of travel past 0): the crossing, extrapolated back, s."""
+    fi = np.flatnonzero(np.isfinite(norm))
+    if not (len(fi) > 1 and fi[0] == 0 and _fast_enough(speed[:1])[0]):
+        return None
+    v = norm[fi]
+    d = np.diff(v[:21])
+    d = d[(d > 0) & (d < 0.05)]
+    if not len(d):
+        return None
+    step = float(np.median(d))
+    if v[0] > START_ON_LINE_PERIODS * step + 1e-9:
+        return None
+    return float(t_s[0] - v[0] / step * _period_s(t_s[:21]))
 
 
 def _position_crossings(fr: Frames, t_s: np.ndarray):
@@ -558,7 +620,7 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
         lap.rewind = i in rewound
 
 
-# ---------------------------------------------------------------------------------------- position laps
+# ---------------------------------------------------------------------------------------- positions
 def run_id_of(frames: Frames, index: int) -> str:
     """``meta["run_id"]`` of a run, else its index in the analyzed list (as a string)."""
     rid = frames.meta.get("run_id")
@@ -584,185 +646,16 @@ def unwrapped_position(norm_pos: np.ndarray) -> np.ndarray:
     return out
 
 
-def split_laps(runs: list[Frames]) -> Laps:
-    """All laps of all runs by position, in run order then time order (see :class:`Lap`): what
-    the geometric analyses (track map, racing line, braking) bin by. Runs without ``norm_pos``
-    have none.
-
-    A new lap starts at the first frame of a run and wherever ``lap_count`` changes between two
-    frames that both know it; where ``lap_count`` is unknown (-1) on either side, or does not
-    step near the wrap (a stuck counter), wherever ``norm_pos`` wraps (:func:`norm_wraps`). A lap
-    starts "at the line" if its start is such a step of +1 lap (a jump of ``lap_count`` by
-    anything else — a restart — does not count) or if it is the first lap of a run and its first
-    position is within :data:`START_ON_LINE_LAPS` of the line; it is complete if it starts and
-    ends at the line and its positions cover the lap (:data:`COVER_EDGE_LAPS`). Its time is the
-    game's ``last_lap_ms`` when that agrees with the measured line-to-line time within
-    :data:`GAME_TIME_AGREE_MS`, else the measured time, ms.
-    """
-    laps = Laps()
-    for r, fr in enumerate(runs):
-        if len(fr) and "norm_pos" in fr:
-            laps.extend(_position_laps(r, fr))
-    return laps
-
-
-def _position_laps(r: int, fr: Frames) -> list[Lap]:
-    """The position laps of ``runs[r]`` (see :func:`split_laps`)."""
-    n = len(fr)
-    # The run's clock (the game's timer where it runs): receive times come in bursts and
-    # stalls, and a simulator or replay faster than real time compresses them.
-    t, _clock = run_clock(fr)
-    p_run = unwrapped_position(fr["norm_pos"])
-    lc = _channel(fr, "lap_count", -1, np.int64)
-    bounds, is_line, counter_stuck = _position_bounds(p_run, lc)
-    rew_cum = np.concatenate(([0], np.cumsum(_position_rewinds(fr, p_run, lc))))
-    starts = np.concatenate(([0], bounds)).tolist()
-    stops = np.concatenate((bounds, [n])).tolist()
-    start_line = np.concatenate(([False], is_line))
-    end_line = np.concatenate((is_line, [False]))
-    known = lc >= 0
-    laps = []
-    for i, (a, b) in enumerate(zip(starts, stops)):
-        ps = p_run[a:b]
-        fin = np.isfinite(ps)
-        if not fin.any():
-            continue
-        whole = math.floor(float(np.median(ps[fin])))
-        p = ps - whole
-        at_line_start = bool(start_line[i]) or (i == 0 and float(p[fin][0]) <= START_ON_LINE_LAPS)
-        complete = (at_line_start and bool(end_line[i]) and float(p[fin].min()) <= COVER_EDGE_LAPS
-                    and float(p[fin].max()) >= 1 - COVER_EDGE_LAPS)
-        rewind = bool(rew_cum[b] - rew_cum[a + 1] > 0) if b > a + 1 else False
-        mid = (a + b) // 2
-        number = int(lc[mid]) + 1 if known[mid] and not counter_stuck else i + 1
-        time_ms, time_source = _position_lap_time_ms(fr, t, p_run, a, b, whole) if complete else (None, None)
-        laps.append(Lap(run_id_of(fr, r), number, a, b, time_ms, valid=complete and not rewind, complete=complete,
-                        source="game" if known[mid] and not counter_stuck else "derived",
-                        time_source=time_source, run=r, rewind=rewind, whole=whole, p=p, t=t[a:b], frames=fr,
-                        invalid_reason=None if complete and not rewind else ("rewind" if complete else "incomplete")))
-    return laps
-
-
-def _position_bounds(p_run: np.ndarray, lc: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(first frame of each new lap, whether that boundary is a line crossing, whether the lap
-    counter is stuck) of one run, from its unwrapped position (laps) and lap counter."""
-    known = lc >= 0
-    both = known[1:] & known[:-1]
-    step_lc = both & (lc[1:] != lc[:-1])
-    line_lc = both & (lc[1:] == lc[:-1] + 1)
-    fin_idx = np.flatnonzero(np.isfinite(p_run))
-    pf = p_run[fin_idx]
-    # Frames where the unwrapped position passes a whole lap (a wrap of norm_pos).
-    wrap_at = fin_idx[1:][np.floor(pf[1:]) > np.floor(pf[:-1])] if len(pf) > 1 else np.zeros(0, np.int64)
-    # A wrap is a boundary where lap_count can't say, or where the counter does not step
-    # within COUNTER_NEAR_WRAP_LAPS of it (a counter stuck at one value, as in some practice
-    # sessions); near a counter step it is the same line crossing, told once by the counter.
-    step_at = np.flatnonzero(step_lc) + 1
-    unsure = ~(known[wrap_at] & known[wrap_at - 1])
-    if len(step_at) and len(wrap_at):
-        # The counter steps just before and just after each wrap (in frame order), and how
-        # far along the lap each is from the wrap.
-        p_step = _ffill(p_run)[step_at]
-        after = np.minimum(np.searchsorted(step_at, wrap_at), len(step_at) - 1)
-        before = np.maximum(after - 1, 0)
-        near = np.minimum(np.abs(p_step[after] - p_run[wrap_at]), np.abs(p_step[before] - p_run[wrap_at]))
-        lonely = ~(near < COUNTER_NEAR_WRAP_LAPS)
-    else:
-        lonely = np.ones(len(wrap_at), bool)
-    counter_stuck = bool((lonely & ~unsure).any())
-    wrap_at = wrap_at[unsure | lonely]
-    bounds = np.concatenate((step_at, wrap_at))
-    is_line = np.concatenate((line_lc[step_lc], np.ones(len(wrap_at), bool)))
-    order = np.argsort(bounds, kind="stable")
-    bounds, is_line = bounds[order], is_line[order]
-    if len(bounds) > 1:  # a wrap and a lap_count step on the same frame: one boundary
-        keep = np.concatenate(([True], np.diff(bounds) > 0))
-        bounds, is_line = bounds[keep], is_line[keep]
-    return bounds, is_line, counter_stuck
-
-
-def _position_rewinds(fr: Frames, p_run: np.ndarray, lc: np.ndarray) -> np.ndarray:
-    """1 on each frame just after a rewind (the position stepping back more than
-    :data:`REWIND_NORM`, or the game's lap timer dropping inside a lap), else 0."""
-    n = len(fr)
-    rew = np.zeros(n, np.int64)
-    fin_idx = np.flatnonzero(np.isfinite(p_run))
-    pf = p_run[fin_idx]
-    if len(pf) > 1:
-        rew[fin_idx[1:][np.diff(pf) < -REWIND_NORM]] = 1
-    if "lap_time_ms" in fr:
-        lt = np.asarray(fr["lap_time_ms"], dtype=np.int64)
-        drop = (lt[1:] >= 0) & (lt[:-1] >= 0) & (lt[:-1] - lt[1:] > REWIND_LAP_TIME_MS)
-        # The timer resets to ≈0 at the line (maybe a frame before or after the lap counter
-        # steps): that is no rewind; a rewind puts it back to an earlier, non-zero time.
-        drop &= lt[1:] >= LAP_TIMER_RESET_MS
-        if (lc >= 0).any():
-            drop &= lc[1:] == lc[:-1]
-        rew[1:][drop] = 1
-    return rew
-
-
-def _ffill(values: np.ndarray) -> np.ndarray:
-    """NaNs replaced by the last finite value before them (leading NaNs by the first finite one)."""
-    fin = np.isfinite(values)
-    if fin.all() or not fin.any():
-        return values
-    idx = np.where(fin, np.arange(len(values)), 0)
-    np.maximum.accumulate(idx, out=idx)
-    out = values[idx]
-    out[: int(np.argmax(fin))] = values[int(np.argmax(fin))]
-    return out
-
-
-def _crossing_time(t: np.ndarray, p: np.ndarray, lo: int, hi: int, level: float) -> float:
-    """Time (s) at which the unwrapped position ``p`` reaches ``level`` within frames lo..hi,
-    interpolated between the frames either side (extrapolated from the first two frames when the
-    window starts past the level, e.g. a run that starts a hair after the line)."""
-    lo, hi = max(lo, 0), min(hi, len(p))
-    tt, pp = t[lo:hi], p[lo:hi]
-    fin = np.isfinite(pp)
-    tt, pp = tt[fin], pp[fin]
-    if len(pp) == 0:
-        return math.nan
-    if len(pp) == 1:
-        return float(tt[0])
-    j = int(np.argmax(pp >= level)) if (pp >= level).any() else len(pp) - 1
-    j = min(max(j, 1), len(pp) - 1)
-    dp = pp[j] - pp[j - 1]
-    if dp <= 0:
-        return float(tt[j])
-    return float(tt[j - 1] + (level - pp[j - 1]) / dp * (tt[j] - tt[j - 1]))
-
-
-def _position_lap_time_ms(fr: Frames, t: np.ndarray, p_run: np.ndarray, a: int, b: int, whole: int):
-    """(time_ms, source) of the complete lap in frames a..b whose positions lie in [whole, whole+1]."""
-    t0 = _crossing_time(t, p_run, a - 8, a + 8, float(whole))
-    t1 = _crossing_time(t, p_run, b - 8, b + 8, float(whole + 1))
-    measured = (t1 - t0) * 1000.0
-    if not math.isfinite(measured) or measured <= 0:
-        measured = (t[b - 1] - t[a]) * 1000.0
-    if "last_lap_ms" in fr and b < len(fr):
-        # The game's own time: whichever last-lap value shown just after the line is closest to
-        # the measured time (the value may update a frame late, so the stale one is seen too).
-        end = int(np.searchsorted(t, t[b] + GAME_TIME_WINDOW_S, side="right"))
-        vals = np.asarray(fr["last_lap_ms"][b:end], dtype=np.float64)
-        vals = vals[vals > 0]
-        if len(vals):
-            best = vals[np.argmin(np.abs(vals - measured))]
-            if abs(best - measured) <= GAME_TIME_AGREE_MS:
-                return float(best), "game"
-    return float(measured), "measured"
-
-
 def best_lap(laps: list[Lap]) -> Lap | None:
     """The fastest valid lap with a time (ties → the first), or None: :meth:`Laps.pick_fastest`."""
     return Laps(laps).pick_fastest()
 
 
 # ---------------------------------------------------------------------------------------- sectors
-def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
+def lap_sectors(laps: list[Lap]) -> list[dict]:
     """Sector times of the finished, complete laps of one run and of the lap in progress at its
-    end (fills ``lap.sectors_ms``).
+    end (fills ``lap.sectors_ms``), read from the frames the laps were found in (``lap.frames``:
+    in a merged run the primary feed's, which the laps' frame indices count).
 
     Returns one dict per such lap: ``lap`` (the :class:`Lap`), ``sectors_ms`` ([s1, s2, s3],
     ints in ms, None where a sector could not be timed), ``source`` (``"game"`` splits or
@@ -777,9 +670,11 @@ def lap_sectors(frames: Frames, laps: list[Lap]) -> list[dict]:
     count for the best sectors unless the frames seen show the lap invalid (``lap.flaw``); a
     complete lap's sectors count when the lap is valid and its sectors consistent.
     """
-    out = []
+    out: list[dict] = []
     if not laps:
         return out
+    frames = laps[0].frames
+    assert frames is not None
     t_s = frames.t_s
     period = _period_s(t_s)
     splits = None
@@ -961,12 +856,12 @@ def _derived_sectors(fr: Frames, t_s, lap: Lap) -> list[float | None] | None:
 
 
 # ---------------------------------------------------------------------------------------- use cases
-def _all_laps(runs: list[Frames]) -> list[tuple[Frames, Laps]]:
-    """Each run with its timed laps (:func:`find_laps`), found once per run.
+def _all_laps(runs: list[Frames]) -> Laps:
+    """The laps of all runs (:func:`run_laps`).
 
     Raises ValueError when no run has anything to find laps with."""
-    out = [(fr, find_laps(fr, r)) for r, fr in enumerate(runs)]
-    if not any(laps for _, laps in out):
+    out = run_laps(runs)
+    if not out:
         has_any = any(
             ((_channel(fr, "lap_count", -1, np.int64) >= 0).any())
             or np.isfinite(_channel(fr, "norm_pos", np.nan, np.float64)).any()
@@ -1000,7 +895,7 @@ def analyze_lap_times(runs: list[Frames]) -> dict:
     run has anything to find laps with.
     """
     runs = _nonempty(runs)
-    laps = Laps(lap for _, rl in _all_laps(runs) for lap in rl)
+    laps = _all_laps(runs)
     # A valid lap is complete and timed (_judge), so these are the complete valid laps' times.
     times = laps.times_ms()
     best, mean, std = _stats(times)
@@ -1039,11 +934,8 @@ def analyze_sectors(runs: list[Frames]) -> dict:
     Raises ValueError as :func:`analyze_lap_times`.
     """
     runs = _nonempty(runs)
-    entries = []
-    all_laps = Laps()
-    for fr, rl in _all_laps(runs):
-        all_laps.extend(rl)
-        entries.extend(lap_sectors(fr, rl))
+    all_laps = _all_laps(runs)
+    entries = [en for r in range(len(runs)) for en in lap_sectors(all_laps.pick_run(r))]
     best = [None] * SECTOR_COUNT
     for en in entries:
         for j, v in enumerate(en["sectors_ms"]):

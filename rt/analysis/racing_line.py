@@ -7,7 +7,8 @@ How it is made
    linearly in each lap's own lap-relative position. The game's ``norm_pos`` is the projection
    onto its track spline, so points of two laps at the same grid position lie side by side
    across the track.
-2. The reference is the best lap: the fastest good lap (ties → the first).
+2. The reference is the best lap: the fastest valid good lap (ties → the first; the first good lap
+   when the game marked them all invalid).
 3. The signed lateral deviation of a lap at a grid point is its offset from the reference point
    along the reference line's left normal (m, + = left of the reference, as the simulator's
    ``line_offset_m``). The normal comes from the reference line's tangent over ±
@@ -26,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .frames import Frames, json_num
-from .laps import Lap, Laps, split_laps
+from .laps import Lap, Laps, run_laps
 
 VERSION = 1
 #: Grid points per lap on which lines are compared.
@@ -178,7 +179,7 @@ def analyze(runs: list[Frames]) -> dict:
     """
     if not runs or not any(len(fr) for fr in runs):
         raise ValueError("racing_line needs at least one run with frames")
-    laps = split_laps(runs)
+    laps = run_laps(runs).pick_placed()
     good = [lap for lap in laps if lap.good and "pos_x" in lap.frames and "pos_z" in lap.frames]
     if not good:
         raise ValueError(
@@ -189,7 +190,8 @@ def analyze(runs: list[Frames]) -> dict:
     lines = _resampled_lines(good, g)
     if not lines:
         raise ValueError("racing_line needs positions (pos_x, pos_z) in a complete lap, and none has them")
-    ref = Laps(lap for lap, *_ in lines).pick_fastest()
+    # The fastest valid lap; the first good one when none is valid (all marked by the game).
+    ref = Laps(lap for lap, *_ in lines).pick_fastest() or lines[0][0]
     ref_i = next(i for i, (lap, *_) in enumerate(lines) if lap is ref)
     _, rx, rz, _ = lines[ref_i]
     dev = np.vstack([lateral_deviation(rx, rz, x, z) for _, x, z, _ in lines])

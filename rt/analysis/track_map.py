@@ -3,14 +3,15 @@
 How it is made
 --------------
 1. Positions (``pos_x``, ``pos_z``, m; y is up and ignored) of every good lap (complete, no
-   rewind) are binned by ``norm_pos`` (:data:`BINS` bins) and averaged per bin; each bin's mean is
-   placed at the bin's mean ``norm_pos`` and the line is interpolated periodically onto a uniform
-   grid and closed (:func:`rt.analysis.geometry.closed_line_from_positions`). More laps average
-   out line differences and noise. When no lap is complete, the frames of all (partial, not
-   rewound) laps are used together, as long as their union goes round the whole lap — a recording
-   that starts mid-lap and ends early in the next still gives a map. A run that starts at a
-   standstill (the pit box) then counts only from the first frame above :data:`PIT_EXIT_KMH`, so
-   the pit lane beside the track is not averaged into it.
+   rewind, positions covering the lap: :attr:`rt.analysis.laps.Lap.good`) are binned by
+   ``norm_pos`` (:data:`BINS` bins) and averaged per bin; each bin's mean is placed at the bin's
+   mean ``norm_pos`` and the line is interpolated periodically onto a uniform grid and closed
+   (:func:`rt.analysis.geometry.closed_line_from_positions`). More laps average out line
+   differences and noise. When no lap is complete, the frames of all (partial, not rewound) laps
+   are used together, as long as their union goes round the whole lap — a recording that starts
+   mid-lap and ends early in the next still gives a map. A run that starts at a standstill (the
+   pit box) then counts only from the first frame above :data:`PIT_EXIT_KMH`, so the pit lane
+   beside the track is not averaged into it.
 2. ``length_m`` is the polyline length of the closed line.
 3. Curvature (1/m, + = left) is the change of heading per metre of the line resampled every
    :data:`CURVATURE_STEP_M` m and smoothed with a Gaussian of σ = :data:`SMOOTH_M` m. A corner is
@@ -33,7 +34,7 @@ import numpy as np
 
 from .frames import MAX_PLOT_POINTS, Frames, downsample, json_num
 from .geometry import closed_line_from_positions, cumulative_length, curvature_closed, find_corners
-from .laps import Lap, split_laps
+from .laps import Lap, run_laps
 
 VERSION = 1
 #: norm_pos bins of the averaged line (≈ 2 m on a 4 km track; the outline returned is downsampled).
@@ -174,7 +175,7 @@ def analyze(runs: list[Frames]) -> dict:
     """
     if not runs or not any(len(fr) for fr in runs):
         raise ValueError("track_map needs at least one run with frames")
-    laps = split_laps(runs)
+    laps = run_laps(runs).pick_placed()
     line = line_from_laps(laps)
     corners = corners_of_line(line.norm_pos, line.x, line.z)
     idx = downsample(len(line.x), MAX_PLOT_POINTS)  # keeps the first and the (closing) last point
