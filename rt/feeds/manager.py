@@ -46,10 +46,10 @@ from .ksudp import RETRY_S, KsudpSession, resolve
 
 log = logging.getLogger(__name__)
 
-#: While data flows and nothing asks for more (no recording, nobody reading the live view), the
-#: rings are emptied this often: a ring holds 24 s of a 333 Hz feed, and is taken at once when a
-#: quarter full.
-PASS_S = 2.0
+#: While data flows, the rings are decoded this often unless someone asks for more (a live read,
+#: drain): a ring holds 24 s of a 333 Hz feed and is taken at once when a quarter full, and a
+#: recording's raw batches go out every second in between (raw passes).
+PASS_S = 4.0
 #: While the ksudp handshake waits for the game, the consumer wakes this often (its retries;
 #: the game's answer wakes it at once, being data after a quiet second).
 IDLE_S = RETRY_S
@@ -260,6 +260,8 @@ class FeedManager:
         a decoding pass costs milliseconds, mostly its cold start, whatever its size, so while
         a recording needs its raw files written every second, three in four passes are these."""
         taken = sum(f.take_raw(self.sinks) for f in self.feeds.values() if f.sock is not None)
+        for callback in self.on_tick:  # the recorder's syncs keep their interval
+            callback()
         self._raw_passes += 1
         return taken
 
