@@ -23,6 +23,7 @@ from rt.store.h5store import agrees_with_raw
 from rt.decode import Decoder, RowColumns
 from rt.feeds.feed import Feed
 from rt.protocols.canonical import to_canonical
+from rt.errors import StoreError
 from rt.store.recordings import SYNC_S, RecordingManager
 
 P = default_protocols()
@@ -391,4 +392,33 @@ def test_stop_decodes_what_raw_passes_took_and_takes_nothing_after(tmp_path):
     assert t_raw.tolist() == _tt_batch(0, 600)[0].tolist()
     assert agrees_with_raw(rec_dir, P)
     with h5py.File(rec_dir / "data.h5", "r") as f:
+        assert f["telemetry_tool/tt_driver/t_ns"][:].tolist() == t_raw.tolist()
+
+
+def test_a_recording_stopped_by_an_error_never_lends_its_raw_batches_to_the_next(tmp_path):
+    # A write error stops a recording on the consumer thread, which cannot wait for itself to
+    # decode what it took raw for it. Those batches must not be decoded into the next recording's
+    # data.h5 (its raw files do not have them): the next start lets the consumer settle first.
+    feed = Feed("telemetry_tool", 0, P, None)
+
+    def push_and_take(first: int, n: int) -> None:
+        t_ns, _, slots = _tt_batch(first, n)
+        for t, row in zip(t_ns.tolist(), slots):
+            feed.ring.push_bytes(t, row)
+        assert feed.take_raw([mgr]) == n
+
+    mgr = RecordingManager(tmp_path, P, min_free_mb=0, settle=lambda: feed.consume([mgr]) >= 0)
+    mgr.open()
+    first = tmp_path / mgr.start({"name": "fails"})["id"]
+    push_and_take(0, 100)
+    with mgr.lock:
+        mgr._fail(StoreError("disk on fire"))  # as a failed write does, under the lock
+    assert mgr.get(first.name)["error"] == "disk on fire"
+    second = tmp_path / mgr.start({"name": "next"})["id"]
+    push_and_take(100, 100)
+    mgr.stop()
+    t_raw, _ = rawfile.read(second / "telemetry_tool.bin")
+    assert t_raw.tolist() == _tt_batch(100, 100)[0].tolist()
+    assert agrees_with_raw(second, P)
+    with h5py.File(second / "data.h5", "r") as f:
         assert f["telemetry_tool/tt_driver/t_ns"][:].tolist() == t_raw.tolist()
