@@ -68,14 +68,19 @@ Numbers: u8/u16/s32 -> ``int``; f32 -> ``float`` exactly as ``struct`` widens it
 Errors (policy: a malformed datagram is counted by the feed, never fatal)
 ------------------------------------------------------------------------
 Everything wrong with the *datagram* raises :class:`AccDecodeError` (a ``ValueError``) or one of
-its subclasses, with ``msg_type``, ``msg_name``, ``offset`` (byte offset from the datagram's
-first byte where the problem is) and ``field`` (the spec's name of what was being read):
+its subclasses, never ``IndexError``, ``struct.error`` or ``UnicodeDecodeError``.  The error
+carries ``msg_type`` (``None`` for an empty datagram), ``msg_name``, ``offset`` (bytes from the
+datagram's first byte) and ``field`` (the spec's camelCase name of what was being read, with
+indices, e.g. ``lastLap.splits[2]``, ``driver[1].lastName``); its text names all of them:
 
-* :class:`AccUnknownMessageType` - a type byte other than 1..7;
-* :class:`AccTruncated` - a fixed-size field runs past the end (an empty datagram too);
-* :class:`AccStringOverrun` (an ``AccTruncated``) - a string's u16 byte count runs past the end;
-* :class:`AccBadUtf8` - a string's bytes are not UTF-8 (with ``utf8_errors="strict"``);
-* :class:`AccTrailingBytes` - bytes left after the message's last field.
+* :class:`AccUnknownMessageType` - a type byte other than 1..7 (offset 0);
+* :class:`AccTruncated` - a fixed-size field runs past the end (offset: where that field
+  starts); an empty datagram is one, on ``msgType``;
+* :class:`AccStringOverrun` (an ``AccTruncated``) - a string's u16 byte count runs past the end
+  (offset: where the u16 count starts);
+* :class:`AccBadUtf8` - a string's bytes are not UTF-8 with ``utf8_errors="strict"`` (offset:
+  the first bad byte);
+* :class:`AccTrailingBytes` - bytes left after the message's last field (offset: the first one).
 
 Trailing bytes are an error by default: one UDP datagram carries exactly one message, and leftover
 bytes are the sign of a misparse (typically an ENTRY_LIST_CAR of one protocol version read as the
@@ -134,6 +139,9 @@ class AccDecodeError(ValueError):
         else:
             what = "ACC %s (type %d)" % (self.msg_name, msg_type)
         super().__init__("%s: %s at offset %d (%s)" % (what, detail, offset, field))
+
+    def __reduce__(self):
+        return (type(self), (self.msg_type, self.offset, self.field, self.detail))
 
 
 class AccUnknownMessageType(AccDecodeError):

@@ -554,3 +554,21 @@ def test_every_single_byte_mutation_gives_a_dict_or_the_decoders_error(name):
         for value in (0x00, 0x01, 0x03, 0x7F, 0x80, 0xFF):
             mutated = data[:pos] + u8(value) + data[pos + 1:]
             _decode_or_error(mutated, version)
+
+
+def test_errors_name_the_field_and_survive_pickling():
+    import pickle
+
+    data = car_update()
+    split_2 = 38 + 25 + 9 + 4 * 2  # lastLap = 38 + 25; its splits follow 9 bytes in
+    cut = split_2 + 1  # inside lastLap's third split
+    with pytest.raises(AccTruncated) as info:
+        decode_acc(data[:cut])
+    err = info.value
+    assert (err.offset, err.field) == (split_2, "lastLap.splits[2]")
+    assert str(err) == (
+        "ACC REALTIME_CAR_UPDATE (type 3): truncated: s32 needs 4 bytes, 1 left at offset 80 "
+        "(lastLap.splits[2])"
+    )
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is AccTruncated and str(again) == str(err) and again.offset == err.offset
