@@ -572,3 +572,40 @@ def test_errors_name_the_field_and_survive_pickling():
     )
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is AccTruncated and str(again) == str(err) and again.offset == err.offset
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+@settings(deadline=None)
+@given(
+    version=st.sampled_from([3, 4]),
+    team=_TEXT,
+    nationality=st.integers(0, 0xFFFF),
+    drivers=st.lists(
+        st.tuples(_TEXT, _TEXT, _TEXT, st.integers(0, 255), st.integers(0, 0xFFFF)), max_size=5
+    ),
+    sets=st.lists(st.tuples(_TEXT, st.lists(_TEXT, max_size=4)), max_size=4),
+    pages=st.lists(_TEXT, max_size=4),
+)
+def test_random_entry_cars_and_track_data_decode_to_their_values(
+    version, team, nationality, drivers, sets, pages
+):
+    car = u8(6) + u16(3) + u8(0) + string(team) + s32(-1) + u8(4) + u8(0)
+    if version >= 4:
+        car += u16(nationality)
+    car += u8(len(drivers))
+    for first, last, short, category, nat in drivers:
+        car += string(first) + string(last) + string(short) + u8(category)
+        if version >= 4:
+            car += u16(nat)
+    got = decode_acc(car, version)
+    assert got["team_name"] == team and got["race_number"] == -1 and got["driver_count"] == len(drivers)
+    assert got["car_nationality"] == (nationality if version >= 4 else None)
+    assert [tuple(d.values()) for d in got["drivers"]] == [
+        (f, la, sh, c, n if version >= 4 else None) for f, la, sh, c, n in drivers
+    ]
+    got = decode_acc(track_data(sets=sets, pages=pages), version)
+    assert [(s["name"], s["cameras"]) for s in got["camera_sets"]] == [(n, c) for n, c in sets]
+    assert [s["camera_count"] for s in got["camera_sets"]] == [len(c) for _, c in sets]
+    assert got["hud_pages"] == pages and got["hud_page_count"] == len(pages)
