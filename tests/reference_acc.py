@@ -63,7 +63,9 @@ Field names (spec -> dict key); every dict has ``msg_type`` (the u8) and ``msg_n
   message ``message``, timeMs ``time_ms``, carId ``car_id``.
 
 Numbers: u8/u16/s32 -> ``int``; f32 -> ``float`` exactly as ``struct`` widens it; strings ->
-``str``.
+``str``.  Enumerations (session type and phase, car location, cup and driver category, event
+type, gear) are returned raw and never range-checked: a value the spec does not list is news
+from ACC, not a malformed datagram.
 
 Errors (policy: a malformed datagram is counted by the feed, never fatal)
 ------------------------------------------------------------------------
