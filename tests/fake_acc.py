@@ -46,7 +46,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 INT32_MAX = 2**31 - 1
 NONE_MS = INT32_MAX  # "no time" in lap and split fields
@@ -335,6 +335,7 @@ class CompletedLap:
     is_inlap: int
     end_session_ms: int  # session time at which the lap ended
     tick: int  # the tick whose datagrams first showed it
+    driver_index: int = 0  # the car's driver when the lap ended
 
 
 def lap_kind(slot: int, lap: int) -> str:
@@ -496,6 +497,17 @@ class FakeAcc:
             index = car_index if car_index is not None else max(c.index for c in self.cars) + 5
             self.cars.append(Car(index, slot, self.session_ms, default_entry(index, slot)))
             return index
+
+    def swap_driver(self, car_index: int) -> int:
+        """A driver swap to a new driver: from the next tick the car's updates show one driver more
+        (driverCount) and the new driverIndex; the entry list shows them only once requested again.
+        Returns the new driverIndex."""
+        with self._lock:
+            car = self._car(car_index)
+            k = len(car.entry.drivers)
+            new = Driver("Pat", "Nouveau-Relève", "NOU", 255, 99)
+            car.entry = replace(car.entry, drivers=car.entry.drivers + (new,), current_driver_index=k)
+            return k
 
     def go_quiet(self) -> None:
         """Stop sending anything (and stop the session clock) until :meth:`resume`."""
@@ -669,7 +681,8 @@ class FakeAcc:
     def _lap_record(self, car: Car, lap: int) -> CompletedLap:
         splits = car.sectors(lap, self.lap_ms)
         return CompletedLap(car.index, car.slot, lap, sum(splits), splits, *lap_flags(lap_kind(car.slot, lap)),
-                            end_session_ms=car.start_ms + car.lap_ends[lap - 1], tick=self.tick)
+                            end_session_ms=car.start_ms + car.lap_ends[lap - 1], tick=self.tick,
+                            driver_index=car.entry.current_driver_index)
 
     def _send_lap_events(self, lap: CompletedLap) -> None:
         short = self._car(lap.car_index).entry.drivers[0].short_name
@@ -725,7 +738,7 @@ class FakeAcc:
     def lap_info(lap: CompletedLap | None, car_index: int) -> LapInfo:
         if lap is None:
             return LapInfo.none(car_index)
-        return LapInfo(lap.lap_time_ms, lap.car_index, 0, lap.splits_ms, lap.is_invalid, lap.is_valid_for_best,
+        return LapInfo(lap.lap_time_ms, lap.car_index, lap.driver_index, lap.splits_ms, lap.is_invalid, lap.is_valid_for_best,
                        lap.is_outlap, lap.is_inlap)
 
     def car_update(self, car: Car) -> CarUpdate:
@@ -737,10 +750,11 @@ class FakeAcc:
         mine = [x for x in self.completed_laps if x.car_index == car.index]
         best = self.best_lap_of(car.index)
         current_splits = tuple(sectors[k] if k < j else NONE_MS for k in range(3))
-        current = LapInfo(within, car.index, 0, current_splits, *lap_flags(lap_kind(car.slot, lap)))
+        driver = car.entry.current_driver_index
+        current = LapInfo(within, car.index, driver, current_splits, *lap_flags(lap_kind(car.slot, lap)))
         delta = within - round(best.lap_time_ms * spline) if best else 0
         position, track_position = self._positions[car.index]
-        return CarUpdate(car.index, 0, len(car.entry.drivers), 2 + min(6, 1 + kmh // 45),
+        return CarUpdate(car.index, driver, len(car.entry.drivers), 2 + min(6, 1 + kmh // 45),
                          radius * math.cos(angle), radius * math.sin(angle), angle + math.pi / 2,
                          self._location(car, lap, j, spline), kmh, position, self._cup[car.index], track_position,
                          spline, laps_done, delta, self.lap_info(best, car.index),

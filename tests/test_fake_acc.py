@@ -463,3 +463,23 @@ def test_garbage_and_strangers_are_counted_not_fatal(make):
     stranger.close()
     client.request(11, conn)  # still answering its client
     client.until(lambda g: of_type(g, 5))
+
+
+def test_a_driver_swap_shows_a_driver_count_the_entry_list_does_not_know(make):
+    fake, client, conn = registered(make)
+    client.request(10, conn)
+    client.until(lambda g: len(of_type(g, 6)) == 4)
+    car = fake.cars[1].index
+    before = next(parse_entry_list_car(d, 4) for d in of_type(client.got, 6)
+                  if parse_entry_list_car(d, 4)["car_index"] == car)
+    new = fake.swap_driver(car)
+    assert new == len(before["drivers"])
+    client.until(lambda g: any(parse_car(d)["car_index"] == car and parse_car(d)["driver_count"] == new + 1
+                               for d in of_type(g, 3)))
+    update = next(parse_car(d) for d in reversed(of_type(client.got, 3)) if parse_car(d)["car_index"] == car)
+    assert update["driver_index"] == new and update["current"]["driver_index"] == new
+    client.request(10, conn)
+    client.until(lambda g: len(of_type(g, 6)) == 8)
+    after = next(parse_entry_list_car(d, 4) for d in of_type(client.got, 6)[4:]
+                 if parse_entry_list_car(d, 4)["car_index"] == car)
+    assert len(after["drivers"]) == new + 1 and after["current_driver"] == new
