@@ -35,6 +35,28 @@ Laps (by *slot*, the car's place in the field, 0-based; laps numbered from 1)
 
 Order of datagrams in a tick: REALTIME_UPDATE, the car updates in field order, then the events of the
 laps completed during that tick (LAP_COMPLETED, then BEST_SESSION_LAP or BEST_PERSONAL_LAP if it is one).
+
+Use::
+
+    with FakeAcc(password="asd", cars=4, lap_ms=3000, session_ms_per_tick=100) as acc:  # started
+        ...point the feed at acc.address (acc.port)...
+        acc.wait_for(lambda: len(acc.completed_laps) >= 8)
+        acc.go_quiet()                       # freeze: acc.sent is then final
+        assert raw_payloads == acc.sent      # every datagram sent, in order
+
+Choices where PROTOCOLS.md §5 is silent or loose (tests against this fake inherit them):
+    * REGISTRATION_RESULT's flag byte after ``success`` is sent as 0 (read-only) unless the fake has a
+      non-empty ``command_password`` and the client sent the same one; then 1.
+    * A refused registration carries connectionId -1, success 0 and an error message
+      (:data:`WRONG_PASSWORD_MESSAGE` for a wrong password; a version other than 3 or 4, or an interval
+      ≤ 0, are refused too). The refused client gets nothing else.
+    * ``version=None`` (default): ENTRY_LIST_CAR is encoded in the version the client registered with;
+      ``version=3``/``4``: always in that one (an old or a new ACC whatever the client says).
+    * BROADCASTING_EVENT timeMs is the lap time of the lap the event is about; carId its car index.
+    * REALTIME_UPDATE sessionEndTime is the time *remaining* (session length − session time), in ms.
+    * Requests (9, 10, 11, 49, 50, 51) count only from the registered address with the current connection
+      id; others are counted (``not_registered``, ``wrong_connection_id``) and ignored; undecodable
+      datagrams are counted as ``garbage``. One client at a time: a new registration replaces the old.
 """
 
 from __future__ import annotations

@@ -318,8 +318,8 @@ def test_car_updates_are_113_bytes_and_consistent_with_the_motion(make):
 
 def test_laps_add_up_and_every_kind_occurs_as_scripted(make):
     fake, client, _ = registered(make, interval_ms=2)
-    fake.wait_for(lambda: all(sum(x.car_index == c.index for x in fake.completed_laps) >= 5 for c in fake.cars),
-                  timeout=5)
+    laps_of = lambda index: sum(x.car_index == index for x in fake.completed_laps)  # noqa: E731
+    assert fake.wait_for(lambda: all(laps_of(c.index) >= 5 for c in fake.cars), timeout=5)
     fake.go_quiet()
     client.until(lambda g: len(g) >= len(fake.sent))
     laps = list(fake.completed_laps)
@@ -366,7 +366,7 @@ def _events_equal_the_truth(got: list[bytes], laps) -> None:
 
 def test_realtime_update_names_the_focused_car_and_the_session_best(make):
     fake, client, _ = registered(make, focused_slot=2)
-    fake.wait_for(lambda: any(x.is_valid_for_best for x in fake.completed_laps), timeout=5)
+    assert fake.wait_for(lambda: any(x.is_valid_for_best for x in fake.completed_laps), timeout=5)
     fake.go_quiet()
     client.until(lambda g: len(g) >= len(fake.sent))
     last = parse_realtime(of_type(client.got, 2)[-1])
@@ -378,7 +378,7 @@ def test_received_bytes_equal_sent_bytes(make):
     fake, client, conn = registered(make)
     client.request(10, conn)
     client.request(11, conn)
-    fake.wait_for(lambda: fake.tick >= 50)
+    assert fake.wait_for(lambda: fake.tick >= 50)
     fake.go_quiet()
     client.until(lambda g: len(g) >= len(fake.sent))
     assert client.got == fake.sent
@@ -388,7 +388,7 @@ def test_the_stream_is_deterministic(make):
     streams = []
     for _ in range(2):
         fake, client, _ = registered(make, interval_ms=2)
-        fake.wait_for(lambda: fake.tick >= 80)
+        assert fake.wait_for(lambda: fake.tick >= 80)
         fake.go_quiet()
         streams.append([d for d in fake.sent if d[0] in (2, 3, 7)][: 80 * 5])
     assert streams[0] == streams[1]
@@ -403,7 +403,7 @@ def test_restart_forgets_the_client_and_changes_the_connection_id(make):
     client.quiet_for(0.05)
     assert fake.tick <= tick + 1  # nothing streams once restarted (one tick may have been in flight)
     client.request(10, conn)
-    fake.wait_for(lambda: fake.counts["not_registered"] == 1)
+    assert fake.wait_for(lambda: fake.counts["not_registered"] == 1)
     client.got.clear()
     client.send(register_bytes())
     client.until(lambda g: g and g[0][0] == 1)
@@ -434,7 +434,7 @@ def test_unregister_stops_the_stream(make):
     fake, client, conn = registered(make)
     client.until(lambda g: len(of_type(g, 2)) >= 3)
     client.request(9, conn)
-    fake.wait_for(lambda: fake.counts["unregister"] == 1)
+    assert fake.wait_for(lambda: fake.counts["unregister"] == 1)
     tick = fake.tick
     client.quiet_for(0.05)
     assert fake.tick == tick and not fake.registered
@@ -442,7 +442,7 @@ def test_unregister_stops_the_stream(make):
 
 def test_go_quiet_and_resume(make):
     fake, client, _ = registered(make)
-    fake.wait_for(lambda: fake.tick >= 3)
+    assert fake.wait_for(lambda: fake.tick >= 3)
     fake.go_quiet()
     tick = fake.tick
     client.quiet_for(0.05)
@@ -457,7 +457,7 @@ def test_garbage_and_strangers_are_counted_not_fatal(make):
         client.send(junk)
     stranger = Client(fake)
     stranger.request(10, conn)
-    fake.wait_for(lambda: fake.counts["garbage"] == 5 and fake.counts["not_registered"] == 1)
+    assert fake.wait_for(lambda: fake.counts["garbage"] == 5 and fake.counts["not_registered"] == 1)
     assert fake.counts["garbage"] == 5 and fake.counts["not_registered"] == 1
     assert stranger.quiet_for(0.05) == []
     stranger.close()
