@@ -425,6 +425,13 @@ def default_entry(index: int, slot: int) -> EntryCar:
                     20 + slot, drivers)
 
 
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 free just now: to start a fake *after* its client, on a known port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 # == the server ===================================================================================
 
 class FakeAcc:
@@ -760,8 +767,8 @@ class FakeAcc:
     def lap_info(lap: CompletedLap | None, car_index: int) -> LapInfo:
         if lap is None:
             return LapInfo.none(car_index)
-        return LapInfo(lap.lap_time_ms, lap.car_index, lap.driver_index, lap.splits_ms, lap.is_invalid, lap.is_valid_for_best,
-                       lap.is_outlap, lap.is_inlap)
+        return LapInfo(lap.lap_time_ms, lap.car_index, lap.driver_index, lap.splits_ms, lap.is_invalid,
+                       lap.is_valid_for_best, lap.is_outlap, lap.is_inlap)
 
     def car_update(self, car: Car) -> CarUpdate:
         laps_done, lap, j, within, spline = self._progress(car)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fake_acc import FakeAcc, lap_kind
+from fake_acc import FakeAcc, free_udp_port, lap_kind
 
 INT32_MAX = 2**31 - 1
 
@@ -483,3 +483,20 @@ def test_a_driver_swap_shows_a_driver_count_the_entry_list_does_not_know(make):
     after = next(parse_entry_list_car(d, 4) for d in of_type(client.got, 6)[4:]
                  if parse_entry_list_car(d, 4)["car_index"] == car)
     assert len(after["drivers"]) == new + 1 and after["current_driver"] == new
+
+
+def test_a_fake_started_after_its_client_on_a_known_port():
+    port = free_udp_port()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.sendto(register_bytes(), ("127.0.0.1", port))  # nobody listens yet
+    with FakeAcc(port=port) as fake:
+        assert fake.port == port
+        sock.sendto(register_bytes(), ("127.0.0.1", port))
+        sock.settimeout(3)
+        try:
+            reply = sock.recv(100)
+        except ConnectionRefusedError:  # Linux reports the earlier "port unreachable" once
+            reply = sock.recv(100)
+        assert parse_registration(reply)["success"] == 1
+    sock.close()
