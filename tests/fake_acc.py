@@ -359,6 +359,11 @@ class CompletedLap:
     tick: int  # the tick whose datagrams first showed it
     driver_index: int = 0  # the car's driver when the lap ended
 
+    @property
+    def kind(self) -> str:
+        """'out', 'in', 'invalid' or 'valid'."""
+        return lap_kind(self.slot, self.lap)
+
 
 def lap_kind(slot: int, lap: int) -> str:
     """'out', 'in', 'invalid' or 'valid': the script of the module docstring."""
@@ -539,7 +544,9 @@ class FakeAcc:
             return k
 
     def go_quiet(self) -> None:
-        """Stop sending anything (and stop the session clock) until :meth:`resume`."""
+        """ACC hangs or the network drops, until :meth:`resume`: nothing is sent, not even answers;
+        what arrives is counted as ``ignored_while_quiet`` and otherwise ignored; the session clock
+        stops (so :attr:`sent` is final while quiet). The registration, if any, is kept."""
         with self._lock:
             self.quiet = True
 
@@ -608,6 +615,9 @@ class FakeAcc:
         self.received_log.append((self.tick, kind))
 
     def _handle(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.quiet:
+            self._log("ignored_while_quiet")
+            return
         try:
             self._dispatch(Reader(data), addr)
         except (ValueError, UnicodeDecodeError):

@@ -325,7 +325,8 @@ def test_laps_add_up_and_every_kind_occurs_as_scripted(make):
     laps = list(fake.completed_laps)
     for lap in laps:
         assert sum(lap.splits_ms) == lap.lap_time_ms and INT32_MAX not in lap.splits_ms
-        kind = lap_kind(lap.slot, lap.lap)
+        kind = lap.kind
+        assert kind == lap_kind(lap.slot, lap.lap)
         expect = {"valid": (0, 1, 0, 0), "invalid": (1, 0, 0, 0), "out": (0, 0, 1, 0), "in": (0, 0, 0, 1)}[kind]
         assert (lap.is_invalid, lap.is_valid_for_best, lap.is_outlap, lap.is_inlap) == expect
     kinds = {(x.slot, x.lap): lap_kind(x.slot, x.lap) for x in laps}
@@ -447,6 +448,9 @@ def test_go_quiet_and_resume(make):
     tick = fake.tick
     client.quiet_for(0.05)
     assert fake.tick == tick
+    client.request(10, fake.connection_id)  # a quiet ACC answers nothing
+    assert fake.wait_for(lambda: fake.counts["ignored_while_quiet"] == 1)
+    assert client.quiet_for(0.05) == []
     fake.resume()
     assert fake.wait_for(lambda: fake.tick >= tick + 3)
 
