@@ -472,6 +472,8 @@ class FakeAcc:
         self.interval_ms = 100
         self.readonly = True
         self.quiet = False
+        self.session_phase = 5  # "session"
+        self.replay_playing = False  # True: REALTIME_UPDATE carries the two optional replay floats
         self.tick = 0
         self.session_ms = 0
         self.registrations = 0  # successful ones
@@ -554,6 +556,27 @@ class FakeAcc:
         with self._lock:
             self.quiet = False
             self._next_tick = time.monotonic() + self.interval_ms / 1000
+
+    def send_event(self, kind: int, message: str, time_ms: int, car_index: int) -> bytes | None:
+        """Send one BROADCASTING_EVENT to the registered client now (e.g. EVENT_PENALTY,
+        EVENT_SESSION_OVER); returns its bytes, or None when there is no client or the fake is quiet."""
+        with self._lock:
+            if self.client is None or self.quiet:
+                return None
+            data = encode_broadcasting_event(kind, message, time_ms, car_index)
+            self._send(data, self.client)
+            return data
+
+    def set_session(self, *, session_type: int | None = None, phase: int | None = None,
+                    replay_playing: bool | None = None) -> None:
+        """Change what the next REALTIME_UPDATEs say: session type, phase (0..8), replay playing."""
+        with self._lock:
+            if session_type is not None:
+                self.session_type = session_type
+            if phase is not None:
+                self.session_phase = phase
+            if replay_playing is not None:
+                self.replay_playing = replay_playing
 
     def set_focus(self, car_index: int) -> None:
         with self._lock:
@@ -809,7 +832,9 @@ class FakeAcc:
 
     def realtime_update(self) -> RealtimeUpdate:
         best = self.best_lap_of(None)
-        return RealtimeUpdate(0, 0, self.session_type, 5, float(self.session_ms),
+        replay = (float(max(0, self.session_ms - 10_000)), 10_000.0) if self.replay_playing else None
+        return RealtimeUpdate(0, 0, self.session_type, self.session_phase, float(self.session_ms),
                               float(max(0, self.session_length_ms - self.session_ms)), self.focused_car_index,
                               "Drivable", "Chase", "Basic HUD", float(14 * 3_600_000 + self.session_ms),
-                              22, 29, 2, 0, 0, self.lap_info(best, best.car_index if best else self.focused_car_index))
+                              22, 29, 2, 0, 0, self.lap_info(best, best.car_index if best else self.focused_car_index),
+                              replay)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fake_acc import FakeAcc, free_udp_port, lap_kind
+from fake_acc import EVENT_PENALTY, EVENT_SESSION_OVER, FakeAcc, free_udp_port, lap_kind
 
 INT32_MAX = 2**31 - 1
 
@@ -105,13 +105,12 @@ def parse_realtime(d: bytes) -> dict:
     assert c.take("B") == 2
     event, session, stype, phase, t, end, focus = c.take("HHBBffi")
     cameras = (c.string(), c.string(), c.string())
-    if c.take("B"):
-        c.take("ff")
+    replay = c.take("ff") if c.take("B") else None
     tod, ambient, track, clouds, rain, wet = c.take("fBBBBB")
     best = c.lap()
     assert c.done()
     return dict(session_type=stype, phase=phase, session_ms=t, end_ms=end, focused=focus, cameras=cameras,
-                time_of_day=tod, ambient=ambient, track_temp=track, best=best)
+                time_of_day=tod, ambient=ambient, track_temp=track, best=best, replay=replay)
 
 
 CAR_HEAD = "BHHBBfffBHHHHfHi"
@@ -504,3 +503,20 @@ def test_a_fake_started_after_its_client_on_a_known_port():
             reply = sock.recv(100)
         assert parse_registration(reply)["success"] == 1
     sock.close()
+
+
+def test_session_phase_replay_fields_and_scripted_events(make):
+    fake, client, _ = registered(make)
+    client.until(lambda g: of_type(g, 2))
+    assert parse_realtime(of_type(client.got, 2)[-1])["replay"] is None
+    fake.set_session(phase=6, replay_playing=True, session_type=4)
+    n = len(of_type(client.got, 2))
+    client.until(lambda g: len(of_type(g, 2)) > n + 1)
+    last = parse_realtime(of_type(client.got, 2)[-1])
+    assert (last["phase"], last["session_type"]) == (6, 4) and last["replay"] is not None and last["replay"][1] == 10_000.0
+    penalty = fake.send_event(EVENT_PENALTY, "Drive-through: speeding in the pit lane", 0, fake.cars[3].index)
+    over = fake.send_event(EVENT_SESSION_OVER, "Session over", 123_456, -1)
+    client.until(lambda g: over in g)
+    events = [parse_event(d) for d in of_type(client.got, 7) if d in (penalty, over)]
+    assert [(e["kind"], e["car"]) for e in events] == [(3, fake.cars[3].index), (2, -1)]
+    assert events[0]["message"].startswith("Drive-through")
