@@ -442,9 +442,23 @@ def free_udp_port() -> int:
 class FakeAcc:
     """A fake ACC broadcasting endpoint. See the module docstring for what it simulates.
 
-    Test hooks: :meth:`start`, :meth:`stop`, :meth:`restart`, :meth:`add_car`, :meth:`go_quiet`,
-    :meth:`resume`, :meth:`wait_for`; ground truth in :attr:`sent`, :attr:`completed_laps`,
-    :attr:`counts`, :attr:`received_log`, :attr:`entry_lists_sent`.
+    Parameters: ``port`` (0: ephemeral), ``password`` (the connectionPassword, "asd"),
+    ``command_password`` ("" : every client read-only), ``connection_id`` (given to registrations),
+    ``version`` (None: the client's; 3 or 4), ``cars`` (field size) or ``car_indexes`` (explicit, in
+    field order; default 1, 4, 7, …), ``focused_slot``, ``lap_ms`` (base lap time), ``track_meters``,
+    ``session_ms_per_tick`` (or ``time_scale`` × the client's interval), ``session_type``,
+    ``session_length_ms``, ``track_name``, ``track_id``.
+
+    Test hooks: :meth:`start`/:meth:`stop` (or ``with``), :meth:`restart`, :meth:`add_car`,
+    :meth:`swap_driver`, :meth:`go_quiet`/:meth:`resume`, :meth:`set_focus`, :meth:`set_session`,
+    :meth:`send_event`, :meth:`wait_for`.
+
+    Ground truth: :attr:`sent` (every datagram sent, in order; :attr:`sent_log` with addresses),
+    :attr:`completed_laps`, :attr:`cars` (each with its ``entry``), :attr:`entry_lists_sent`,
+    :attr:`tick`, :attr:`session_ms`, :attr:`last_registration`, :attr:`counts` and
+    :attr:`received_log` ((tick, kind) in arrival order). Kinds counted: register, register_refused,
+    unregister, entry_list, track_data, change_focus, change_hud_page, instant_replay, not_registered,
+    wrong_connection_id, garbage, ignored_while_quiet; also restart and send_error.
     """
 
     def __init__(self, *, port: int = 0, password: str = "asd", command_password: str = "",
@@ -460,8 +474,8 @@ class FakeAcc:
         self.time_scale, self._fixed_step = time_scale, session_ms_per_tick
         self.session_type, self.session_length_ms = session_type, session_length_ms
         self.track_name, self.track_id = track_name, track_id
-        self.camera_sets = {"Drivable": ["Chase", "FarChase", "Bonnet", "Cockpit"], "Onboard": ["Onboard0", "Onboard1"],
-                            "TV1": ["CameraTV1"]}
+        self.camera_sets = {"Drivable": ["Chase", "FarChase", "Bonnet", "Cockpit"],
+                            "Onboard": ["Onboard0", "Onboard1"], "TV1": ["CameraTV1"]}
         self.hud_pages = ["Blank", "Basic HUD", "Help", "TimeTable", "Broadcasting", "TrackMap"]
         indexes = car_indexes if car_indexes is not None else [3 * s + 1 for s in range(cars)]
         self.cars = [Car(i, s, 0, default_entry(i, s)) for s, i in enumerate(indexes)]
