@@ -520,3 +520,18 @@ def test_session_phase_replay_fields_and_scripted_events(make):
     events = [parse_event(d) for d in of_type(client.got, 7) if d in (penalty, over)]
     assert [(e["kind"], e["car"]) for e in events] == [(3, fake.cars[3].index), (2, -1)]
     assert events[0]["message"].startswith("Drive-through")
+
+
+@pytest.mark.parametrize("command,moves", [("cmd", True), ("", False)])
+def test_change_focus_needs_command_rights(make, command, moves):
+    fake, client = make(command_password="cmd")
+    client.send(register_bytes(command=command))
+    client.until(lambda g: g)
+    conn = parse_registration(client.got[0])["connection_id"]
+    target = fake.cars[3].index
+    client.send(struct.pack("<BiBHB", 50, conn, 1, target, 0))
+    assert fake.wait_for(lambda: fake.counts["change_focus"] == 1)
+    n = len(of_type(client.got, 2))
+    client.until(lambda g: len(of_type(g, 2)) > n + 1)
+    focused = parse_realtime(of_type(client.got, 2)[-1])["focused"]
+    assert focused == (target if moves else fake.cars[0].index)
