@@ -152,6 +152,11 @@ class Feed:
 
     # ---- consumer thread ------------------------------------------------------------------
 
+    @property
+    def untaken(self) -> int:
+        """Datagrams in the ring that no pass has taken yet (not even raw)."""
+        return self.ring.pending - self._taken_raw
+
     def take_raw(self, sinks: list[Sink]) -> int:
         """Hand the sinks the raw half (:meth:`Sink.on_raw`) of everything received since the last
         call, without decoding it: a raw pass, which keeps a recording's raw files within a second

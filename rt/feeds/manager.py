@@ -245,17 +245,19 @@ class FeedManager:
 
     def _decoding_pass_due(self) -> bool:
         """Whether the next pass decodes (else it is a raw pass, :meth:`_raw_pass`): every
-        :data:`PASS_S`, and at once for whoever waits on one (a live read, :meth:`drain`), a ring
-        an eighth full, or a handshake that may have the game's answer."""
+        :data:`PASS_S`, and at once for whoever waits on one (a live read, :meth:`drain`), heavy
+        traffic, or a handshake that may have the game's answer."""
         if _raw_interval(self.sinks) is None or self._decode_wanted or self._live_wanted or self._live is None:
             return True
         if time.monotonic() - self._last_decoding_s >= PASS_S:
             return True
         if self.ksudp is not None and not self.ksudp.streaming and self.ksudp.feed.ring.pending:
             return True  # perhaps the game's answer: the handshake reads it decoded
-        # Raw passes pay off at a game's rates; under heavy traffic (an eighth of a ring waiting)
-        # every pass decodes, or the raw pass would only add a second pass over the same slots.
-        return any(f.ring.pending * 8 > f.ring.capacity for f in self.feeds.values() if f.sock is not None)
+        # Raw passes pay off at a game's rates; under heavy traffic (an eighth of a ring arrived
+        # since the last pass) every pass decodes, or the raw pass would only add a second pass
+        # over the same slots. A ring a quarter full is decoded whatever filled it.
+        return any(f.ring.pending * 4 > f.ring.capacity or f.untaken * 8 > f.ring.capacity
+                   for f in self.feeds.values() if f.sock is not None)
 
     def _raw_pass(self) -> int:
         """Hand the sinks the raw halves of what arrived, decode nothing (see ``Feed.take_raw``):
