@@ -655,3 +655,17 @@ def test_while_a_sink_wants_raw_batches_often_the_passes_between_decoding_ones_a
     assert gaps.max() < 0.4 * 1.5 + 0.15, gaps.max()  # the raw halves keep their interval
     assert mgr.drain()
     assert sink.kinds["tt_driver"] == sum(len(rows) for rows in sink.raw.values())  # both halves of all
+
+
+def test_the_age_live_shows_never_contradicts_the_health_beside_it():
+    # /api/live shows health and last_packet_age_ms side by side; at a threshold, an age rounded
+    # to the nearest 0.1 ms showed 3000.0 beside "lost" (0.04 ms past 3 s).
+    from rt.feeds.health import HEALTHY_S, LOST_S, age_ms, health
+
+    for threshold_s, before, after in ((HEALTHY_S, "healthy", "stale"), (LOST_S, "stale", "lost")):
+        limit_ns = int(threshold_s * 1e9)
+        for now_ns in (limit_ns - 40_000, limit_ns, limit_ns + 1, limit_ns + 40_000, limit_ns + 99_999):
+            state, shown = health(True, 0, now_ns), age_ms(0, now_ns)
+            assert state == (before if shown <= threshold_s * 1000 else after), (now_ns, state, shown)
+            assert state == (before if now_ns <= limit_ns else after)
+    assert age_ms(None, 5) is None

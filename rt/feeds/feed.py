@@ -25,7 +25,7 @@ from ..protocols import Protocols, decode_text
 from ..protocols.canonical import CANONICAL_DTYPE
 from ..protocols.layout import PacketLayout
 from ..ring import PacketRing
-from .health import LOST_S, health
+from .health import LOST_S, age_ms, health
 
 #: Datagrams taken from a ring per decode call: keeps the batch in cache.
 BATCH = 4096
@@ -319,7 +319,7 @@ class Feed:
                 "malformed": stats.malformed,
                 "dropped": self.ring.dropped,
                 "kernel_dropped": stats.kernel_dropped,
-                "last_packet_age_ms": None if self.last_good_ns is None else round((now - self.last_good_ns) / 1e6, 1),
+                "last_packet_age_ms": age_ms(self.last_good_ns, now),
             }
         out.update(
             car=self.info.get("car"),

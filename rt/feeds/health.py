@@ -16,6 +16,8 @@ Only well-formed datagrams count: a flood of garbage does not make a feed look h
 
 from __future__ import annotations
 
+import math
+
 HEALTHY_S = 0.5
 LOST_S = 3.0
 
@@ -37,3 +39,12 @@ def health(available: bool, last_good_ns: int | None, now_ns: int, handshaking: 
     if age_s <= lost_s:
         return "stale"
     return "lost"
+
+
+def age_ms(last_good_ns: int | None, now_ns: int) -> float | None:
+    """``last_packet_age_ms`` of /api/live: ms since the last good datagram, rounded *up* to 0.1 ms,
+    so the age shown never contradicts :func:`health` at a threshold (rounded to nearest, 3000.04 ms
+    showed as 3000.0 beside ``lost``)."""
+    if last_good_ns is None:
+        return None
+    return math.ceil((now_ns - last_good_ns) / 1e5) / 10

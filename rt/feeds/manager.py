@@ -41,7 +41,7 @@ from ..config import Config
 from ..protocols import FEEDS, Protocols
 from ..recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 from .feed import BATCH, Feed, Sink
-from .health import LOST_S, health
+from .health import LOST_S, age_ms, health
 from .ksudp import RETRY_S, KsudpSession, resolve
 
 log = logging.getLogger(__name__)
@@ -417,6 +417,6 @@ class FeedManager:
             feed = self.feeds[name]
             entry = dict(entry)
             entry["health"] = health(feed.available, last_good, now, handshaking, feed.lost_s)
-            entry["last_packet_age_ms"] = None if last_good is None else round((now - last_good) / 1e6, 1)
+            entry["last_packet_age_ms"] = age_ms(last_good, now)
             out[name] = entry
         return out
