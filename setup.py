@@ -31,7 +31,7 @@ extensions = [
         define_macros=macros,
         extra_compile_args=["-O3"] if os.name != "nt" else [],
     )
-    for name in ("decode", "ring", "merge", "recv", "rawpack")
+    for name in ("decode", "ring", "merge", "recv", "rawpack", "wire")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives, annotate=DEBUG))

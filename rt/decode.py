@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rt_ext.decode import DecodePlan, classify, slot_offsets
+from rt_ext.wire import parse_batch
 
 from .protocols.canonical import CanonicalMapper
 from .protocols.layout import PacketLayout
 
 if TYPE_CHECKING:
     from .protocols import Protocols
+    from .protocols.wire import Message
 
 #: Packets per decode call that keep input and output in the CPU caches.
 CHUNK = 4096
@@ -102,6 +104,32 @@ class Decoder:
         return {name: col[0].tolist() if col.ndim > 1 else col[0].item() for name, col in cols.items()}
 
 
+class MessageParser:
+    """Datagrams of one variable-length kind (:mod:`rt.protocols.wire`) → their normalised rows,
+    which :class:`Decoder` then reads like fixed packets."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.row_size = message.layout.size
+
+    def parse(self, buf, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised rows laid end to end as bytes, whether each datagram parsed)."""
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        n = offsets.shape[0]
+        out = np.empty(n * self.row_size, dtype=np.uint8)
+        ok = np.empty(n, dtype=np.uint8)
+        parse_batch(_as_u8(buf), offsets, lengths, self.message.programs, self.message.template, out, ok)
+        return out, ok.view(bool)
+
+    def rows(self, decoder: Decoder, buf, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The datagrams decoded into ``decoder``'s packed rows (all must parse: classified ones do)."""
+        normalised, ok = self.parse(buf, offsets, lengths)
+        if not ok.all():
+            raise ValueError(f"{self.message.layout.name}: {int((~ok).sum())} datagrams do not parse")
+        return decoder.rows(normalised, concatenated_offsets(len(offsets), self.row_size))
+
+
 class RowColumns(Mapping):
     """Decoded packets as packed rows, read like columns: ``rc["speed_Kmh"]`` is a (strided) view.
 
@@ -173,6 +201,10 @@ class BatchDecoder:
     def __init__(self, protocols: Protocols, feed: str) -> None:
         self.kinds = protocols.kinds
         self.rules = protocols.feed_rules[feed].rules
+        kind_ids = set(self.rules[:, 4].tolist())
+        self._parsers: dict[int, MessageParser] = {
+            protocols.kind_id[name]: MessageParser(m) for name, m in protocols.messages.items()
+            if protocols.kind_id[name] in kind_ids}
         self._decoders: dict[str, Decoder] = {}
         self._mapper = CanonicalMapper()
 
@@ -188,20 +220,39 @@ class BatchDecoder:
         return dec
 
     def classify(self, buf, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, int]:
-        """Kind id per datagram (−1 = malformed) and how many are malformed."""
-        return classify_batch(self.rules, buf, offsets, lengths)
+        """Kind id per datagram (−1 = malformed) and how many are malformed. A message of variable
+        length is malformed unless its kind's grammar parses it exactly."""
+        kinds, bad = classify_batch(self.rules, buf, offsets, lengths)
+        if self._parsers and kinds.size:
+            for kind_id in np.flatnonzero(np.bincount(kinds[kinds >= 0])).tolist():
+                parser = self._parsers.get(kind_id)
+                if parser is None:
+                    continue
+                selected = np.flatnonzero(kinds == kind_id)
+                _, ok = parser.parse(buf, offsets[selected], lengths[selected])
+                kinds[selected[~ok]] = -1
+                bad += int((~ok).sum())
+        return kinds, bad
 
     def groups(self, buf, offsets: np.ndarray, t_ns: np.ndarray, kinds: np.ndarray,
-               tail_only: bool = False) -> Iterator[DecodedGroup]:
+               tail_only: bool = False, lengths: np.ndarray | None = None) -> Iterator[DecodedGroup]:
         """Each packet kind of a classified batch, decoded and mapped, carriers of other kinds'
-        data first. ``tail_only``: map only each kind's newest frame (the live view's need)."""
+        data first. ``tail_only``: map only each kind's newest frame (the live view's need).
+        ``lengths`` (bytes per datagram) is needed for kinds of variable length."""
         # Kind ids are small and dense: counting is a fraction of np.unique's sort.
         present = np.flatnonzero(np.bincount(kinds[kinds >= 0])).tolist() if kinds.size else []
         for kind_id in CanonicalMapper.order(present, self.kinds):
             layout = self.kinds[kind_id]
             selected = kinds == kind_id
             group_t = t_ns[selected]
-            cols = RowColumns(self.decoder(layout).rows(buf, offsets[selected]))
+            parser = self._parsers.get(kind_id)
+            if parser is not None:
+                if lengths is None:
+                    raise ValueError(f"{layout.name}: messages of variable length need their lengths")
+                rows = parser.rows(self.decoder(layout), buf, offsets[selected], lengths[selected])
+            else:
+                rows = self.decoder(layout).rows(buf, offsets[selected])
+            cols = RowColumns(rows)
             if tail_only and len(group_t) > 1 and not CanonicalMapper.carries(layout.name):
                 canon = self._mapper.map(layout.name, RowColumns(cols.rows[-1:]), group_t[-1:])
             else:

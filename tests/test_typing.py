@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTENSIONS = ["rt_ext.decode", "rt_ext.merge", "rt_ext.rawpack", "rt_ext.recv", "rt_ext.ring"]
+EXTENSIONS = ["rt_ext.decode", "rt_ext.merge", "rt_ext.rawpack", "rt_ext.recv", "rt_ext.ring", "rt_ext.wire"]
 
 
 def _run(args: list[str], cache: Path) -> str:

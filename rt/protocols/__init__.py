@@ -12,13 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ac, pcars1, pcars2, telemetry_tool
+from . import ac, acc, pcars1, pcars2, telemetry_tool, wire
 from .layout import Field, PacketLayout, decode_text
 
-FEEDS = ("ksudp", "telemetry_tool", "pcars")
+FEEDS = ("ksudp", "telemetry_tool", "pcars", "acc")
 
-#: Rule row: (datagram length, byte to check or -1, mask, expected value, kind id).
+#: Rule row: (datagram length or -1 for any, byte to check or -1, mask, expected value, kind id).
 RULE_COLUMNS = ("length", "check_offset", "mask", "value", "kind")
+
+
+#: Largest datagram of a variable-length kind that a feed expects, bytes (a UDP payload in one frame).
+VARIABLE_MAX = 1472
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class Protocols:
         kinds: list[PacketLayout] = [ac.HANDSHAKE_RESPONSE, ac.CAR_INFO, ac.LAP, self.tt]
         kinds += [layout for layout, _ in pcars1.KINDS]
         kinds += list(dict.fromkeys(pcars2.KINDS.values()))
+        kinds += [m.layout for m in acc.INBOUND]
+        #: Kinds of variable length, by name: their grammar parses each datagram into the layout's row.
+        self.messages: dict[str, wire.Message] = {m.layout.name: m for m in acc.INBOUND}
         self.kinds: tuple[PacketLayout, ...] = tuple(kinds)
         self.kind_id: dict[str, int] = {k.name: i for i, k in enumerate(self.kinds)}
         if len(self.kind_id) != len(self.kinds):
@@ -59,6 +66,7 @@ class Protocols:
                 [(layout, 2, 0x03, ptype) for layout, ptype in pcars1.KINDS]
                 + [(layout, 10, 0xFF, ptype) for (ptype, _size), layout in pcars2.KINDS.items()],
             ),
+            "acc": self._rules("acc", acc.RULES),
         }
         self.feed_kinds: dict[str, tuple[PacketLayout, ...]] = {
             feed: tuple(self.kinds[k] for k in dict.fromkeys(r.rules[:, 4].tolist()))
@@ -67,7 +75,8 @@ class Protocols:
 
     def _rules(self, feed: str, rows: list[tuple[PacketLayout, int, int, int]]) -> FeedRules:
         table = np.array(
-            [(layout.size, off, mask, value, self.kind_id[layout.name]) for layout, off, mask, value in rows],
+            [(-1 if layout.name in self.messages else layout.size, off, mask, value, self.kind_id[layout.name])
+             for layout, off, mask, value in rows],
             dtype=np.int64,
         ).reshape(-1, 5)
         return FeedRules(feed, table)
@@ -76,8 +85,10 @@ class Protocols:
         return self.kinds[self.kind_id[name]]
 
     def max_datagram(self, feed: str) -> int:
-        """Largest well-formed datagram of a feed, in bytes."""
-        return int(self.feed_rules[feed].rules[:, 0].max())
+        """Largest well-formed datagram of a feed, in bytes (for messages of variable length: what
+        fits one Ethernet frame, as ACC's do)."""
+        lengths = self.feed_rules[feed].rules[:, 0]
+        return max(int(lengths.max()), VARIABLE_MAX if (lengths < 0).any() else 0)
 
 
 _default: Protocols | None = None
