@@ -31,6 +31,10 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "KSUDP_PORT": ("9996", "AC remote telemetry port on GAME_HOST"),
     "TT_PORT": ("10101", "Telemetry Tool port on LISTEN (0 = any free port)"),
     "PCARS_PORT": ("5606", "Project CARS port on LISTEN (0 = any free port)"),
+    "ACC_PORT": ("9000", "ACC broadcasting port on GAME_HOST (updListenerPort in ACC's broadcasting.json)"),
+    "ACC_PASSWORD": ("asd", "connectionPassword from ACC's broadcasting.json (ACC ships with asd)"),
+    "ACC_COMMAND_PASSWORD": (None, "commandPassword from ACC's broadcasting.json (optional: the recorder only reads)"),
+    "ACC_INTERVAL_MS": ("100", "how often ACC sends the field's positions, ms (10..5000)"),
     "CORS_ORIGINS": ("http://localhost:5173,http://127.0.0.1:5173", "origins allowed to call the API from a browser (* allowed)"),
     "API_TOKEN": (None, "if set, every request that changes state needs Authorization: Bearer <token>"),
     "ALLOW_FROM": (None, "comma-separated source IPs the listening feeds accept (default: any); others are counted as refused"),
@@ -56,6 +60,10 @@ class Config:
     ksudp_port: int = 9996
     tt_port: int = 10101
     pcars_port: int = 5606
+    acc_port: int = 9000
+    acc_password: str = field(default="asd", repr=False)
+    acc_command_password: str = field(default="", repr=False)
+    acc_interval_ms: int = 100
     cors_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
     api_token: str | None = field(default=None, repr=False)  # never printed
     tt_layout: Path | None = None
@@ -117,6 +125,18 @@ def _number(name: str, raw: str, low: float, high: float) -> float:
     return value
 
 
+#: The realtime update intervals ACC is asked for, ms: faster floods the field's updates, slower
+#: says little about a lap.
+ACC_INTERVAL_MS = (10, 5000)
+
+
+def _acc_text(name: str, raw: str) -> str:
+    # ACC reads a u16 byte count: anything that long is a mistake, not a password.
+    if len(raw.encode("utf-8")) > 255:
+        raise ConfigError(f"{PREFIX}{name}: longer than 255 bytes")
+    return raw
+
+
 def _check(cfg: Config) -> None:
     for name in ("api_host", "game_host", "listen"):
         _host(name.upper(), getattr(cfg, name))
@@ -124,6 +144,10 @@ def _check(cfg: Config) -> None:
     _port("KSUDP_PORT", str(cfg.ksudp_port), False)
     _port("TT_PORT", str(cfg.tt_port), True)
     _port("PCARS_PORT", str(cfg.pcars_port), True)
+    _port("ACC_PORT", str(cfg.acc_port), False)
+    _number("ACC_INTERVAL_MS", str(cfg.acc_interval_ms), ACC_INTERVAL_MS[0], ACC_INTERVAL_MS[1])
+    for name in ("acc_password", "acc_command_password"):
+        _acc_text(name.upper(), getattr(cfg, name))
 
 
 def load(env: Mapping[str, str]) -> Config:
@@ -163,6 +187,11 @@ def load(env: Mapping[str, str]) -> Config:
         ksudp_port=_port("KSUDP_PORT", get("KSUDP_PORT"), False),
         tt_port=_port("TT_PORT", get("TT_PORT"), True),
         pcars_port=_port("PCARS_PORT", get("PCARS_PORT"), True),
+        acc_port=_port("ACC_PORT", get("ACC_PORT"), False),
+        # not stripped or defaulted like the rest: a password is what the user wrote
+        acc_password=_acc_text("ACC_PASSWORD", env.get(PREFIX + "ACC_PASSWORD", VARIABLES["ACC_PASSWORD"][0] or "")),
+        acc_command_password=_acc_text("ACC_COMMAND_PASSWORD", env.get(PREFIX + "ACC_COMMAND_PASSWORD", "")),
+        acc_interval_ms=int(_number("ACC_INTERVAL_MS", get("ACC_INTERVAL_MS"), *ACC_INTERVAL_MS)),
         cors_origins=origins,
         api_token=token,
         tt_layout=Path(tt_layout) if tt_layout else None,
