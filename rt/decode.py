@@ -19,6 +19,7 @@ import numpy as np
 from rt_ext.decode import DecodePlan, classify, slot_offsets
 from rt_ext.wire import parse_batch
 
+from .protocols import VARIABLE_MAX
 from .protocols.canonical import CanonicalMapper
 from .protocols.layout import PacketLayout
 
@@ -120,7 +121,9 @@ class MessageParser:
         out = np.empty(n * self.row_size, dtype=np.uint8)
         ok = np.empty(n, dtype=np.uint8)
         parse_batch(_as_u8(buf), offsets, lengths, self.message.programs, self.message.template, out, ok)
-        return out, ok.view(bool)
+        ok = ok.view(bool)
+        ok &= lengths <= VARIABLE_MAX  # its slot kept only that much: the rest was never there to parse
+        return out, ok
 
     def rows(self, decoder: Decoder, buf, offsets: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """The datagrams decoded into ``decoder``'s packed rows (all must parse: classified ones do)."""
@@ -253,7 +256,8 @@ class BatchDecoder:
             else:
                 rows = self.decoder(layout).rows(buf, offsets[selected])
             cols = RowColumns(rows)
-            if tail_only and len(group_t) > 1 and not CanonicalMapper.carries(layout.name):
+            if (tail_only and len(group_t) > 1 and not CanonicalMapper.carries(layout.name)
+                    and not CanonicalMapper.selects(layout.name)):
                 canon = self._mapper.map(layout.name, RowColumns(cols.rows[-1:]), group_t[-1:])
             else:
                 canon = self._mapper.map(layout.name, cols, group_t)

@@ -18,6 +18,7 @@ HEALTH_STYLE = {
     "lost": "bold red",
     "waiting": "dim",
     "handshaking": "cyan",
+    "refused": "bold red",
     "not_available": "red",
 }
 

@@ -11,6 +11,7 @@ from sanic import Blueprint, Request
 from sanic.response import json
 
 from .. import __version__
+from ..feeds.health import STATES
 from ..protocols import FEEDS
 from .live import GAMES, USE_CASES
 
@@ -55,7 +56,7 @@ SCHEMAS = {
         "required": ["health", "port", "frequency_hz", "packets", "malformed", "dropped", "last_packet_age_ms",
                      "speed_kmh", "rpm", "gear"],
         "properties": {
-            "health": {"type": "string", "enum": ["not_available", "waiting", "handshaking", "healthy", "stale", "lost"]},
+            "health": {"type": "string", "enum": list(STATES)},
             "port": {"type": "integer"},
             "frequency_hz": {"type": "number"},
             "packets": {"type": "integer"},
@@ -80,6 +81,15 @@ SCHEMAS = {
             "last_lap_ms": INT,
             "best_lap_ms": INT,
             "error": {"type": "string"},
+            # acc only: what ACC's broadcasting says of the session and the focused car
+            "session_type": _str(),
+            "session_phase": _str(),
+            "driver": _str(),
+            "team": _str(),
+            "race_number": INT,
+            "position": INT,
+            "delta_ms": INT,
+            "cars": INT,
         },
     },
     "Live": {

@@ -67,11 +67,12 @@ class Sink(Protocol):
 @dataclass
 class _RawBatch:
     """Slots at the ring's tail whose raw half went to the sinks (:meth:`Feed.take_raw`), not yet
-    decoded: how many, their byte offsets in the ring, kind ids (−1 malformed), how many are
-    malformed, and the sinks that kept them (only those get the decoded half)."""
+    decoded: how many, their byte offsets in the ring and lengths, kind ids (−1 malformed), how
+    many are malformed, and the sinks that kept them (only those get the decoded half)."""
 
     count: int
     offsets: np.ndarray
+    lengths: np.ndarray  # bytes of each datagram (messages of variable length are parsed again)
     kinds: np.ndarray
     malformed: int
     keeping: list
@@ -97,7 +98,7 @@ class FeedStats:
 
 @dataclass
 class Feed:
-    """A feed: ``name`` (ksudp, telemetry_tool, pcars), its bound socket (``None`` = not available)."""
+    """A feed: ``name`` (ksudp, telemetry_tool, pcars, acc), its bound socket (``None`` = not available)."""
 
     name: str
     port: int
@@ -109,7 +110,9 @@ class Feed:
     latest: np.ndarray = field(init=False)  # one canonical row, the newest
     last_good_ns: int | None = None
     info: dict[str, str] = field(default_factory=dict)  # car, track, driver … as the game names them
-    handshaking: bool = False
+    handshaking: bool | str = False  # see rt.feeds.health.health
+    #: what a feed's session adds to its live entry (ACC: session, position, delta …)
+    extra: dict = field(default_factory=dict)
     lost_s: float = LOST_S
     _last_seq: dict[str, int] = field(default_factory=dict)
     _raw_batches: deque[_RawBatch] = field(default_factory=deque)  # in ring order, from the tail
@@ -177,7 +180,7 @@ class Feed:
                 self.stats.bytes += int(lengths.sum())
                 self.stats.malformed += bad
             keeping = [sink for sink in sinks if sink.on_raw(self, t_ns, lengths, data, bad)]
-            self._raw_batches.append(_RawBatch(n, offsets, kinds, bad, keeping))
+            self._raw_batches.append(_RawBatch(n, offsets, np.array(lengths, dtype=np.int64), kinds, bad, keeping))
             self._taken_raw += n
             total += n
         self.stats.dropped = ring.dropped
@@ -200,7 +203,7 @@ class Feed:
             _, t_ns, _, _ = ring.peek(batch.count)  # the batch's slots: contiguous, from the tail
             try:
                 if batch.malformed < batch.count:
-                    self._decode_groups(batch.kinds, batch.offsets, t_ns, buf, batch.keeping, handler)
+                    self._decode_groups(batch.kinds, batch.offsets, batch.lengths, t_ns, buf, batch.keeping, handler)
             finally:
                 ring.release(batch.count)
                 self._taken_raw -= batch.count
@@ -222,14 +225,14 @@ class Feed:
             count += nxt.count
         if len(parts) == 1:
             return first
-        return _RawBatch(count, np.concatenate([p.offsets for p in parts]), np.concatenate([p.kinds for p in parts]),
-                         sum(p.malformed for p in parts), first.keeping)
+        return _RawBatch(count, np.concatenate([p.offsets for p in parts]), np.concatenate([p.lengths for p in parts]),
+                         np.concatenate([p.kinds for p in parts]), sum(p.malformed for p in parts), first.keeping)
 
-    def _decode_groups(self, kinds, offsets, t_ns, buf, sinks, handler) -> None:
+    def _decode_groups(self, kinds, offsets, lengths, t_ns, buf, sinks, handler) -> None:
         # With no sink keeping the batch only the live view needs canonical rows: its newest
         # frame. Mapping costs per row, and a game's 333 rows a second would be mapped for nothing.
         numbered: dict = {}  # counter name → (its declaration, [(batch positions, numbers)])
-        for group in self._batch.groups(buf, offsets, t_ns, kinds, tail_only=not sinks):
+        for group in self._batch.groups(buf, offsets, t_ns, kinds, tail_only=not sinks, lengths=lengths):
             layout, cols, group_t, canon = group.layout, group.columns, group.t_ns, group.canonical
             if handler is not None:
                 handler(self, layout, cols, group_t)
@@ -242,7 +245,8 @@ class Feed:
                 numbered.setdefault(seq.counter, (seq, []))[1].append(
                     (np.flatnonzero(group.selected), seq.values(cols[seq.field])))
             # Groups come by kind, not by time: keep the newest row of any driving kind.
-            if canon is not None and (not self._has_data or canon["t_ns"][-1] >= self.latest["t_ns"][0]):
+            # (a kind that maps only some rows, ACC's focused car among the field, may map none)
+            if canon is not None and len(canon) and (not self._has_data or canon["t_ns"][-1] >= self.latest["t_ns"][0]):
                 self.latest = canon[-1:].copy()
                 self._has_data = True
             newest = int(group_t[-1])
@@ -339,6 +343,8 @@ class Feed:
             refused=self.stats.refused,
             shed=self.stats.shed,
         )
+        if self.extra:
+            out.update(self.extra)
         if self.error:
             out["error"] = self.error
         return out

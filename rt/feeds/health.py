@@ -5,7 +5,9 @@ state               meaning
 ==================  =======================================================================
 ``not_available``   the feed's port could not be bound (in use, no permission); the rest runs
 ``waiting``         bound, no well-formed datagram yet
-``handshaking``     ksudp only: handshake sent, the game has not answered (or is not running)
+``handshaking``     ksudp, acc: handshake sent, the game has not answered (or is not running)
+``refused``         acc only: ACC refused the registration (a wrong password): its words are the
+                    feed's ``error``; asked again every few seconds
 ``healthy``         a well-formed datagram within the last :data:`HEALTHY_S` seconds
 ``stale``           quiet for :data:`HEALTHY_S` .. :data:`LOST_S` seconds
 ``lost``            quiet for longer than :data:`LOST_S` (ksudp then handshakes again)
@@ -21,16 +23,18 @@ import math
 HEALTHY_S = 0.5
 LOST_S = 3.0
 
-STATES = ("not_available", "waiting", "handshaking", "healthy", "stale", "lost")
+STATES = ("not_available", "waiting", "handshaking", "refused", "healthy", "stale", "lost")
 
 
-def health(available: bool, last_good_ns: int | None, now_ns: int, handshaking: bool = False,
+def health(available: bool, last_good_ns: int | None, now_ns: int, handshaking: bool | str = False,
            lost_s: float = LOST_S) -> str:
-    """The health state of a feed at ``now_ns`` (all times in ns on the receive clock)."""
+    """The health state of a feed at ``now_ns`` (all times in ns on the receive clock).
+    ``handshaking``: True while a handshake waits for the game, or the state it is in instead
+    (``"refused"``)."""
     if not available:
         return "not_available"
     if handshaking:
-        return "handshaking"
+        return handshaking if isinstance(handshaking, str) else "handshaking"
     if last_good_ns is None:
         return "waiting"
     age_s = (now_ns - last_good_ns) / 1e9

@@ -8,7 +8,7 @@ Two threads, so a slow consumer (an HDF5 flush, a busy API) never delays a recei
   keep the true arrival times); on platforms without ``recvmmsg`` a Python ``recv_into`` loop
   does the same job, slower.
 * **consume** (Python): takes each ring's batches, decodes them, feeds the sinks (the recorder)
-  and the live values, and drives the ksudp handshake. A decoding pass costs milliseconds of
+  and the live values, and drives the handshakes (AC's KSUDP, ACC's registration). A decoding pass costs milliseconds of
   Python whatever its size (mostly its cold start), so there are as few as the work needs: every
   :data:`PASS_S`, at once when a ring is a quarter full or data resumes after a quiet second, and
   on demand when the live view is read (:meth:`FeedManager.live`: values at most
@@ -42,6 +42,7 @@ from ..protocols import FEEDS, Protocols
 from ..recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 from .feed import BATCH, Feed, Sink
 from .health import LOST_S, age_ms, health
+from .acc import AccSession
 from .ksudp import RETRY_S, KsudpSession, resolve
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class FeedManager:
         self.feeds: dict[str, Feed] = {}
         self.sinks: list[Sink] = []
         self.ksudp: KsudpSession | None = None
+        self.acc: AccSession | None = None
+        #: feed name → the session that handshakes for it (its handler sees the feed's decoded groups)
+        self.sessions: dict[str, KsudpSession | AccSession] = {}
         self._allow: dict[str, list[tuple[str, int]] | None] = {}
         self._loop: ReceiverLoop | None = None
         self._threads: list[threading.Thread] = []
@@ -136,6 +140,7 @@ class FeedManager:
     def start(self) -> None:
         cfg = self.config
         self._bind_ksudp()
+        self._bind_acc()
         for name, port in (("telemetry_tool", cfg.tt_port), ("pcars", cfg.pcars_port)):
             try:
                 sock = _udp_socket(_family(cfg.listen), (cfg.listen, port), cfg.rcvbuf_bytes)
@@ -159,23 +164,37 @@ class FeedManager:
             self._spawn("rt-receive", lambda: self._python_receive(bound))
         self._consumer = self._spawn("rt-consume", self._consume_loop)
 
-    def _bind_ksudp(self) -> None:
+    def _bind_asking(self, name: str, port: int) -> tuple[Feed, tuple[str, int]] | None:
+        """Bind the socket of a feed that asks the game to stream to it (ksudp, acc): an ephemeral
+        local port, accepting only GAME_HOST's ``port``. None (and the feed not available) if not."""
         cfg = self.config
-        target = resolve(cfg.game_host, cfg.ksudp_port)
+        target = resolve(cfg.game_host, port)
         if target is None:
-            self.feeds["ksudp"] = Feed("ksudp", cfg.ksudp_port, self.protocols, None, error=f"cannot resolve GAME_HOST {cfg.game_host!r}")
-            return
+            self.feeds[name] = Feed(name, port, self.protocols, None, error=f"cannot resolve GAME_HOST {cfg.game_host!r}")
+            return None
         family, addr = target
         local = cfg.listen if _family(cfg.listen) == family else ("::" if family == socket.AF_INET6 else "0.0.0.0")
         try:
             sock = _udp_socket(family, (local, 0), cfg.rcvbuf_bytes)
         except OSError as exc:
-            self.feeds["ksudp"] = Feed("ksudp", cfg.ksudp_port, self.protocols, None, error=f"cannot bind: {exc.strerror}")
-            return
-        feed = Feed("ksudp", cfg.ksudp_port, self.protocols, sock, lost_s=self.lost_s)
-        self.feeds["ksudp"] = feed
-        self._allow["ksudp"] = [(addr[0], addr[1])]  # the game, and nobody else
-        self.ksudp = KsudpSession(feed, addr, self.lost_s)
+            self.feeds[name] = Feed(name, port, self.protocols, None, error=f"cannot bind: {exc.strerror}")
+            return None
+        feed = Feed(name, port, self.protocols, sock, lost_s=self.lost_s)
+        self.feeds[name] = feed
+        self._allow[name] = [(addr[0], addr[1])]  # the game, and nobody else
+        return feed, addr
+
+    def _bind_ksudp(self) -> None:
+        bound = self._bind_asking("ksudp", self.config.ksudp_port)
+        if bound is not None:
+            self.ksudp = self.sessions["ksudp"] = KsudpSession(*bound, self.lost_s)
+
+    def _bind_acc(self) -> None:
+        cfg = self.config
+        bound = self._bind_asking("acc", cfg.acc_port)
+        if bound is not None:
+            self.acc = self.sessions["acc"] = AccSession(*bound, cfg.acc_password, cfg.acc_interval_ms,
+                                                          cfg.acc_command_password, self.lost_s)
 
     def _spawn(self, name: str, target: Callable[[], object]) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -184,9 +203,9 @@ class FeedManager:
         return thread
 
     def stop(self) -> None:
-        """Dismiss the game, stop both threads, take what is left in the rings, close sockets."""
-        if self.ksudp is not None:
-            self.ksudp.close()
+        """Dismiss the games, stop both threads, take what is left in the rings, close sockets."""
+        for session in self.sessions.values():
+            session.close()
         self._stop.set()
         if self._wake_w is not None:
             os.write(self._wake_w, b"x")
@@ -233,15 +252,15 @@ class FeedManager:
             # retries while the game is silent: they only send (the user who races PCARS only).
             deadline = time.monotonic() + interval * 1.5
             while not self._stop.is_set():
-                # the session while its handshake waits for the game, else None
-                handshaking = self.ksudp if self.ksudp is not None and not self.ksudp.streaming else None
+                # the sessions whose handshake waits for the game
+                handshaking = [s for s in self.sessions.values() if not s.streaming]
                 left = deadline - time.monotonic()
-                if self._sleep(min(left, IDLE_S) if handshaking is not None else left) or time.monotonic() >= deadline:
+                if self._sleep(min(left, IDLE_S) if handshaking else left) or time.monotonic() >= deadline:
                     break
-                if handshaking is not None:
-                    if handshaking.feed.ring.pending:
-                        break  # the game spoke: the handshake reads its answer in a pass first
-                    handshaking.tick()
+                if any(s.feed.ring.pending for s in handshaking):
+                    break  # the game spoke: the handshake reads its answer in a pass first
+                for session in handshaking:
+                    session.tick()
 
     def _decoding_pass_due(self) -> bool:
         """Whether the next pass decodes (else it is a raw pass, :meth:`_raw_pass`): every
@@ -251,7 +270,7 @@ class FeedManager:
             return True
         if time.monotonic() - self._last_decoding_s >= PASS_S:
             return True
-        if self.ksudp is not None and not self.ksudp.streaming and self.ksudp.feed.ring.pending:
+        if any(not s.streaming and s.feed.ring.pending for s in self.sessions.values()):
             return True  # perhaps the game's answer: the handshake reads it decoded
         # Raw passes pay off at a game's rates; under heavy traffic (an eighth of a ring arrived
         # since the last pass) every pass decodes, or the raw pass would only add a second pass
@@ -287,18 +306,18 @@ class FeedManager:
         self._decode_wanted = max(0, self._decode_wanted - 1)
         self._last_decoding_s = time.monotonic()
         taken = 0
-        handler = self.ksudp.on_decoded if self.ksudp is not None else None
         counters = self._loop.counters if self._loop is not None else None
         bound = [f for f in self.feeds.values() if f.sock is not None]
         for k, feed in enumerate(bound):
-            taken += feed.consume(self.sinks, handler if feed.name == "ksudp" else None)
+            session = self.sessions.get(feed.name)
+            taken += feed.consume(self.sinks, session.on_decoded if session is not None else None)
             if counters is not None:
                 feed.stats.refused = int(counters[k, _REFUSED])
                 feed.stats.errors = int(counters[k, _ERRORS])
                 feed.stats.shed = int(counters[k, _SHED])
                 feed.stats.kernel_dropped = int(counters[k, _KERNEL_DROPPED])
-        if self.ksudp is not None:
-            self.ksudp.tick()
+        for session in self.sessions.values():
+            session.tick()
         if self._live_wanted or self._live is None:
             # Only when read: building the entries costs as much as decoding a small batch.
             self._live_wanted = False

@@ -21,8 +21,9 @@ FEEDS = ("ksudp", "telemetry_tool", "pcars", "acc")
 RULE_COLUMNS = ("length", "check_offset", "mask", "value", "kind")
 
 
-#: Largest datagram of a variable-length kind that a feed expects, bytes (a UDP payload in one frame).
-VARIABLE_MAX = 1472
+#: Largest datagram of a variable-length kind, bytes: what a ring slot keeps whole (a longer one is
+#: malformed, so a parse never reads past its slot). ACC's largest, track data, is under 1 KB.
+VARIABLE_MAX = 2048
 
 
 @dataclass(frozen=True)

@@ -236,11 +236,44 @@ def _pcars2_telemetry(c: Columns, out: np.ndarray) -> None:
         out["pos_x"], out["pos_y"], out["pos_z"] = pos[:, 0], pos[:, 1], pos[:, 2]
 
 
+# ---- ACC: the field's car updates, and the focused car -----------------------------------------------
+#
+# ACC sends one car update per car of the field; the canonical frames follow the car the realtime
+# update says is focused (the player's own unless they move the camera to another car). ACC's
+# broadcasting carries no engine, pedals or steering, nor a height: those channels stay unknown.
+#
+# Handedness: ACC runs on Unreal Engine (left-handed, z up): seen from above with its x to the
+# right, its y points down the page. So canonical pos_x = worldPosX and pos_z = -worldPosY, which
+# makes a left turn turn the heading from +x towards +z as on every other feed. No real ACC capture
+# was at hand to check this against a corner's direction; the simulator sends ACC's frame as stated.
+
+ACC_FOCUS_KIND = "acc_realtime_update"
+ACC_CAR_KIND = "acc_car_update"
+ACC_NO_TIME = 2**31 - 1
+
+
+def _acc_ms(ms: np.ndarray) -> np.ndarray:
+    return np.where((ms >= 0) & (ms != ACC_NO_TIME), ms, -1).astype(np.int32)
+
+
+def _acc_car_update(c: Columns, out: np.ndarray) -> None:
+    out["speed_kmh"] = c["kmh"]
+    out["gear"] = (c["gear"].astype(np.int32) - 2).clip(-1, 127)  # raw: R = 0, N = 1, 1st = 2
+    out["lap_count"] = c["laps"]
+    out["lap_time_ms"] = _acc_ms(c["currentLap.laptimeMs"])
+    out["last_lap_ms"] = _acc_ms(c["lastLap.laptimeMs"])
+    out["best_lap_ms"] = _acc_ms(c["bestSessionLap.laptimeMs"])
+    out["norm_pos"] = c["splinePosition"]
+    out["pos_x"] = c["worldPosX"]
+    out["pos_z"] = -c["worldPosY"]
+
+
 #: Packet kind name → function filling canonical rows from that kind's decoded columns.
 MAPPERS: dict[str, Callable[[Columns, np.ndarray], None]] = {
     "ac_car_info": _ac_car_info,
     "tt_driver": _tt_driver,
     "pcars1_telemetry": _pcars1_telemetry,
+    ACC_CAR_KIND: _acc_car_update,
     **{f"pcars2_telemetry_{s}": _pcars2_telemetry for s in (538, 555, 556, 559)},
 }
 
@@ -262,6 +295,8 @@ _PC2_CARRIED = {
 
 
 def _carrier(kind: str) -> str | None:
+    if kind == ACC_FOCUS_KIND:
+        return kind
     return next((prefix for prefix in _PC2_CARRIED if kind.startswith(prefix)), None)
 
 
@@ -284,6 +319,12 @@ class CanonicalMapper:
         """Whether packets of ``kind`` carry data for other kinds' frames (map them first)."""
         return _carrier(kind) is not None
 
+    @staticmethod
+    def selects(kind: str) -> bool:
+        """Whether only some packets of ``kind`` become frames (ACC: the focused car's among the
+        field's), so its newest frame is not simply its newest packet's."""
+        return kind == ACC_CAR_KIND
+
     @classmethod
     def order(cls, kind_ids: list[int], kinds) -> list[int]:
         """The kind ids of a batch in the order to map them: carriers first (``kinds``: id → layout)."""
@@ -292,14 +333,39 @@ class CanonicalMapper:
     def map(self, kind: str, columns: Columns, t_ns: np.ndarray) -> np.ndarray | None:
         """Canonical rows for a decoded group of ``kind`` (``None`` for kinds without driving data)."""
         prefix = _carrier(kind)
+        if prefix == ACC_FOCUS_KIND:
+            self._remember_focus(columns, t_ns)
+            return None
         if prefix is not None:
             self._remember(prefix, columns, t_ns)
             return None
+        if kind == ACC_CAR_KIND:
+            columns, t_ns = self._focused(columns, t_ns)
         out = to_canonical(kind, columns, t_ns)
         if out is not None and kind.startswith("pcars2_telemetry_") and self._carried:
             with np.errstate(all="ignore"):
                 self._fill_pcars2(columns, t_ns, out)
         return out
+
+    def _remember_focus(self, columns: Columns, t_ns: np.ndarray) -> None:
+        times, cars = np.asarray(t_ns), np.asarray(columns["focusedCarIndex"])
+        before = self._carried.get(ACC_FOCUS_KIND)
+        if before is not None and len(before[0]):  # for the next batch's car updates before its first one
+            times, cars = np.concatenate((before[0][-1:], times)), np.concatenate((before[1]["car"][-1:], cars))
+        self._carried[ACC_FOCUS_KIND] = (times, {"car": cars})
+
+    def _focused(self, columns: Columns, t_ns: np.ndarray) -> tuple[Columns, np.ndarray]:
+        """The car updates of the car focused at their time (by the newest realtime update before
+        them; this batch's or the last one before it). None before the first realtime update."""
+        at, v = self._latest(ACC_FOCUS_KIND, t_ns)
+        if at is None:
+            keep = np.zeros(len(t_ns), dtype=bool)
+        else:
+            focus = np.where(at >= 0, v["car"][np.maximum(at, 0)], -1)
+            keep = (at >= 0) & (columns["carIndex"].astype(np.int64) == focus)
+        if keep.all():
+            return columns, t_ns
+        return {name: columns[name][keep] for name in columns}, t_ns[keep]
 
     def _remember(self, prefix: str, columns: Columns, t_ns: np.ndarray) -> None:
         values = {channel: np.asarray(columns[field]) for channel, field in _PC2_CARRIED[prefix] if field in columns}

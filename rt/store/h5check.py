@@ -316,7 +316,7 @@ def _decoded_groups(raw: "ClassifiedRaw", feed: str,
     step = CHUNK * 4
     for start in range(0, len(raw.t_ns), step):
         sl = slice(start, start + step)
-        for group in batch.groups(raw.data, raw.offsets[sl], raw.t_ns[sl], raw.kinds[sl]):
+        for group in batch.groups(raw.data, raw.offsets[sl], raw.t_ns[sl], raw.kinds[sl], lengths=raw.lengths[sl]):
             yield group.layout, group.columns, group.t_ns, group.canonical
 
 
