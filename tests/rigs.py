@@ -92,7 +92,8 @@ def feed_config(**kw):
     """A Config on loopback with ephemeral listening ports and a fast receive period."""
     from rt.config import Config
 
-    base = dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9, recv_period_ms=1.0)
+    base = dict(listen="127.0.0.1", game_host="127.0.0.1", tt_port=0, pcars_port=0, ksudp_port=9, acc_port=9,
+                recv_period_ms=1.0)
     base.update(kw)
     return Config(**base)
 
