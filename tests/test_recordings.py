@@ -158,7 +158,7 @@ def test_recording_api_errors(server_factory):
     assert srv.call("DELETE", f"/api/recordings/{rec['id']}")[0] == 409  # still being written
     for bad in ("../../etc/passwd", "..%2F..%2Fetc", "not-a-uuid", str(uuid.uuid4())):
         assert srv.get(f"/api/recordings/{bad}")[0] == 404
-    for feed in ("..%2Fmanifest.json", "manifest.json", "data.h5", "acc", "%00"):
+    for feed in ("..%2Fmanifest.json", "manifest.json", "data.h5", "iracing", "%00"):
         status, body = srv.call("GET", f"/api/recordings/{rec['id']}/data/{feed}")
         assert status == 404 and body["error"]["code"] in ("feed_not_found", "not_found"), feed
     assert srv.call("POST", f"/api/recordings/{uuid.uuid4()}/stop")[0] == 404

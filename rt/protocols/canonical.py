@@ -256,6 +256,32 @@ def _acc_ms(ms: np.ndarray) -> np.ndarray:
     return np.where((ms >= 0) & (ms != ACC_NO_TIME), ms, -1).astype(np.int32)
 
 
+def focused_rows(focus_t_ns: np.ndarray, focus_car: np.ndarray, t_ns: np.ndarray, car_index: np.ndarray) -> np.ndarray:
+    """Which car updates (times ``t_ns``, cars ``car_index``) are of the car focused at their time:
+    the newest realtime update at or before each (times ``focus_t_ns``, focused cars ``focus_car``).
+    None before the first realtime update. The feed and the readers of a recording use this one rule."""
+    at = np.searchsorted(focus_t_ns, t_ns, side="right") - 1
+    focus = np.where(at >= 0, np.asarray(focus_car)[np.maximum(at, 0)] if len(focus_car) else -1, -1)
+    return (at >= 0) & (np.asarray(car_index).astype(np.int64) == focus)
+
+
+def _acc_lap_flags(c: Columns, prefix: str) -> np.ndarray:
+    return np.stack([c[f"{prefix}.{flag}"] for flag in ("isInvalid", "isValidForBest", "isOutlap", "isInlap")],
+                    axis=1).astype(np.uint8)
+
+
+def _acc_extras(c: Columns) -> dict[str, np.ndarray]:
+    """Per-frame lap records of the focused car, for the lap analyses: ACC's own lap times, splits
+    and flags (see :data:`FRAME_EXTRAS`)."""
+    return {
+        "lap_invalid": c["currentLap.isInvalid"].astype(bool),
+        "current_lap_flags": _acc_lap_flags(c, "currentLap"),
+        "current_lap_splits_ms": _acc_ms(c["currentLap.splits"][:, :3]),
+        "last_lap_flags": _acc_lap_flags(c, "lastLap"),
+        "last_lap_splits_ms": _acc_ms(c["lastLap.splits"][:, :3]),
+    }
+
+
 def _acc_car_update(c: Columns, out: np.ndarray) -> None:
     out["speed_kmh"] = c["kmh"]
     out["gear"] = (c["gear"].astype(np.int32) - 2).clip(-1, 127)  # raw: R = 0, N = 1, 1st = 2
@@ -266,6 +292,14 @@ def _acc_car_update(c: Columns, out: np.ndarray) -> None:
     out["norm_pos"] = c["splinePosition"]
     out["pos_x"] = c["worldPosX"]
     out["pos_z"] = -c["worldPosY"]
+
+
+#: Packet kind → per-frame channels beyond the canonical ones, from the rows that made its frames
+#: (``Frames.extras``; the canonical file has no room for them, the packet rows keep them):
+#: flags (``lap_invalid``: bool; ``*_flags``: u8 n × 4 — invalid, valid for best, out-lap, in-lap) and
+#: splits (``*_splits_ms``: int n × 3, −1 none). Frames of other kinds get the fill of the dtype
+#: (False, 0, −1).
+FRAME_EXTRAS: dict[str, Callable[[Columns], dict[str, np.ndarray]]] = {ACC_CAR_KIND: _acc_extras}
 
 
 #: Packet kind name → function filling canonical rows from that kind's decoded columns.
@@ -357,12 +391,11 @@ class CanonicalMapper:
     def _focused(self, columns: Columns, t_ns: np.ndarray) -> tuple[Columns, np.ndarray]:
         """The car updates of the car focused at their time (by the newest realtime update before
         them; this batch's or the last one before it). None before the first realtime update."""
-        at, v = self._latest(ACC_FOCUS_KIND, t_ns)
-        if at is None:
+        got = self._carried.get(ACC_FOCUS_KIND)
+        if got is None:
             keep = np.zeros(len(t_ns), dtype=bool)
         else:
-            focus = np.where(at >= 0, v["car"][np.maximum(at, 0)], -1)
-            keep = (at >= 0) & (columns["carIndex"].astype(np.int64) == focus)
+            keep = focused_rows(got[0], got[1]["car"], t_ns, columns["carIndex"])
         if keep.all():
             return columns, t_ns
         return {name: columns[name][keep] for name in columns}, t_ns[keep]

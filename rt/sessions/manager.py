@@ -245,32 +245,38 @@ class SessionManager:
         """The run's frames (merged with ``merge_feeds`` if any), as the analyses take them."""
         internal = self._internal.get(run["id"], {})
         end = run["end_marker"]
-        rows, sectors = self.recordings.read_frames(run["recording_id"], run["feed_name"], run["start_marker"], end)
+        rows, extras = self.recordings.read_frames(run["recording_id"], run["feed_name"], run["start_marker"], end)
         meta = {"run_id": run["id"], "feed_name": run["feed_name"], "lost_frames": internal.get("lost_frames", 0)}
         if len(rows):
             # What the game itself states (its maximum rpm, the lap length) beats any estimate.
             meta.update(self.recordings.read_facts(run["recording_id"], run["feed_name"],
                                                    int(rows["t_ns"][0]), int(rows["t_ns"][-1])))
         if not run["merge_feeds"] or len(rows) == 0:
-            return Frames.from_rows(rows, {"sector_times_s": sectors}, meta)
+            return Frames.from_rows(rows, extras, meta)
         t0, t1 = int(rows["t_ns"][0]), int(rows["t_ns"][-1])
-        parts, part_sectors = [rows], [sectors]
+        parts, part_extras = [rows], [extras]
         for feed in run["merge_feeds"]:
             start = internal.get("merge_start", {}).get(feed, 0)
             stop = internal.get("merge_end", {}).get(feed)
-            other, other_sectors = self.recordings.read_frames(run["recording_id"], feed, start, stop)
+            other, other_extras = self.recordings.read_frames(run["recording_id"], feed, start, stop)
             keep = (other["t_ns"] >= t0) & (other["t_ns"] <= t1)
             parts.append(other[keep])
-            part_sectors.append(other_sectors[keep])
+            part_extras.append({name: values[keep] for name, values in other_extras.items()})
         t, source, index = merge_timelines([p["t_ns"] for p in parts], self.merge_tolerance_ns)
         merged = np.zeros(len(t), dtype=rows.dtype)
-        merged_sectors = np.full((len(t), 3), np.nan)
-        for k, (part, sec) in enumerate(zip(parts, part_sectors)):
+        merged_extras = {}
+        for name in dict.fromkeys(k for e in part_extras for k in e):
+            like = next(e[name] for e in part_extras if name in e)
+            fill = {"b": False, "f": np.nan}.get(like.dtype.kind, 0 if like.dtype.kind == "u" else -1)
+            merged_extras[name] = np.full((len(t), *like.shape[1:]), fill, dtype=like.dtype)
+        for k, (part, ex) in enumerate(zip(parts, part_extras)):
             sel = source == k
             merged[sel] = part[index[sel]]
-            merged_sectors[sel] = sec[index[sel]]
+            for name, values in ex.items():
+                merged_extras[name][sel] = values[index[sel]]
         meta["merged_feeds"] = [run["feed_name"], *run["merge_feeds"]]
-        return Frames.from_rows(merged, {"sector_times_s": merged_sectors, "feed": source.astype(np.int8)}, meta)
+        merged_extras["feed"] = source.astype(np.int8)
+        return Frames.from_rows(merged, merged_extras, meta)
 
     # ---- internals --------------------------------------------------------------------------
 

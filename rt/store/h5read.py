@@ -9,42 +9,70 @@ import numpy as np
 
 from ..errors import StoreError
 from ..protocols import Protocols
-from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES
+from ..protocols.canonical import (ACC_CAR_KIND, ACC_FOCUS_KIND, CANONICAL_DTYPE, CANONICAL_NAMES, FRAME_EXTRAS,
+                                   focused_rows)
 from ..protocols.layout import PacketLayout
 
 
 def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
-                   protocols: Protocols) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical rows ``start:end`` of ``feed`` and the game's sector splits of those frames
-    (n × 3 s, NaN where a frame's kind has none: see ``PacketLayout.sectors``)."""
+                   protocols: Protocols) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Canonical rows ``start:end`` of ``feed`` and their per-frame extras (``Frames.extras``):
+    always ``sector_times_s``, the game's sector splits (n × 3 s, NaN where a frame's kind has
+    none: see ``PacketLayout.sectors``), and what :data:`~rt.protocols.canonical.FRAME_EXTRAS`
+    takes from the rows of the kinds present (ACC's lap records)."""
     group = f.get(f"{feed}/canonical")
     if group is None:
-        return np.zeros(0, dtype=CANONICAL_DTYPE), np.zeros((0, 3))
+        return np.zeros(0, dtype=CANONICAL_DTYPE), {"sector_times_s": np.zeros((0, 3))}
     total = group["t_ns"].shape[0]
     end = total if end is None else min(end, total)
     start = max(0, min(start, end))
-    rows = np.zeros(end - start, dtype=CANONICAL_DTYPE)
+    n = end - start
+    rows = np.zeros(n, dtype=CANONICAL_DTYPE)
     for name in CANONICAL_NAMES:
         rows[name] = group[name][start:end]
-    sectors = np.full((end - start, 3), np.nan)
+    extras: dict[str, np.ndarray] = {"sector_times_s": np.full((n, 3), np.nan)}
     kinds = [k.decode() if isinstance(k, bytes) else str(k) for k in group.attrs.get("kinds", [])]
     stored = group["kind"][:end] if kinds else None
     for kind_id, kind in enumerate(kinds):
         names = list(protocols[kind].sectors) if kind in protocols.kind_id else []
-        if not names or f"{feed}/{kind}" not in f:
+        more = FRAME_EXTRAS.get(kind)
+        if not (names or more) or f"{feed}/{kind}" not in f:
             continue
-        # Rows of one kind keep their order in the canonical group: the k-th frame of a kind there
-        # is row k of that kind's datasets.
         assert stored is not None  # read above whenever there are kinds
         is_kind = stored == kind_id
         mine = is_kind[start:end]
-        kind_rows = (np.cumsum(is_kind) - 1)[start:end][mine]
-        if kind_rows.size:
-            lo, hi = int(kind_rows[0]), int(kind_rows[-1]) + 1
-            block = f[f"{feed}/{kind}/rows"].fields(names)[lo:hi][kind_rows - lo]
-            for k, name in enumerate(names[:3]):
-                sectors[mine, k] = block[name]
-    return rows, sectors
+        made = np.cumsum(is_kind) - 1  # the k-th frame of the kind …
+        kind_rows = _frame_rows(f, feed, kind, made[start:end][mine])  # … made from these rows
+        if not kind_rows.size:
+            continue
+        lo, hi = int(kind_rows.min()), int(kind_rows.max()) + 1
+        block = f[f"{feed}/{kind}/rows"][lo:hi][kind_rows - lo]
+        for k, name in enumerate(names[:3]):
+            extras["sector_times_s"][mine, k] = block[name]
+        if more is not None:
+            for name, values in more(block).items():
+                column = extras.get(name)
+                if column is None:
+                    fill = {"b": False, "f": np.nan}.get(values.dtype.kind, 0 if values.dtype.kind == "u" else -1)
+                    column = extras[name] = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+                column[mine] = values
+    return rows, extras
+
+
+def _frame_rows(f: h5py.File, feed: str, kind: str, frames: np.ndarray) -> np.ndarray:
+    """Rows of ``feed/kind`` that made its ``frames``-th canonical frames. Every row makes a frame
+    for most kinds (row k is frame k); of ACC's car updates only the focused car's do, found again
+    by the rule the feed applied (:func:`~rt.protocols.canonical.focused_rows`)."""
+    if kind != ACC_CAR_KIND:
+        return frames
+    focus = f.get(f"{feed}/{ACC_FOCUS_KIND}")
+    if focus is None:
+        return np.zeros(0, dtype=np.int64)
+    cars = f[f"{feed}/{kind}"]
+    keep = focused_rows(focus["t_ns"][:], focus["rows"].fields("focusedCarIndex")[:], cars["t_ns"][:],
+                        cars["rows"].fields("carIndex")[:])
+    made = np.flatnonzero(keep)
+    return made[frames[frames < len(made)]]
 
 
 def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Protocols) -> dict[str, float]:
@@ -82,7 +110,7 @@ def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Proto
 
 
 def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None,
-                        protocols: Protocols) -> tuple[np.ndarray, np.ndarray]:
+                        protocols: Protocols) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """:func:`read_canonical` from a closed recording's file."""
     try:
         with h5py.File(path, "r") as f:

@@ -222,8 +222,9 @@ class RecordingManager:
         return sum(self.losses().get(feed, (0, 0)))
 
     def read_frames(self, rec_id: str, feed: str, start: int, end: int | None):
-        """Canonical frames ``start:end`` of ``feed`` (a structured array) and the PCARS 1 sector
-        splits of those frames (n × 3 seconds, NaN where a frame has none), read from ``data.h5``.
+        """Canonical frames ``start:end`` of ``feed`` (a structured array) and their per-frame extras
+        (the PCARS 1 sector splits, ACC's lap records: see :func:`h5store.read_canonical`), read
+        from ``data.h5``.
 
         For the active recording the queued rows are appended first and the writer's own handle is
         read, so analysis sees everything up to now.
