@@ -161,3 +161,63 @@ def test_stopping_unregisters(manager_factory, fake):
     mgr.stop()
     assert acc.wait_for(lambda: acc.counts["unregister"] == 1)
     assert not acc.registered
+
+
+def test_a_recording_holds_every_acc_datagram_and_the_whole_field(server_factory, fake, tmp_path):
+    import h5py
+
+    from rt.store import rawfile
+
+    acc = fake(cars=5, focused_slot=2, lap_ms=3000)
+    srv = server_factory(RUSTY_TELEMETRY_ACC_PORT=str(acc.port))
+    wait_until(lambda: srv.get("/api/live")[1]["feeds"]["acc"]["health"] == "healthy"
+               and srv.get("/api/live")[1]["feeds"]["acc"]["car"] is not None)
+    status, rec = srv.call("POST", "/api/recordings", {"name": "acc field"})
+    assert status == 201
+    before = len(acc.sent)
+    acc.wait_for(lambda: len(acc.completed_laps) >= 5)
+    acc.go_quiet()  # acc.sent is final
+    wait_until(lambda: srv.get("/api/live")[1]["feeds"]["acc"]["packets"] == len(acc.sent))
+    status, stopped = srv.call("POST", "/api/recordings/stop")
+    assert status == 200
+    assert (stopped["game"], stopped["track"]) == ("assetto_corsa_competizione", acc.track_name)
+    focus_entry = next(c.entry for c in acc.cars if c.index == acc.focused_car_index)
+    assert stopped["car"] == acc_protocol.car_model_name(focus_entry.car_model_type)
+
+    status, _, body = srv.request("GET", f"/api/recordings/{rec['id']}/data/acc")
+    assert status == 200
+    t_ns, offsets, lengths, end = rawfile.parse(body)
+    raw = [body[o:o + n] for o, n in zip(offsets.tolist(), lengths.tolist())]
+    # every datagram from the recording's start on, byte for byte and in order
+    assert len(raw) >= len(acc.sent) - before and raw == acc.sent[len(acc.sent) - len(raw):]
+    assert stopped["feeds"]["acc"]["packets"] == len(raw) and stopped["feeds"]["acc"]["malformed"] == 0
+
+    sent = [ref.decode_acc(m, acc.speaking_version()) for m in raw]
+    cars = [m for m in sent if m["msg_type"] == fa.REALTIME_CAR_UPDATE]
+    focused = [m for m in cars if m["car_index"] == acc.focused_car_index]
+    with h5py.File(tmp_path / "data" / rec["id"] / "data.h5", "r") as f:
+        rows = f["acc/acc_car_update/rows"][:]
+        assert len(rows) == len(cars)  # every car of the field, not only the focused one
+        assert rows["carIndex"].tolist() == [m["car_index"] for m in cars]
+        assert rows["kmh"].tolist() == [m["kmh"] for m in cars]
+        assert rows["lastLap.laptimeMs"].tolist() == [m["last_lap"]["laptime_ms"] or fa.NONE_MS for m in cars]
+        assert set(rows["carIndex"].tolist()) == {c.index for c in acc.cars}
+        assert f["acc/acc_realtime_update/t_ns"].shape[0] == sum(m["msg_type"] == fa.REALTIME_UPDATE for m in sent)
+        # the canonical frames follow the focused car
+        assert f["acc/canonical/speed_kmh"][:].tolist() == [m["kmh"] for m in focused]
+        assert np.isnan(f["acc/canonical/rpm"][:]).all()
+        assert f["acc/canonical/pos_z"][:].tolist() == [-np.float32(m["world_pos_y_m"]) for m in focused]
+    # data.h5 is what a rebuild from the raw file makes (the recovery path decodes the same way)
+    from rt.protocols import default_protocols
+    from rt.store.h5store import agrees_with_raw
+
+    assert agrees_with_raw(tmp_path / "data" / rec["id"], default_protocols())
+
+
+def test_sigterm_unregisters_from_acc(server_factory, fake):
+    acc = fake()
+    srv = server_factory(RUSTY_TELEMETRY_ACC_PORT=str(acc.port))
+    wait_until(lambda: srv.get("/api/live")[1]["feeds"]["acc"]["health"] == "healthy")
+    code, _ = srv.stop()
+    assert code == 0
+    assert acc.wait_for(lambda: acc.counts["unregister"] == 1) and not acc.registered

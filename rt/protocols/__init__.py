@@ -76,7 +76,7 @@ class Protocols:
 
     def _rules(self, feed: str, rows: list[tuple[PacketLayout, int, int, int]]) -> FeedRules:
         table = np.array(
-            [(-1 if layout.name in self.messages else layout.size, off, mask, value, self.kind_id[layout.name])
+            [(-1 if layout.wire else layout.size, off, mask, value, self.kind_id[layout.name])
              for layout, off, mask, value in rows],
             dtype=np.int64,
         ).reshape(-1, 5)

@@ -132,6 +132,9 @@ class PacketLayout:
     names: dict[str, str] = field(default_factory=dict, compare=False)
     facts: dict[str, str] = field(default_factory=dict, compare=False)
     sectors: tuple[str, ...] = ()
+    #: The wire form has no fixed offsets (ACC): ``size`` and offsets are those of the normalised row
+    #: its grammar parses it into (:mod:`rt.protocols.wire`); this says the wire order instead.
+    wire: str = ""
     _by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -239,9 +242,13 @@ def truncate(fields: Sequence[Field], size: int) -> tuple[Field, ...]:
 
 def markdown_table(layout: PacketLayout) -> str:
     """A Markdown table of a layout, for the generated protocol docs."""
+    if layout.wire:
+        head = [f"### `{layout.name}` — variable length, stored as a {layout.size}-byte row (offsets below)", "",
+                f"On the wire, after the type byte: {layout.wire}", ""]
+    else:
+        head = [f"### `{layout.name}` — {layout.size} bytes" + (" (provisional)" if layout.provisional else ""), ""]
     lines = [
-        f"### `{layout.name}` — {layout.size} bytes" + (" (provisional)" if layout.provisional else ""),
-        "",
+        *head,
         "| offset | type | shape | field | unit |",
         "|---:|---|---|---|---|",
     ]

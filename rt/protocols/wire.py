@@ -220,7 +220,7 @@ def compile_message(name: str, type_byte: int, items: Sequence[Item], *, game: s
         b.fields.append(Field(version_field, at, "u8", (), "", "the protocol version this message parsed as"))
     _layout_items(b, items, version_field)
     layout = PacketLayout(name=name, size=max(b.size, 1), fields=tuple(b.fields), doc=doc, game=game,
-                          names=names or {}, sectors=sectors)
+                          names=names or {}, sectors=sectors, wire=describe(items))
     offsets = {f.name: f.offset for f in b.fields}
     if since:
         versions = tuple(since) + ((oldest_version,) if oldest_version is not None and oldest_version < since[-1] else ())
@@ -238,6 +238,24 @@ def compile_message(name: str, type_byte: int, items: Sequence[Item], *, game: s
         for k in range(count):
             template[off + k * stride: off + k * stride + nbytes] = np.frombuffer(struct.pack(code, value), np.uint8)
     return Message(type_byte, layout, tuple(programs), versions, template, items)
+
+
+def describe(items: Sequence[Item]) -> str:
+    """The wire order of ``items`` in one line, for the docs: ``name:type``, ``text`` a u16 byte
+    count + UTF-8, ``count × {…}`` a repeat, ``[if flag: …]``, ``[v4: …]``."""
+    parts = []
+    for item in items:
+        if isinstance(item, Num):
+            parts.append(f"{item.name}:{item.wtype}")
+        elif isinstance(item, Text):
+            parts.append(f"{item.name}:text")
+        elif isinstance(item, When):
+            parts.append(f"{item.flag}:u8 [if {item.flag}: {describe(item.items)}]")
+        elif isinstance(item, Version):
+            parts.append(f"[v{item.since}: {describe(item.items)}]")
+        elif isinstance(item, Repeat):
+            parts.append(f"{_count_field(item)}:{item.count_type} × {{{describe(item.items)}}}")
+    return ", ".join(parts)
 
 
 # ---- encoding (client requests, the simulator) -----------------------------------------------------
