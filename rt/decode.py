@@ -174,8 +174,8 @@ def classify_datagram(protocols: Protocols, feed: str, payload: bytes | bytearra
     """The packet kind of one datagram on ``feed``, or ``None`` when it is malformed (the batch
     classifier on a batch of one: tools and tests, never the ingest path)."""
     data = np.frombuffer(payload, dtype=np.uint8)
-    kinds, _ = classify_batch(protocols.feed_rules[feed].rules, data, np.zeros(1, dtype=np.int64),
-                              np.array([len(data)], dtype=np.int64))
+    kinds, _ = BatchDecoder(protocols, feed).classify(data, np.zeros(1, dtype=np.int64),
+                                                      np.array([len(data)], dtype=np.int64))
     return None if kinds[0] < 0 else protocols.kinds[int(kinds[0])]
 
 

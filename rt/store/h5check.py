@@ -18,9 +18,9 @@ from typing import Iterable
 import h5py
 import numpy as np
 
-from ..decode import CHUNK, BatchDecoder, RowColumns, classify_batch
+from ..decode import CHUNK, BatchDecoder, RowColumns
 from ..protocols import FEEDS, Protocols
-from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES, MAPPERS
+from ..protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES, MAPPERS, CanonicalMapper
 from ..protocols.layout import PacketLayout
 from . import rawfile
 from .h5writer import H5Writer, short_error
@@ -46,25 +46,39 @@ def classified_raw(raw_path: str | Path, feed: str, protocols: Protocols) -> Cla
     every reader of raw files leaves it out."""
     data = rawfile.load(raw_path)
     t_ns, offsets, lengths, _ = rawfile.parse(data)
-    kinds, bad = classify_batch(protocols.feed_rules[feed].rules, data, offsets, lengths)
+    kinds, bad = BatchDecoder(protocols, feed).classify(data, offsets, lengths)
     return ClassifiedRaw(data, t_ns, offsets, lengths, kinds, int(bad))
 
 
-def _counts_of(feed: str, kinds: np.ndarray, protocols: Protocols) -> dict[tuple[str, str], int]:
-    """Datagrams per (feed, packet kind) from their kind ids, and the feed's canonical frames."""
+def _counts_of(feed: str, raw: ClassifiedRaw, protocols: Protocols) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """Datagrams per (feed, packet kind) of a classified raw file, and its canonical frames: in
+    all, and per kind. A kind whose every datagram is a frame is counted from the kind ids alone;
+    one that makes frames of some (ACC's focused car) is decoded to count them."""
     counts: dict[tuple[str, str], int] = {}
-    ids, n = np.unique(kinds[kinds >= 0], return_counts=True)
+    ids, n = np.unique(raw.kinds[raw.kinds >= 0], return_counts=True)
     for kind_id, count in zip(ids.tolist(), n.tolist()):
         counts[(feed, protocols.kinds[kind_id].name)] = count
-    frames = sum(c for (_, kind), c in counts.items() if kind in MAPPERS)
-    if frames:
-        counts[(feed, "canonical")] = frames
-    return counts
+    per_kind = {kind: c for (_, kind), c in counts.items() if kind in MAPPERS}
+    if any(CanonicalMapper.selects(kind) for kind in per_kind):
+        per_kind = _selected_frames(raw, feed, protocols, per_kind)
+    per_kind = {kind: c for kind, c in per_kind.items() if c}
+    if per_kind:
+        counts[(feed, "canonical")] = sum(per_kind.values())
+    return counts, per_kind
+
+
+def _selected_frames(raw: ClassifiedRaw, feed: str, protocols: Protocols, per_kind: dict[str, int]) -> dict[str, int]:
+    """``per_kind`` with the frames of selecting kinds counted from their decoded groups."""
+    out = {kind: (0 if CanonicalMapper.selects(kind) else c) for kind, c in per_kind.items()}
+    for layout, _, _, canon in _decoded_groups(raw, feed, protocols):
+        if CanonicalMapper.selects(layout.name) and canon is not None:
+            out[layout.name] += len(canon)
+    return out
 
 
 def raw_kind_counts(raw_path: str | Path, feed: str, protocols: Protocols) -> dict[tuple[str, str], int]:
     """Well-formed datagrams per (feed, packet kind) in a raw feed file, and its canonical frames."""
-    return _counts_of(feed, classified_raw(raw_path, feed, protocols).kinds, protocols)
+    return _counts_of(feed, classified_raw(raw_path, feed, protocols), protocols)[0]
 
 
 def agrees_with_raw(recording_dir: str | Path, protocols: Protocols) -> bool:
@@ -143,7 +157,7 @@ def _feed_disagreement(f: h5py.File, feed: str, raw_path: Path, stored: dict, pr
     """Where one feed's stored data first differs from its raw file (see :func:`disagreement`)."""
     classified = classified_raw(raw_path, feed, protocols)
     t_ns = classified.t_ns
-    raw = _counts_of(feed, classified.kinds, protocols)
+    raw, per_kind = _counts_of(feed, classified, protocols)
     mine = {key: n for key, n in stored.items() if key[0] == feed}
     if mine != raw:
         keys = sorted(set(mine) | set(raw))
@@ -151,7 +165,6 @@ def _feed_disagreement(f: h5py.File, feed: str, raw_path: Path, stored: dict, pr
         return f"{'/'.join(key)}: {mine.get(key, 0)} rows stored, the raw file has {raw.get(key, 0)}"
     frames = _StoredFrames(f[f"{feed}/canonical"]) if (feed, "canonical") in mine else None
     if frames is not None:
-        per_kind = {name: n for (_, name), n in raw.items() if name in MAPPERS}
         if frames.per_kind() != per_kind:
             return f"{feed}/canonical: frames per kind {frames.per_kind()}, the raw file has {per_kind}"
     # Receive times that go backwards do not come from the recorder (its clock is monotonic), but
