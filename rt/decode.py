@@ -113,12 +113,13 @@ class MessageParser:
         self.message = message
         self.row_size = message.layout.size
 
-    def parse(self, buf, offsets: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(normalised rows laid end to end as bytes, whether each datagram parsed)."""
+    def parse(self, buf, offsets: np.ndarray, lengths: np.ndarray, rows: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(normalised rows laid end to end as bytes, whether each datagram parsed). Without
+        ``rows`` only the check is made (the classifier's need) and the rows are empty."""
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         lengths = np.ascontiguousarray(lengths, dtype=np.int64)
         n = offsets.shape[0]
-        out = np.empty(n * self.row_size, dtype=np.uint8)
+        out = np.empty(n * self.row_size if rows else 0, dtype=np.uint8)
         ok = np.empty(n, dtype=np.uint8)
         parse_batch(_as_u8(buf), offsets, lengths, self.message.programs, self.message.template, out, ok)
         ok = ok.view(bool)
@@ -232,7 +233,7 @@ class BatchDecoder:
                 if parser is None:
                     continue
                 selected = np.flatnonzero(kinds == kind_id)
-                _, ok = parser.parse(buf, offsets[selected], lengths[selected])
+                _, ok = parser.parse(buf, offsets[selected], lengths[selected], rows=False)
                 kinds[selected[~ok]] = -1
                 bad += int((~ok).sum())
         return kinds, bad

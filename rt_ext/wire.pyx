@@ -81,7 +81,15 @@ cdef Py_ssize_t run(const int64_t *ops, Py_ssize_t start, Py_ssize_t end, const 
             if n > length - pos:
                 return -1
             if write and op[2] >= 0:
-                memcpy(row + op[2], src + pos, n)
+                # constant sizes: the compiler turns each into one move, not a memcpy call
+                if n == 4:
+                    memcpy(row + op[2], src + pos, 4)
+                elif n == 2:
+                    memcpy(row + op[2], src + pos, 2)
+                elif n == 1:
+                    row[op[2]] = src[pos]
+                else:
+                    memcpy(row + op[2], src + pos, n)
             pos += n
             i += 1
         elif op[0] == OP_TEXT:
@@ -141,7 +149,8 @@ def parse_batch(const uint8_t[::1] buf not None, const int64_t[::1] offsets not 
     """Parse each datagram (``lengths[i]`` bytes at ``offsets[i]`` of ``buf``; byte 0 is its type,
     already matched) with the first of ``programs`` (int64 arrays, n x 6) that consumes it exactly,
     into row i of ``out`` (rows of ``len(template)`` bytes, each starting as ``template``).
-    ``ok[i]`` says whether one did; returns how many did not (malformed)."""
+    ``ok[i]`` says whether one did; returns how many did not (malformed). An empty ``out`` checks
+    the datagrams without writing rows (the classifier's pass)."""
     cdef Py_ssize_t n = offsets.shape[0], row_size = template.shape[0], i, p, nprog = len(programs)
     cdef Py_ssize_t off, length, buflen = buf.shape[0], bad = 0
     cdef const int64_t *prog[MAX_PROGRAMS]
@@ -150,7 +159,8 @@ def parse_batch(const uint8_t[::1] buf not None, const int64_t[::1] offsets not 
     cdef uint8_t *row
     if nprog < 1 or nprog > MAX_PROGRAMS:
         raise ValueError(f"1..{MAX_PROGRAMS} programs, not {nprog}")
-    if lengths.shape[0] != n or ok.shape[0] < n or out.shape[0] < n * row_size:
+    cdef bint write = out.shape[0] > 0
+    if lengths.shape[0] != n or ok.shape[0] < n or (write and out.shape[0] < n * row_size):
         raise ValueError("offsets, lengths, ok and out do not fit each other")
     keep = []
     for p in range(nprog):
@@ -178,11 +188,11 @@ def parse_batch(const uint8_t[::1] buf not None, const int64_t[::1] offsets not 
             if off < 0 or length < 1 or off > buflen - length:
                 bad += 1
                 continue
-            row = &out[i * row_size] if row_size else NULL
+            row = &out[i * row_size] if write and row_size else NULL
             for p in range(nprog):
-                if row_size:
+                if row != NULL:
                     memcpy(row, &template[0], row_size)
-                if run(prog[p], 0, prog_rows[p], &buf[off], 1, length, row, row_size > 0, 0) == length:
+                if run(prog[p], 0, prog_rows[p], &buf[off], 1, length, row, row != NULL, 0) == length:
                     ok[i] = 1
                     break
             if not ok[i]:

@@ -702,7 +702,7 @@ def classify_one(rules, payload: bytes) -> int:
     -1: the classifier's rule written again, plainly, to check the compiled one against."""
     n = len(payload)
     for length, off, mask, value, kind in rules.tolist():
-        if length != n:
+        if length not in (n, -1):  # -1: any length (a message of variable length)
             continue
         if off >= 0 and (off >= n or (payload[off] & mask) != value):
             continue

@@ -84,8 +84,10 @@ def _text(b: bytes) -> str:
 
 
 def _cut(s: str, size: int) -> str:
+    """What a row keeps of a text: its first ``size`` bytes, whole characters only, up to a NUL (rows
+    are NUL-padded, so a NUL in ACC's text ends it there; the raw file keeps the rest)."""
     data = s.encode("utf-8")[:size]
-    return data.decode("utf-8", errors="ignore")
+    return data.decode("utf-8", errors="ignore").split("\0", 1)[0]
 
 
 def _check_lap(row, prefix: str, lap: dict) -> None:

@@ -39,7 +39,7 @@ def test_error_classes_have_their_status_and_code(srv):
         (("POST", "/api/sessions"), dict(body={"use_case": "drift"}), 422, "unknown_use_case"),
         (("POST", "/api/recordings"), dict(body={"game": "gt7"}), 422, "unknown_game"),
         (("POST", "/api/recordings"), dict(body={"notes": ["a"]}), 400, "invalid_field"),
-        (("POST", f"/api/sessions/{sid}/runs"), dict(body={"feed_name": "acc"}), 422, "unknown_feed"),
+        (("POST", f"/api/sessions/{sid}/runs"), dict(body={"feed_name": "iracing"}), 422, "unknown_feed"),
         (("POST", f"/api/sessions/{sid}/runs"), dict(body={"feed_name": "ksudp", "merge_feeds": "pcars"}), 400, "invalid_field"),
         (("GET", f"/api/sessions/{uuid.uuid4()}"), {}, 404, "session_not_found"),
         (("GET", "/api/sessions/not-a-uuid"), {}, 404, "session_not_found"),

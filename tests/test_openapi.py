@@ -51,3 +51,9 @@ def test_served_document(server_factory):
     srv = server_factory()
     status, doc = srv.get("/api/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.") and doc["paths"].keys() == DOCUMENT["paths"].keys()
+
+
+def test_the_documented_health_states_are_the_feeds_own():
+    from rt.feeds.health import STATES
+
+    assert DOCUMENT["components"]["schemas"]["FeedLive"]["properties"]["health"]["enum"] == list(STATES)

@@ -18,13 +18,15 @@ def test_live_over_http_from_three_feeds_and_clean_sigterm(server_factory):
     srv = server_factory(RUSTY_TELEMETRY_KSUDP_PORT=str(ac.port))
     try:
         status, live = srv.get("/api/live")
-        assert status == 200 and live["recording"] is None and set(live["feeds"]) == {"ksudp", "telemetry_tool", "pcars"}
+        assert status == 200 and live["recording"] is None
+        assert set(live["feeds"]) == {"ksudp", "telemetry_tool", "pcars", "acc"}
         tt = PushSender(sim_source("tt", ScriptedSim(gear=0), rate_hz=200), "127.0.0.1", live["feeds"]["telemetry_tool"]["port"]).start()
         pc = PushSender(sim_source("pcars2", ScriptedSim(gear=5, throttle=1.0)), "127.0.0.1", live["feeds"]["pcars"]["port"]).start()
         try:
             def all_moving():
                 feeds = srv.get("/api/live")[1]["feeds"]
-                return feeds if all(f["health"] == "healthy" and f["speed_kmh"] is not None for f in feeds.values()) else None
+                playing = [f for name, f in feeds.items() if name != "acc"]  # no ACC in this test
+                return feeds if all(f["health"] == "healthy" and f["speed_kmh"] is not None for f in playing) else None
 
             feeds = wait_until(all_moving, timeout=15)
         finally:
@@ -35,6 +37,7 @@ def test_live_over_http_from_three_feeds_and_clean_sigterm(server_factory):
         assert feeds["pcars"]["gear"] == 5 and feeds["pcars"]["throttle"] == 1.0
         assert feeds["pcars"]["lap_time_ms"] is None  # PC2 telemetry carries none (no timings sent here)
         assert all(f["malformed"] == 0 and f["dropped"] == 0 for f in feeds.values())
+        assert feeds["acc"]["health"] == "handshaking" and feeds["acc"]["packets"] == 0  # asking an ACC that is not there
         assert srv.get("/api/games") == (200, ["assetto_corsa", "assetto_corsa_competizione", "project_cars_1", "project_cars_2"])
         assert srv.get("/api/use-cases")[1][0] == "shift_points"
         status, body = srv.get("/api/no-such-thing")
