@@ -221,3 +221,13 @@ def test_sigterm_unregisters_from_acc(server_factory, fake):
     code, _ = srv.stop()
     assert code == 0
     assert acc.wait_for(lambda: acc.counts["unregister"] == 1) and not acc.registered
+
+
+def test_a_version_3_acc_is_understood(manager_factory, fake):
+    acc = fake(version=3, cars=2)  # an ACC older than 1.13.11: no nationalities in its entry list
+    mgr = _manager(manager_factory, acc.port)
+    wait_until(lambda: mgr.live()["acc"]["driver"] is not None and len(mgr.acc.cars) == 2)
+    live = mgr.live()["acc"]
+    entry = next(c.entry for c in acc.cars if c.index == acc.focused_car_index)
+    driver = entry.drivers[entry.current_driver_index]
+    assert live["driver"] == f"{driver.first_name} {driver.last_name}" and live["malformed"] == 0

@@ -71,6 +71,7 @@ class AccSession:
         self.session: dict = {}
         self.focused: dict = {}
         feed.handshaking = True
+        self._publish()  # the live entry has its keys (null) before ACC says anything
 
     # ---- sending ----------------------------------------------------------------------------
 
