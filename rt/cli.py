@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clean", action="store_true", help=CLEAN_HELP)
 
     sim = sub.add_parser("simulate", help="play a game's side of a feed: a virtual car lapping a virtual track")
-    sim.add_argument("--game", choices=("ac", "tt", "pcars1", "pcars2"), required=True)
-    sim.add_argument("--host", default=None, help="AC: address to listen on (default GAME_HOST); others: where to send (default 127.0.0.1)")
+    sim.add_argument("--game", choices=("ac", "tt", "pcars1", "pcars2", "acc"), required=True)
+    sim.add_argument("--host", default=None, help="AC, ACC: address to listen on (default GAME_HOST); others: where to send (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=None, help="default: the configured port of that feed")
-    sim.add_argument("--rate", type=float, default=None, help="datagrams per second (default: the game's own rate)")
+    sim.add_argument("--rate", type=float, default=None, help="datagrams per second (default: the game's own rate); "
+                     "ACC: the most updates per second a client may ask for")
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--car", default=None)
     sim.add_argument("--track", default=None)
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="re-send a raw feed file or a capture with its original timing")
     replay.add_argument("file", help="a raw feed file (RTFEED1) or a capture (.raw with an .index.csv beside it)")
-    replay.add_argument("--feed", choices=("ksudp", "telemetry_tool", "pcars"), default=None,
+    replay.add_argument("--feed", choices=("ksudp", "telemetry_tool", "pcars", "acc"), default=None,
                         help="which feed's port to send to (default: guessed from the packets)")
     replay.add_argument("--host", default="127.0.0.1")
     replay.add_argument("--port", type=int, default=None)

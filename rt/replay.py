@@ -2,8 +2,9 @@
 
 Accepts a raw feed file (``RTFEED1``) or a capture: concatenated payloads in ``NAME.raw`` with
 ``NAME.index.csv`` beside it (``wallclock_hms_us,delta_s,length`` per datagram, as in
-the shared AC capture). For the ksudp feed the replay plays AC's side of the handshake, so a
-running server records it as if the game were there; the other feeds are pushed to their port.
+the shared AC capture). For the ksudp feed the replay plays AC's side of the handshake, for the acc
+feed ACC's side of the registration (:func:`rt.sim.acc.replay_server`), so a running server records
+it as if the game were there; the other feeds are pushed to their port.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .decode import classify_datagram
 from .protocols import default_protocols
+from .sim.acc import replay_server
 from .sim.game import AcServer, PushSender, ReplaySource
 from .store import rawfile
 
@@ -61,7 +63,13 @@ def run_replay(config, args) -> int:
         return 1
     feed = args.feed or guess_feed(payloads)
     source = ReplaySource(times, payloads, args.speed)
-    if feed == "ksudp":
+    if feed == "acc":
+        port = args.port or config.acc_port
+        sender = replay_server(times, payloads, args.host, port, config.acc_password, config.acc_command_password, args.speed)
+        source = sender.source  # without the recorded registration results: the server answers those
+        print(f"replaying {len(source.payloads)} datagrams as Assetto Corsa Competizione on {args.host}:{port}: "
+              "waiting for a registration", flush=True)
+    elif feed == "ksudp":
         port = args.port or config.ksudp_port
         sender = AcServer(source, args.host, port)
         print(f"replaying {len(payloads)} datagrams as Assetto Corsa on {args.host}:{port}: waiting for a handshake", flush=True)
@@ -73,7 +81,7 @@ def run_replay(config, args) -> int:
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn())
     try:
         with Progress(*columns, transient=False) as progress:
-            task = progress.add_task(f"{feed} x{args.speed:g}", total=len(payloads))
+            task = progress.add_task(f"{feed} x{args.speed:g}", total=len(source.payloads))
             while not source.done:
                 progress.update(task, completed=source.taken)
                 time.sleep(0.1)

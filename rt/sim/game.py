@@ -784,12 +784,19 @@ class DemoGames:
         self.senders: list[Sender] = []
 
     def start_for(self, runtime) -> None:
+        from .acc import AccServer
+
         feeds = runtime.feeds.feeds
         try:
             source = sim_source("ac", make_sim(self.seed, rate_hz=DEFAULT_RATES["ac"], quirks=self.quirks))
             self.senders.append(AcServer(source, "127.0.0.1", self.config.ksudp_port).start())
         except OSError as exc:
             log.warning("demo: cannot play AC on port %d: %s", self.config.ksudp_port, exc)
+        try:
+            self.senders.append(AccServer("127.0.0.1", self.config.acc_port, self.config.acc_password,
+                                          self.config.acc_command_password, seed=self.seed).start())
+        except OSError as exc:
+            log.warning("demo: cannot play ACC on port %d: %s", self.config.acc_port, exc)
         for feed_name, game in (("telemetry_tool", "tt"), ("pcars", "pcars1")):
             feed = feeds.get(feed_name)
             if feed is None or not feed.available:
@@ -814,6 +821,17 @@ def push_sender(game: str, source, host: str, port: int) -> PushSender:
 
 def run_simulator(config, args) -> int:
     """``rusty-telemetry simulate``: one game's side until Ctrl-C or ``--seconds``."""
+    if args.game == "acc":
+        from .acc import MIN_INTERVAL_MS, AccServer
+
+        host = args.host or config.game_host
+        # The client chooses the update interval; --rate caps how often it may ask for.
+        least_ms = max(MIN_INTERVAL_MS, math.ceil(1000.0 / args.rate)) if args.rate else MIN_INTERVAL_MS
+        server = AccServer(host, args.port or config.acc_port, config.acc_password, config.acc_command_password,
+                           seed=args.seed, min_interval_ms=least_ms)
+        print(f"simulated Assetto Corsa Competizione on {host}:{server.port}: {len(server.source.cars)} cars, "
+              f"streaming every interval (>= {least_ms} ms) after a registration", flush=True)
+        return _run_sender(server, args.seconds)
     rate = args.rate or DEFAULT_RATES[args.game]
     sim = make_sim(args.seed, args.car, args.track, rate_hz=rate, quirks=getattr(args, "quirks", None))
     source = sim_source(args.game, sim, rate)
@@ -826,10 +844,14 @@ def run_simulator(config, args) -> int:
         port = args.port or (config.tt_port if args.game == "tt" else config.pcars_port)
         sender = push_sender(args.game, source, host, port)
         print(f"simulated {args.game} sending to {host}:{port} at {rate:g} Hz", flush=True)
+    return _run_sender(sender, args.seconds)
+
+
+def _run_sender(sender: Sender, seconds: float | None) -> int:
     sender.start()
     stop = threading.Event()
     try:
-        stop.wait(args.seconds)
+        stop.wait(seconds)
     except KeyboardInterrupt:
         pass
     sender.stop()
