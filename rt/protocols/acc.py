@@ -92,7 +92,7 @@ CAR_UPDATE = _inbound("car_update", REALTIME_CAR_UPDATE, (
     Num("carIndex", "u16"),
     Num("driverIndex", "u16", "", "changes on a driver swap"),
     Num("driverCount", "u8"),
-    Num("gear", "u8", "", "raw: R = 0, N = 1, 1st = 2"),
+    Num("gear", "u8", "", "raw: R = 1, N = 2, 1st = 3 (canonical gear = raw − 2)"),
     Num("worldPosX", "f32", "m"),
     Num("worldPosY", "f32", "m"),
     Num("yaw", "f32", "rad"),

@@ -284,7 +284,7 @@ def _acc_extras(c: Columns) -> dict[str, np.ndarray]:
 
 def _acc_car_update(c: Columns, out: np.ndarray) -> None:
     out["speed_kmh"] = c["kmh"]
-    out["gear"] = (c["gear"].astype(np.int32) - 2).clip(-1, 127)  # raw: R = 0, N = 1, 1st = 2
+    out["gear"] = (c["gear"].astype(np.int32) - 2).clip(-1, 127)  # raw: R = 1, N = 2, 1st = 3
     out["lap_count"] = c["laps"]
     out["lap_time_ms"] = _acc_ms(c["currentLap.laptimeMs"])
     out["last_lap_ms"] = _acc_ms(c["lastLap.laptimeMs"])
