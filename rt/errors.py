@@ -9,6 +9,9 @@
   setting, before any socket is bound.
 * Requests the state cannot serve (:class:`NotFound`, :class:`Conflict`) say what and why, and
   nothing about HTTP: the API maps every one of them, once, in ``rt.api.errors``.
+* Analyses that cannot be made from the data raise ``ValueError`` (the sessions turn it into a
+  :class:`Conflict`); :class:`MissingChannels` is the one kind a client can act on by name: the
+  feed lacks channels the analysis needs (ACC's broadcasting has no rpm or pedals).
 """
 
 
@@ -44,3 +47,16 @@ class Conflict(RtError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class MissingChannels(RtError, ValueError):
+    """An analysis needs ``channels`` that no run of it carries (every value unknown), because the
+    runs' ``feeds`` do not send them; a ValueError like every other analysis failure."""
+
+    def __init__(self, analysis: str, channels: list[str], feeds: list[str]) -> None:
+        by = f"the {', '.join(feeds)} feed{'s' if len(feeds) > 1 else ''} " if feeds else "the runs "
+        super().__init__(f"{analysis} needs the {' and '.join(channels)} channel{'s' if len(channels) > 1 else ''}, "
+                         f"which {by}do{'es' if len(feeds) == 1 else ''} not carry")
+        self.analysis = analysis
+        self.channels = list(channels)
+        self.feeds = list(feeds)

@@ -9,6 +9,21 @@ How it is made
    (pedal chatter around the threshold); events shorter than :data:`MIN_DURATION_S` or starting
    slower than :data:`MIN_ENTRY_KMH` are ignored (brushing the pedal, the pit box). Events cut off
    by the start or the end of a recording are ignored (their onset or release was not seen).
+   A run without a brake channel (ACC's broadcasting has none) takes its events from the speed
+   alone (:func:`speed_events`): the deceleration, the same glitch-proof windowed fit of the
+   speed as for the peak below, over :data:`DECEL_ON_MS2` m/s² for at least
+   :data:`SPEED_MIN_DURATION_S` s with a speed drop of at least :data:`SPEED_MIN_DROP_KMH`; the
+   onset is the kink of the speed, where the straight-line fits of the speed just before and
+   just after the threshold crossing meet (a centred fit's crossing alone would lead or lag the
+   onset by up to half its window, depending on how hard the car brakes). Lifting off at speed
+   (drag, engine braking: well under ``DECEL_ON_MS2``) is no braking zone. Such events have no
+   ``peak_brake`` (null) and the summary says ``brake_source: "speed"`` with a ``note``. Checked
+   against the pedal of the same frames (tests/test_analysis_acc.py): on the simulator every zone
+   is found and each lap's onset from the speed lies within :data:`SPEED_ONSET_TOL_M` of the
+   pedal's at 10 Hz (ACC's rate; 3 m at 60 Hz and up), always a little after it (the
+   deceleration builds as the pedal goes down); on the real AC Monza capture all 8 zones are found,
+   within :data:`SPEED_ONSET_TOL_REAL_M` (at Ascari and Parabolica the driver lifts before braking
+   and the speed's kink is the lift, up to 13 m before the pedal).
 2. Each event belongs to the lap its onset lies in; laps that were rewound are left out.
 3. Events are matched across laps by clustering their onsets along the lap (single linkage with
    a tolerance of :data:`CLUSTER_TOL_M` m, round the start line too); two events of one lap in
@@ -99,6 +114,20 @@ MAX_STEP_G = 8.0
 #: Frame intervals longer than this (packet loss) count only this long in time shares, s.
 MAX_DT_S = 0.1
 G = 9.80665
+#: Runs without a brake channel: slowing harder than this is braking, m/s² (≈ 0.4 g; a GT car
+#: lifting at 250 km/h slows ≈ 3 m/s² from drag and engine braking) …
+DECEL_ON_MS2 = 4.0
+#: … for at least this long, s …
+SPEED_MIN_DURATION_S = 0.15
+#: … losing at least this much speed, km/h.
+SPEED_MIN_DROP_KMH = 10.0
+#: Measured (tests/test_analysis_acc.py): the speed's onsets lie within this of the pedal's on
+#: the simulator at 10 Hz, m …
+SPEED_ONSET_TOL_M = 7.0
+#: … and on the real AC Monza capture, m.
+SPEED_ONSET_TOL_REAL_M = 13.0
+#: Frames per block of the run-long deceleration fit (its cumulative sums stay precise per block).
+SLOPE_BLOCK_FRAMES = 4096
 
 
 def braking_events(
@@ -134,6 +163,73 @@ def braking_events(
     on, off = on[keep_on], off[keep_off]
     long_enough = t[off - 1] - t[on - 1] >= min_duration_s
     return on[long_enough], off[long_enough]
+
+
+def run_decel_ms2(t: np.ndarray, speed_kmh: np.ndarray) -> np.ndarray:
+    """Deceleration at every frame of a run, m/s² (+ = slowing; NaN where no fit qualifies): the
+    glitch-proof windowed fit of the speed (:func:`_speed_for_fit`, :func:`_window_slopes`), in
+    overlapping blocks of :data:`SLOPE_BLOCK_FRAMES` frames so the fits' sums stay precise over
+    an hour of frames. ``t`` s, ``speed_kmh`` km/h."""
+    t = np.asarray(t, dtype=np.float64)
+    n = len(t)
+    out = np.full(n, np.nan)
+    dt_typ = typical_interval(t)
+    half = decel_half_window(dt_typ)
+    dt0 = dt_typ if math.isfinite(dt_typ) else 0.0
+    for a in range(0, n, SLOPE_BLOCK_FRAMES):
+        b = min(n, a + SLOPE_BLOCK_FRAMES)
+        lo = int(np.searchsorted(t, t[a] - 2 * half))
+        hi = min(n, int(np.searchsorted(t, t[b - 1] + 2 * half, side="right")))
+        ts = t[lo:hi]
+        vs, cut = _speed_for_fit(ts, np.asarray(speed_kmh[lo:hi], dtype=np.float64), dt0)
+        out[a:b] = -_window_slopes(ts, vs, half, cut)[a - lo : b - lo] / 3.6
+    return out
+
+
+def speed_events(t: np.ndarray, speed_kmh: np.ndarray, decel_ms2: np.ndarray):
+    """Braking events of a run without a brake channel: ``(on, off)`` frame indices as
+    :func:`braking_events` gives them, from the deceleration ``decel_ms2`` (m/s²,
+    :func:`run_decel_ms2`) over :data:`DECEL_ON_MS2` for :data:`SPEED_MIN_DURATION_S` s or more,
+    losing at least :data:`SPEED_MIN_DROP_KMH` km/h (``speed_kmh``) between onset and release."""
+    on, off = braking_events(t, decel_ms2, DECEL_ON_MS2, MERGE_GAP_S, SPEED_MIN_DURATION_S)
+    if len(on) == 0:
+        return on, off
+    v = np.asarray(speed_kmh, dtype=np.float64)
+    drop = np.array([np.nanmax(v[a - 1 : b]) - np.nanmin(v[a - 1 : b]) for a, b in zip(on, off)])
+    keep = drop >= SPEED_MIN_DROP_KMH
+    return on[keep], off[keep]
+
+
+def speed_onsets(t: np.ndarray, speed_kmh: np.ndarray, t_cross: np.ndarray, t_off: np.ndarray) -> np.ndarray:
+    """Onset of each speed-derived event, s: the kink of the speed where the straight-line fit of
+    the speed before it meets the fit after it (split at the fastest frame of the fit window
+    before the threshold crossing ``t_cross``, s; the fit after ends at the release ``t_off`` at
+    the latest). The crossing itself where either fit lacks frames or the lines meet outside ±2
+    fit windows of it."""
+    t = np.asarray(t, dtype=np.float64)
+    v = np.asarray(speed_kmh, dtype=np.float64)
+    half = decel_half_window(typical_interval(t))
+    out = np.asarray(t_cross, dtype=np.float64).copy()
+    known = np.isfinite(v)
+    for i, (tc, te) in enumerate(zip(out.tolist(), np.asarray(t_off, dtype=np.float64).tolist())):
+        # Split at the fastest frame shortly before the crossing: the kink is next to it (a short,
+        # late-detected stop at 10 Hz leaves too few frames for fixed windows either side).
+        near = np.flatnonzero((t >= tc - 2 * half) & (t <= tc) & known)
+        if not len(near):
+            continue
+        tm = t[near[np.argmax(v[near])]]
+        pre = (t >= tc - 4 * half) & (t <= tm) & known
+        post = (t > tm) & (t <= min(tc + 3 * half, te)) & known
+        if pre.sum() < 2 or post.sum() < 2:
+            continue
+        b1, a1 = np.polyfit(t[pre] - tc, v[pre], 1)
+        b2, a2 = np.polyfit(t[post] - tc, v[post], 1)
+        if b2 >= b1:
+            continue
+        x = (a2 - a1) / (b1 - b2)
+        if -2 * half <= x <= 2 * half:
+            out[i] = tc + x
+    return out
 
 
 def _cross(t, v, i, threshold):
@@ -441,12 +537,12 @@ def analyze(runs: list[Frames]) -> dict:
     lap plus ``lap``, ``run_id``, ``delta_to_best_m``; ``spread`` {``onset_m``,
     ``min_speed_kmh``} standard deviations over the laps; ``delta_to_best_m``, one per entry of
     ``laps``: the lap's onset minus the best lap's, m, + = braking later) and ``summary``.
-    Raises ValueError for no runs, no brake channel or no usable laps.
+    Raises ValueError for no runs, neither a brake channel nor the speed, or no usable laps.
     """
     if not runs or not any(len(fr) for fr in runs):
         raise ValueError("braking_analysis needs at least one run with frames")
-    if not any("brake" in fr and np.isfinite(fr["brake"]).any() for fr in runs):
-        raise ValueError("braking_analysis needs the brake pedal channel, and no run has it")
+    if not any(_has(fr, "brake") or _has(fr, "speed_kmh") for fr in runs):
+        raise ValueError("braking_analysis needs the brake pedal or the speed, and no run has either")
     laps = run_laps(runs).pick_placed()
     usable = [lap for lap in laps if not lap.rewind]
     if not usable:
@@ -455,7 +551,7 @@ def analyze(runs: list[Frames]) -> dict:
     tol = CLUSTER_TOL_M / length if length else CLUSTER_TOL_LAPS
     best = laps.pick_fastest()
 
-    ev_lap, ev, clocks = _collect_events(laps, tol)
+    ev_lap, ev, clocks, brake_sources = _collect_events(laps, tol)
     zones = _cluster_zones(ev_lap, ev, tol, length, best)
     hardest = max(zones, key=lambda z: z["peak_decel_g"] or 0.0) if zones else None
     sources = {s for s in ev.get("decel_source", []) if s is not None}
@@ -477,6 +573,10 @@ def analyze(runs: list[Frames]) -> dict:
             "track_length_source": length_source,
             "hardest_zone": None if hardest is None else hardest["number"],
             "peak_decel_source": "/".join(sorted(sources)) or None,
+            "brake_source": "/".join(sorted(brake_sources)) or None,
+            **({"note": "braking zones derived from speed (deceleration over "
+                        f"{DECEL_ON_MS2:g} m/s²): the feed has no brake channel"}
+               if "speed" in brake_sources else {}),
             "clock": "/".join(sorted(clocks)) or None,
             "thresholds": {
                 "brake_on": BRAKE_ON,
@@ -487,33 +587,51 @@ def analyze(runs: list[Frames]) -> dict:
                 "trail_steer": TRAIL_STEER,
                 "decel_half_window_s": DECEL_HALF_WINDOW_S,
                 "decel_min_frames": DECEL_MIN_FRAMES,
+                **({"decel_on_ms2": DECEL_ON_MS2, "speed_min_duration_s": SPEED_MIN_DURATION_S,
+                    "speed_min_drop_kmh": SPEED_MIN_DROP_KMH} if "speed" in brake_sources else {}),
             },
         },
     }
 
 
-def _collect_events(laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list], set[str]]:
+def _has(fr: Frames, name: str) -> bool:
+    return name in fr and bool(np.isfinite(np.asarray(fr[name], dtype=np.float64)).any())
+
+
+def _collect_events(laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list], set[str], set[str]]:
     """The braking events of every run that start in a lap without a rewind, above
     :data:`MIN_ENTRY_KMH`: (the lap of each event, {metric: one value per event} with ``p_on`` /
-    ``p_off`` lap-relative in laps, the run clocks used). Events of one lap closer than ``tol``
+    ``p_off`` lap-relative in laps, the run clocks used, the brake sources used: ``"pedal"``, or
+    ``"speed"`` for runs without a brake channel). Events of one lap closer than ``tol``
     (laps) are joined into one first. Each run's events are found in the frames its laps were
     found in (``lap.frames``: a merged run's primary feed), whose indices the laps count."""
     ev_lap: list[Lap] = []
     ev: dict[str, list] = {}
     clocks: set[str] = set()
+    brake_sources: set[str] = set()
     for r in sorted({lap.run for lap in laps}):
         run_laps = laps.pick_run(r)
         fr = run_laps[0].frames
-        if fr is None or len(fr) < 2 or "brake" not in fr:
+        if fr is None or len(fr) < 2:
             continue
         t, clock = run_clock(fr)
+        if _has(fr, "brake"):
+            signal, threshold, source = np.asarray(fr["brake"], dtype=np.float64), BRAKE_ON, "pedal"
+            on, off = braking_events(t, signal)
+        elif _has(fr, "speed_kmh"):
+            signal, threshold, source = run_decel_ms2(t, fr["speed_kmh"]), DECEL_ON_MS2, "speed"
+            on, off = speed_events(t, fr["speed_kmh"], signal)
+        else:
+            continue
         clocks.add(clock)
-        on, off = braking_events(t, fr["brake"])
+        brake_sources.add(source)
         if len(on) == 0:
             continue
         starts = np.asarray([lap.start for lap in run_laps])
         owner = np.searchsorted(starts, on, side="right") - 1
-        m, on, owner = _run_metrics(fr, t, on, off, owner, tol)
+        m, on, owner = _run_metrics(fr, t, signal, threshold, on, off, owner, tol)
+        if source == "speed":
+            _onsets_from_speed(m, t, fr["speed_kmh"], unwrapped_position(fr["norm_pos"]))
         ok = np.isfinite(m["p_on"]) & (m["entry_speed_kmh"] >= MIN_ENTRY_KMH)
         for i in np.flatnonzero(ok).tolist():
             if owner[i] < 0:
@@ -527,23 +645,37 @@ def _collect_events(laps: Laps, tol: float) -> tuple[list[Lap], dict[str, list],
                 if key in ("p_on", "p_off"):
                     val -= lap.whole  # lap-relative
                 ev.setdefault(key, []).append(val)
-    return ev_lap, ev, clocks
+    return ev_lap, ev, clocks, brake_sources
 
 
-def _run_metrics(fr: Frames, t: np.ndarray, on, off, owner, tol: float):
-    """:func:`zone_metrics` of one run's events, after joining two events of one lap that start
+def _onsets_from_speed(m: dict[str, np.ndarray], t: np.ndarray, speed_kmh, p_run: np.ndarray) -> None:
+    """Speed-derived events (``m`` from :func:`zone_metrics` on the deceleration): the onset moved
+    to the speed's kink (:func:`speed_onsets`), its position, entry speed and duration with it;
+    no pedal, so no ``peak_brake``."""
+    v = np.asarray(speed_kmh, dtype=np.float64)
+    t_on = speed_onsets(t, v, m["t_on"], m["t_off"])
+    m["t_on"] = t_on
+    m["p_on"] = _interp_finite(t_on, t, p_run)
+    m["entry_speed_kmh"] = _interp_finite(t_on, t, v)
+    m["duration_s"] = m["t_off"] - t_on
+    m["peak_brake"] = np.full(len(t_on), np.nan)
+
+
+def _run_metrics(fr: Frames, t: np.ndarray, signal, threshold: float, on, off, owner, tol: float):
+    """:func:`zone_metrics` of one run's events (``signal`` over ``threshold``: the pedal, or the
+    deceleration for a run without one), after joining two events of one lap that start
     closer than ``tol`` laps (one zone braked in two stabs): (metrics, on, owner)."""
     p_run = unwrapped_position(fr["norm_pos"])
     steer = fr["steer"] if "steer" in fr else None  # noqa: SIM401 (Frames has no .get)
     g_long = fr["g_long"] if "g_long" in fr else None  # noqa: SIM401
-    m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long)
+    m = zone_metrics(t, signal, fr["speed_kmh"], p_run, steer, on, off, threshold, g_long=g_long)
     if len(on) > 1:
         close = (owner[1:] == owner[:-1]) & (np.diff(m["p_on"]) < tol)
         if close.any():
             keep_on = np.concatenate(([True], ~close))
             keep_off = np.concatenate((~close, [True]))
             on, off, owner = on[keep_on], off[keep_off], owner[keep_on]
-            m = zone_metrics(t, fr["brake"], fr["speed_kmh"], p_run, steer, on, off, g_long=g_long)
+            m = zone_metrics(t, signal, fr["speed_kmh"], p_run, steer, on, off, threshold, g_long=g_long)
     return m, on, owner
 
 

@@ -8,8 +8,12 @@ receive-time order. Unknown values are NaN (floats) or -1 (ints), exactly as in 
 
 ``extras`` carries per-frame channels that only some feeds have (e.g. ``sector_times_s``, shape
 (n, 3): the game's current-lap sector times, PCARS only; ``feed``: int8 source feed index of each
-frame in a merged run). ``meta`` carries per-run facts (``run_id``, ``feed_name``,
-``track_length_m`` when the game reports it, ``max_rpm``, ``lost_frames``).
+frame in a merged run; ACC's lap records of the focused car: ``lap_invalid``,
+``current_lap_flags`` / ``last_lap_flags`` (u8 n × 4: invalid, valid for best, out-lap, in-lap),
+``current_lap_splits_ms`` / ``last_lap_splits_ms`` (int n × 3, ms, −1 none)). ``meta`` carries
+per-run facts (``run_id``, ``feed_name``, ``track_length_m`` when the game reports it,
+``max_rpm``, ``lost_frames``; ACC runs: ``field``, the whole field's best laps, see
+:func:`rt.store.h5read.read_field`).
 
 Analyses are pure functions of a list of Frames (one per run): ``analyze(runs) -> dict``.
 """
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import MissingChannels
 from ..protocols.canonical import CANONICAL_DTYPE
 
 CHANNELS = CANONICAL_DTYPE.names
@@ -66,6 +71,25 @@ class Frames:
         """The frames at ``index`` (a slice, a boolean mask or integer indices)."""
         return Frames({k: v[index] for k, v in self.channels.items()}, {k: v[index] for k, v in self.extras.items()},
                       dict(self.meta))
+
+
+def missing_channels(runs: list[Frames], names: tuple[str, ...]) -> list[str]:
+    """Those of channels ``names`` that no run knows on any frame (all NaN, or absent)."""
+    def known(fr: Frames, name: str) -> bool:
+        return name in fr and bool(np.isfinite(np.asarray(fr[name], dtype=np.float64)).any())
+
+    return [name for name in names if not any(known(fr, name) for fr in runs)]
+
+
+def require_channels(analysis: str, runs: list[Frames], names: tuple[str, ...]) -> None:
+    """Raise :class:`~rt.errors.MissingChannels` naming those of ``names`` no run carries (and the
+    runs' feeds, from ``meta["feed_name"]``), when the runs have frames at all."""
+    if not any(len(fr) for fr in runs):
+        return
+    missing = missing_channels(runs, names)
+    if missing:
+        feeds = sorted({str(fr.meta["feed_name"]) for fr in runs if fr.meta.get("feed_name")})
+        raise MissingChannels(analysis, missing, feeds)
 
 
 def downsample(n: int, max_points: int = MAX_PLOT_POINTS) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .frames import Frames, json_num
+from .frames import Frames, json_num, missing_channels
 from .clock import paused_steps, run_clock
 
 VERSION = 1
@@ -147,7 +147,8 @@ def analyze(runs: list[Frames]) -> dict:
         frames: number of frames; lost_frames: sum of the runs' ``meta["lost_frames"]``.
         runs_detail: [{run_id, frames, duration_s, distance_km}] per run.
         summary: the headline numbers (duration, paused time, distance, max and mean speed, runs,
-            frames).
+            frames), and ``unavailable`` {key: why} for the shares no run's channels allow
+            (``full_throttle_pct`` without a throttle, ``braking_pct`` without a brake: both null).
 
     Raises ValueError("no frames") when there are no runs or none has a frame.
     """
@@ -203,4 +204,11 @@ def analyze(runs: list[Frames]) -> dict:
         "max_speed_kmh": out["max_speed_kmh"],
         "mean_speed_kmh": out["mean_speed_kmh"],
     }
+    # Null is "not measured", not zero: say which parts the feeds could not give (ACC's
+    # broadcasting has neither pedal nor rpm).
+    missing = {"full_throttle_pct": "throttle", "braking_pct": "brake"}
+    unavailable = {key: f"no {name} channel in the runs' feeds" for key, name in missing.items()
+                   if name in missing_channels(runs, (name,))}
+    if unavailable:
+        out["summary"]["unavailable"] = unavailable
     return out

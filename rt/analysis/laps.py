@@ -46,7 +46,16 @@ its frames longer than :data:`MAX_GAP_S` of the run's clock (game time where the
 runs: frames arriving late in a burst are no hole) was not seen whole: it is not complete, though a
 finished lap keeps the game's time. ``invalid_reason`` says which rule applied: ``out_lap`` (a
 run's first lap, begun before the run), ``unfinished`` (the run ended first), ``incomplete``
-(cut by a jump or restart of the lap counter), ``gap``, ``no_time``, ``game``, ``rewind``.
+(cut by a jump or restart of the lap counter), ``gap``, ``no_time``, ``game``, ``rewind``, and
+``in_lap`` (the game says the lap ended in the pit lane).
+
+Where the game keeps its own lap records with flags (ACC: the ``last_lap_flags`` /
+``current_lap_flags`` extras, isInvalid, isValidForBest, isOutlap, isInlap), a finished lap is
+judged by the flags of the game's record of it, read where its time is read (just after the
+lap-counter step, beside ``last_lap_ms``; the current lap's flags there are already the next
+lap's): an out-lap is ``out_lap`` even when the run saw it whole (the game's out-lap starts in
+the pit lane), an in-lap ``in_lap``, an invalid lap ``game``. The lap in progress at a run's end
+is judged by its current record's flags (``flaw``).
 
 A merged run (a ``feed`` extra) is cut on its primary feed's frames (``feed == 0``): two feeds of
 one car step their lap counters a sample apart, so their interleaved frames would look like
@@ -58,13 +67,17 @@ Positions (runs with ``norm_pos``): ``p`` is the run's unwrapped ``norm_pos`` mi
 differentiate. A lap is :attr:`~Lap.good` when complete, without a rewind and its positions
 reach within :data:`COVER_EDGE_LAPS` of both ends of the lap.
 
-Sectors (three per lap): from the game's own splits where the feed has them (``sector_times_s``,
-PCARS 1), else at equal thirds of ``norm_pos`` (thirds of the distance driven, from speed, when
-there is no ``norm_pos``), crossing times interpolated. Each lap's sectors are checked against its
-lap time (:data:`GAME_SPLIT_TOL_MS` for game splits, one sample period for derived ones) and
-flagged ``consistent: false`` when they do not add up. The lap still in progress when a run ends
-(begun at the line, not finished) shows the sectors it has completed, the rest null; a completed
-sector of it counts for the best sectors when nothing seen so far makes the lap invalid.
+Sectors (three per lap): from the game's own splits where the feed has them, else at equal thirds of
+``norm_pos`` (thirds of the distance driven, from speed, when there is no ``norm_pos``), crossing
+times interpolated. Game splits come in two forms: running sector timers (``sector_times_s``,
+PCARS 1: located on the lap timer, :func:`_split_sectors`) or lap records (ACC's
+``last_lap_splits_ms``, exact ms read with the lap's time just after its step, and
+``current_lap_splits_ms``, the sectors the lap in progress has completed: :func:`_record_sectors`).
+Each lap's sectors are checked against its lap time (:data:`GAME_SPLIT_TOL_MS` for game splits,
+one sample period for derived ones) and flagged ``consistent: false`` when they do not add up.
+The lap still in progress when a run ends (begun at the line, not finished) shows the sectors it
+has completed, the rest null; a completed sector of it counts for the best sectors when nothing
+seen so far makes the lap invalid.
 
 Units: times in ms in results (ints), seconds internally (``start_s``/``end_s``, ``t``: s since
 the run's first frame), speeds km/h, ``norm_pos`` and ``p`` in laps (0..1). Everything is
@@ -152,6 +165,9 @@ class Lap:
         t: time of each frame of the lap on the run's clock (:func:`run_clock`), s since the
             run's first frame (None with ``p``).
         frames: the run the lap belongs to (for a merged run: the primary feed's frames).
+        record_at: frame of ``frames`` where the game showed its record of this finished lap
+            (``last_lap_ms``, and with it ACC's ``last_lap_flags`` / ``last_lap_splits_ms``);
+            None when the time was not the game's.
     """
 
     run_id: str
@@ -174,6 +190,7 @@ class Lap:
     p: np.ndarray | None = field(default=None, repr=False)
     t: np.ndarray | None = field(default=None, repr=False)
     frames: Frames | None = field(default=None, repr=False)
+    record_at: int | None = None
 
     @property
     def good(self) -> bool:
@@ -399,20 +416,21 @@ def _game_laps(fr: Frames) -> list[Lap]:
         finished = i < len(bounds) and bool(steps[i] == 1)
         start_s = (first_start_s if i == 0 else line_times[i - 1]) if began else None
         end_s = line_times[i] if finished else None
-        time_ms, source = None, "game"
+        time_ms, source, record_at = None, "game", None
         if finished:
-            time_ms = _game_time_ms(t_s, lt, last, b, ends[i + 1], period)
+            time_ms, record_at = _game_time_ms(t_s, lt, last, b, ends[i + 1], period)
             if time_ms is None and began and start_s is not None and end_s is not None:
                 # The game never showed a plausible time: measure it between the two crossings.
                 time_ms, source = round((end_s - start_s) * 1000.0), "derived"
         laps.append(Lap(rid, int(numbers[i]), a, b, time_ms, complete=began and finished, source=source,
                         time_source=_time_source(time_ms, source), start_s=start_s, end_s=end_s,
-                        frames=fr))
+                        frames=fr, record_at=record_at))
     return laps
 
 
-def _game_time_ms(t_s, lt, last, b: int, next_end: int, period: float) -> int | None:
-    """The game's time of the lap that ended at the lap-counter step on frame ``b``, ms.
+def _game_time_ms(t_s, lt, last, b: int, next_end: int, period: float) -> tuple[int | None, int | None]:
+    """The game's time of the lap that ended at the lap-counter step on frame ``b``, ms, and the
+    frame it was read at (None, None when the game showed none).
 
     ``last_lap_ms`` may update a frame or more after the counter, so the first value in the
     :data:`GAME_TIME_WINDOW_S` after the step that changed from before the step is taken; an
@@ -433,9 +451,9 @@ def _game_time_ms(t_s, lt, last, b: int, next_end: int, period: float) -> int | 
         ok &= (vals >= lo_ms) & (vals <= hi_ms)
     changed = np.flatnonzero(ok & (vals != prev))
     if len(changed):
-        return int(vals[changed[0]])
+        return int(vals[changed[0]]), b + int(changed[0])
     same = np.flatnonzero(ok)
-    return int(vals[same[0]]) if len(same) else None
+    return (int(vals[same[0]]), b + int(same[0])) if len(same) else (None, None)
 
 
 def _derived_laps(fr: Frames) -> list[Lap]:
@@ -589,6 +607,20 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
     if "lap_invalid" in fr:
         flag = np.asarray(fr["lap_invalid"])
         game_invalid = laps_of(np.flatnonzero(flag.astype(bool)))
+    # The game's own records (ACC) judge their laps: a finished lap by the flags shown with its
+    # time, the lap in progress by its current record's flags at its last frame.
+    record_reason: dict[int, str | None] = {}
+    if "last_lap_flags" in fr and "current_lap_flags" in fr:
+        last_flags, current_flags = np.asarray(fr["last_lap_flags"]), np.asarray(fr["current_lap_flags"])
+        for i, lap in enumerate(laps):
+            if lap.record_at is not None:
+                record_reason[i] = _record_reason(last_flags[lap.record_at])
+            elif lap.time_ms is None:
+                record_reason[i] = _record_reason(current_flags[lap.end - 1])
+    for i, reason in record_reason.items():
+        game_invalid.discard(i)
+        if reason is not None:
+            game_invalid.add(i)
     # A hole in the frames (lost packets, a paused recording) means the run did not see all of
     # the lap; a hole right at a lap's first frame also hides the end of the lap before.
     holes = frame_holes(fr)
@@ -611,13 +643,24 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
         elif lap.time_ms is None:
             reason = "no_time"
         elif i in game_invalid:
-            reason = "game"
+            reason = record_reason.get(i) or "game"
         elif i in rewound:
             reason = "rewind"
         lap.valid = reason is None
         lap.invalid_reason = reason
         lap.flaw = "game" if i in game_invalid else ("rewind" if i in rewound else None)
         lap.rewind = i in rewound
+
+
+def _record_reason(flags: np.ndarray) -> str | None:
+    """Why a game's lap record (flags isInvalid, isValidForBest, isOutlap, isInlap) makes its lap
+    invalid: ``out_lap``, ``in_lap`` or ``game``; None for a clean lap. The pit-lane flags come
+    first: they say more than "invalid" and ACC need not set isInvalid on them."""
+    if flags[2]:
+        return "out_lap"
+    if flags[3]:
+        return "in_lap"
+    return "game" if flags[0] else None
 
 
 # ---------------------------------------------------------------------------------------- positions
@@ -682,12 +725,18 @@ def lap_sectors(laps: list[Lap]) -> list[dict]:
         st = np.asarray(frames["sector_times_s"], dtype=np.float64)
         if st.ndim == 2 and st.shape[1] == SECTOR_COUNT and (st >= 0).any():
             splits = st
+    records = "last_lap_splits_ms" in frames and "current_lap_splits_ms" in frames
     for i, lap in enumerate(laps):
         in_progress = i == len(laps) - 1 and lap.start_s is not None and lap.end_s is None and lap.time_ms is None
         if not in_progress and (not lap.complete or lap.time_ms is None):
             continue
         secs, source = None, None
-        if splits is not None:
+        if records:
+            secs = _record_sectors(frames, lap, in_progress)
+            source = "game"
+            if secs is None and in_progress:
+                continue  # still in the game's sector 1 (see below)
+        if secs is None and splits is not None:
             window_end = laps[i + 1].end if i + 1 < len(laps) else len(frames)
             secs = _split_sectors(frames, t_s, splits, lap, window_end)
             source = "game"
@@ -746,6 +795,24 @@ def _seen_sectors(t_s: np.ndarray, lap: Lap, ms: list, holes: np.ndarray) -> lis
             break
         out[k] = m
     return out
+
+
+def _record_sectors(fr: Frames, lap: Lap, in_progress: bool) -> list[float | None] | None:
+    """The game's splits of one lap from its lap records (ACC), s; None when they do not show them.
+
+    A finished lap's are ``last_lap_splits_ms`` where its time was read (:attr:`Lap.record_at`),
+    exact to the ms; the lap in progress has the sectors it completed in ``current_lap_splits_ms``
+    at its last frame, the rest None (None while it has not completed sector 1). −1 is none."""
+    if in_progress:
+        row = np.asarray(fr["current_lap_splits_ms"])[lap.end - 1]
+    elif lap.record_at is not None:
+        row = np.asarray(fr["last_lap_splits_ms"])[lap.record_at]
+    else:
+        return None
+    secs = [float(v) / 1000.0 if v >= 0 else None for v in row[:SECTOR_COUNT]]
+    if secs[0] is None or (not in_progress and None in secs):
+        return None
+    return secs
 
 
 def _split_sectors(fr: Frames, t_s, splits, lap: Lap, window_end: int) -> list[float] | None:
@@ -890,6 +957,10 @@ def analyze_lap_times(runs: list[Frames]) -> dict:
         best_lap_ms: fastest valid lap, ms; mean_lap_ms: mean of the valid laps, ms;
         stddev_ms: sample standard deviation (n − 1) of the valid laps, ms (null with < 2).
         summary: {laps, complete_laps, valid_laps, best_lap_ms, runs}.
+        field_best_laps (only when a run carries the field, ``meta["field"]``: ACC): [{car_index,
+            race_number, team, driver, car_model, best_lap_ms, laps}] sorted by best lap (cars
+            without one last): the game's best valid lap of each car of the field, the best over
+            the runs, its names and laps as of the last run that saw it.
 
     Raises ValueError("no frames") for no runs or runs without frames, and ValueError when no
     run has anything to find laps with.
@@ -899,7 +970,7 @@ def analyze_lap_times(runs: list[Frames]) -> dict:
     # A valid lap is complete and timed (_judge), so these are the complete valid laps' times.
     times = laps.times_ms()
     best, mean, std = _stats(times)
-    return {
+    result = {
         "laps": laps.records(("run_id", "lap", "time_ms", "valid", "complete", "source", "invalid_reason")),
         "best_lap_ms": best,
         "mean_lap_ms": json_num(mean, 3),
@@ -912,6 +983,28 @@ def analyze_lap_times(runs: list[Frames]) -> dict:
             "runs": len(runs),
         },
     }
+    field_table = _field_best_laps(runs)
+    if field_table is not None:
+        result["field_best_laps"] = field_table
+    return result
+
+
+def _field_best_laps(runs: list[Frames]) -> list[dict] | None:
+    """The field's best laps over the runs that carry ``meta["field"]`` (None when none does)."""
+    fields = [fr.meta["field"] for fr in runs if fr.meta.get("field") is not None]
+    if not fields:
+        return None
+    cars: dict[int, dict] = {}
+    for field_ in fields:
+        for car in field_:
+            seen = cars.get(car["car_index"])
+            merged = dict(car)
+            if seen is not None:
+                bests = [b for b in (seen["best_lap_ms"], car["best_lap_ms"]) if b is not None]
+                merged["best_lap_ms"] = min(bests) if bests else None
+                merged = {k: (seen[k] if v is None else v) for k, v in merged.items()}
+            cars[car["car_index"]] = merged
+    return sorted(cars.values(), key=lambda c: (c["best_lap_ms"] is None, c["best_lap_ms"] or 0, c["car_index"]))
 
 
 def analyze_sectors(runs: list[Frames]) -> dict:

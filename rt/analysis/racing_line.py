@@ -52,7 +52,10 @@ def grid(n: int = GRID_POINTS) -> np.ndarray:
 def resample_lap(p: np.ndarray, values: list[np.ndarray], g: np.ndarray) -> list[np.ndarray]:
     """Each of ``values`` (per frame) interpolated at lap positions ``g`` from the frames' lap
     positions ``p`` (laps; NaN skipped). Frames are ordered by ``p`` first, so a frame that
-    arrives late does not fold the line back."""
+    arrives late does not fold the line back. The lap is closed: grid positions before its first
+    frame or after its last are interpolated across the line between the two (at 10 Hz, ACC's
+    rate, a lap's first frame can lie a whole grid step or more past the line, and held end values
+    would leave no tangent there)."""
     p = np.asarray(p, dtype=np.float64)
     out = []
     for v in values:
@@ -62,7 +65,7 @@ def resample_lap(p: np.ndarray, values: list[np.ndarray], g: np.ndarray) -> list
             out.append(np.full(len(g), np.nan))
             continue
         order = np.argsort(p[ok], kind="stable")
-        out.append(np.interp(g, p[ok][order], v[ok][order]))
+        out.append(np.interp(g, p[ok][order], v[ok][order], period=1.0))
     return out
 
 

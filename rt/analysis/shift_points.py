@@ -91,7 +91,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .clock import paused_steps, run_clock
-from .frames import Frames, downsample, json_num
+from .frames import Frames, downsample, json_num, require_channels
 
 VERSION = 1
 
@@ -770,6 +770,8 @@ def analyze(runs: list[Frames]) -> dict:
     """
     if not runs or all(len(fr) == 0 for fr in runs):
         raise ValueError("no frames: shift points need at least one run with full-throttle pulls")
+    # ACC's broadcasting sends neither: say so by name rather than "no usable data".
+    require_channels("shift_points", runs, ("rpm", "throttle"))
     s = _collect(runs)
     fwd_rpm = s.rpm[(s.gear >= 1) & np.isfinite(s.rpm)]
     if fwd_rpm.size == 0:

@@ -28,7 +28,7 @@ import numpy as np
 from ..analysis.frames import Frames
 from ..analysis.registry import GUIDANCE, analyze
 from ..clock import iso
-from ..errors import Conflict, NotFound, StoreError
+from ..errors import Conflict, MissingChannels, NotFound, StoreError
 from ..merge import merge_timelines
 from ..store.manifest import read, write_atomic
 
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Frames of merged feeds closer than this to a kept frame are duplicates, ms.
 MERGE_TOLERANCE_MS = 1.0
+#: The feed whose runs carry the whole field of cars in ``meta["field"]`` (ACC's broadcasting).
+FIELD_FEED = "acc"
 
 
 class SessionManager:
@@ -251,6 +253,10 @@ class SessionManager:
             # What the game itself states (its maximum rpm, the lap length) beats any estimate.
             meta.update(self.recordings.read_facts(run["recording_id"], run["feed_name"],
                                                    int(rows["t_ns"][0]), int(rows["t_ns"][-1])))
+            if run["feed_name"] == FIELD_FEED:
+                # ACC sends the whole field; the frames follow one car, so the others ride in meta.
+                meta["field"] = self.recordings.read_field(run["recording_id"], run["feed_name"],
+                                                           int(rows["t_ns"][0]), int(rows["t_ns"][-1]))
         if not run["merge_feeds"] or len(rows) == 0:
             return Frames.from_rows(rows, extras, meta)
         t0, t1 = int(rows["t_ns"][0]), int(rows["t_ns"][-1])
@@ -354,6 +360,8 @@ class SessionManager:
             raise Conflict("no_data", "the session has no recorded frames to analyze; record a run first")
         try:
             return analyze(session["use_case"], frames)
+        except MissingChannels as exc:
+            raise Conflict("missing_channels", f"cannot analyze this session: {exc}") from None
         except ValueError as exc:
             raise Conflict("analysis_failed", f"cannot analyze this session: {exc}") from None
 

@@ -1,4 +1,5 @@
-"""Reading ``data.h5``: a feed's canonical frames with the game's sector splits, the game's facts, row counts."""
+"""Reading ``data.h5``: a feed's canonical frames with the game's sector splits, the game's facts, the
+field of cars around the player (ACC), row counts."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import numpy as np
 
 from ..errors import StoreError
 from ..protocols import Protocols
-from ..protocols.canonical import (ACC_CAR_KIND, ACC_FOCUS_KIND, CANONICAL_DTYPE, CANONICAL_NAMES, FRAME_EXTRAS,
-                                   focused_rows)
-from ..protocols.layout import PacketLayout
+from ..protocols.canonical import (ACC_CAR_KIND, ACC_FOCUS_KIND, ACC_NO_TIME, CANONICAL_DTYPE, CANONICAL_NAMES,
+                                   FRAME_EXTRAS, focused_rows)
+from ..protocols.acc import car_model_name
+from ..protocols.layout import PacketLayout, decode_text
 
 
 def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
@@ -107,6 +109,78 @@ def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Proto
             if values.size:
                 facts.setdefault(fact, []).append(float(np.median(values)))
     return {fact: max(values) for fact, values in facts.items()}
+
+
+ACC_ENTRY_KIND = "acc_entry_list_car"
+
+
+def read_field(f: h5py.File, feed: str, t0_ns: int, t1_ns: int) -> list[dict]:
+    """The field of cars of ``feed`` (ACC sends every car, not only the focused one) during
+    ``t0_ns..t1_ns`` (receive times, ns; the update holding ``t1_ns`` is taken whole): one dict
+    per car with a car update in that window, sorted by best lap (cars without one last), then
+    car index.
+
+    Keys: ``car_index``, ``laps`` (completed, at the car's last update in the window),
+    ``best_lap_ms`` (its ``bestSessionLap.laptimeMs`` there: the game's best valid lap of the
+    session, ms; None for INT32_MAX), and from the newest entry-list row of the car received by
+    ``t1_ns`` (else the first one after): ``race_number``, ``team``, ``driver`` (first and last
+    name of its current driver), ``car_model`` (the model's name) — None where the entry list
+    never named the car. An empty list for a feed without car updates.
+    """
+    cars = f.get(f"{feed}/{ACC_CAR_KIND}")
+    if cars is None:
+        return []
+    times = cars["t_ns"][:]
+    # Whole updates: ACC sends the field after each realtime update, the focused car anywhere in
+    # it, so the window runs to the next realtime update after t1_ns (the cars sent after the
+    # focused one in its last update belong to the run too).
+    focus = f.get(f"{feed}/{ACC_FOCUS_KIND}")
+    end = int(np.searchsorted(times, t1_ns, side="right"))
+    if focus is not None:
+        ft = focus["t_ns"][:]
+        k = int(np.searchsorted(ft, t1_ns, side="right"))
+        end = len(times) if k >= len(ft) else max(end, int(np.searchsorted(times, ft[k], side="left")))
+    lo, hi = int(np.searchsorted(times, t0_ns, side="left")), end
+    if lo >= hi:
+        return []
+    block = cars["rows"].fields(["carIndex", "laps", "bestSessionLap.laptimeMs"])[lo:hi]
+    index = block["carIndex"].astype(np.int64)
+    # Each car's last row in the window: the first of the reversed rows.
+    last = len(index) - 1 - np.unique(index[::-1], return_index=True)[1]
+    names = _entry_names(f, feed, t1_ns)
+    field = []
+    for k in last.tolist():
+        car = int(index[k])
+        best = int(block["bestSessionLap.laptimeMs"][k])
+        field.append({"car_index": car, "race_number": None, "team": None, "driver": None, "car_model": None,
+                      **names.get(car, {}), "best_lap_ms": best if 0 < best < ACC_NO_TIME else None,
+                      "laps": int(block["laps"][k])})
+    field.sort(key=lambda c: (c["best_lap_ms"] is None, c["best_lap_ms"] or 0, c["car_index"]))
+    return field
+
+
+def _entry_names(f: h5py.File, feed: str, t1_ns: int) -> dict[int, dict]:
+    """Car index → race number, team, driver, car model from the newest entry-list rows at or
+    before ``t1_ns`` (rows after it only for cars named no earlier)."""
+    entries = f.get(f"{feed}/{ACC_ENTRY_KIND}")
+    if entries is None:
+        return {}
+    times = entries["t_ns"][:]
+    rows = entries["rows"][:]
+    # Oldest first, rows after t1_ns before all others: the last row written per car wins.
+    order = np.lexsort((np.arange(len(times)), times <= t1_ns))
+    out: dict[int, dict] = {}
+    for k in order.tolist():
+        row = rows[k]
+        d = int(row["currentDriverIndex"])
+        driver = None
+        if d < min(int(row["driverCount"]), len(row["drivers.firstName"])):
+            driver = " ".join(x for x in (decode_text(bytes(row["drivers.firstName"][d]), False),
+                                          decode_text(bytes(row["drivers.lastName"][d]), False)) if x) or None
+        out[int(row["carIndex"])] = {"race_number": int(row["raceNumber"]),
+                                     "team": decode_text(bytes(row["teamName"]), False),
+                                     "driver": driver, "car_model": car_model_name(int(row["carModelType"]))}
+    return out
 
 
 def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None,

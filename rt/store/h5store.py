@@ -16,13 +16,13 @@ reads it: ``pd.DataFrame({k: v[:] for k, v in f["ksudp/canonical"].items()})``, 
 ``f["ksudp/ac_car_info/rows"]["speed_Kmh"]`` reads one field of the game's own packets.
 
 The code is split by concern: :mod:`.h5writer` writes the file while a recording runs,
-:mod:`.h5read` reads frames and facts from it, :mod:`.h5check` checks it against the raw files
+:mod:`.h5read` reads frames, facts and the field from it, :mod:`.h5check` checks it against the raw files
 and rebuilds it from them. This module names the whole for its users.
 """
 
 from .h5check import (ClassifiedRaw, agrees_with_raw, classified_raw, disagreement, raw_kind_counts,
                       rebuild)
-from .h5read import kind_counts, read_canonical, read_canonical_file, read_facts
+from .h5read import kind_counts, read_canonical, read_canonical_file, read_facts, read_field
 from .h5writer import (APPEND_BYTES, CANONICAL_APPEND_BYTES, CANONICAL_FILTERS, CHUNK_BYTES, FORMAT,
                        FREE_SPACE_MIN_BYTES, METADATA_CACHE_BYTES, PACKET_FILTERS, H5Writer)
 
@@ -30,5 +30,5 @@ __all__ = [
     "APPEND_BYTES", "CANONICAL_APPEND_BYTES", "CANONICAL_FILTERS", "CHUNK_BYTES", "FORMAT", "FREE_SPACE_MIN_BYTES",
     "METADATA_CACHE_BYTES", "PACKET_FILTERS", "ClassifiedRaw", "H5Writer", "agrees_with_raw", "classified_raw",
     "disagreement", "kind_counts", "raw_kind_counts", "read_canonical", "read_canonical_file", "read_facts",
-    "rebuild",
+    "read_field", "rebuild",
 ]

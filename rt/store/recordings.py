@@ -25,6 +25,7 @@ This module holds the lifecycle and the sink; the active recording's state is
 
 from __future__ import annotations
 
+import builtins
 import logging
 import shutil
 import threading
@@ -250,6 +251,23 @@ class RecordingManager:
         try:
             with h5py.File(path, "r") as f:
                 return h5store.read_facts(f, feed, t0_ns, t1_ns, self.protocols)
+        except (OSError, KeyError, ValueError) as exc:
+            raise StoreError(f"{path.name}: unreadable: {exc}") from exc
+
+    # builtins.list: in this class's annotations, list is its list() method.
+    def read_field(self, rec_id: str, feed: str, t0_ns: int, t1_ns: int) -> builtins.list[dict]:
+        """The field of cars of ``feed`` (ACC) between ``t0_ns`` and ``t1_ns``: each car's best
+        lap, laps and names (see :func:`h5store.read_field`)."""
+        with self.lock:
+            if self.active is not None and self.active.id == rec_id:
+                self._append_pending(self.active)
+                return h5store.read_field(self.active.h5.file, feed, t0_ns, t1_ns)
+            if rec_id not in self._manifests:
+                raise NotFound("recording", rec_id)
+        path = self.data_dir / rec_id / "data.h5"
+        try:
+            with h5py.File(path, "r") as f:
+                return h5store.read_field(f, feed, t0_ns, t1_ns)
         except (OSError, KeyError, ValueError) as exc:
             raise StoreError(f"{path.name}: unreadable: {exc}") from exc
 
