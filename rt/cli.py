@@ -2,7 +2,7 @@
 
 Subcommands: ``serve`` (feeds + REST API), ``demo`` (serve plus the built-in simulator on every
 feed), ``simulate`` (only the game side), ``replay`` (re-send a recording or capture), ``recover``
-and ``redecode`` (repair recordings), ``layouts`` (print the packet tables).
+and ``redecode`` (repair recordings), ``export`` (CSV, Parquet, MoTeC), ``layouts`` (print the packet tables).
 """
 
 from __future__ import annotations
@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
     redecode = sub.add_parser("redecode", help="rebuild a recording's data.h5 from its raw files (e.g. after the "
                               "Telemetry Tool table was corrected)")
     redecode.add_argument("id")
+
+    export = sub.add_parser("export", help="one feed of a recording (a run, chosen laps) as CSV, Parquet or MoTeC")
+    export.add_argument("id", help="the recording")
+    export.add_argument("--feed", required=True, choices=("ksudp", "telemetry_tool", "pcars", "acc"))
+    export.add_argument("--run", default=None, help="only this run's frames (a run of that feed in that recording)")
+    export.add_argument("--laps", default=None, help="only these laps, as the lap model numbers them: 3,5-7")
+    export.add_argument("--format", choices=("csv", "parquet", "motec"), default="parquet")
+    export.add_argument("-o", "--output", required=True, help="the file to write, or a directory (Parquet: "
+                        "written as DIR/track=…/car=…/recording=…/FEED.parquet)")
+    export.add_argument("--hive", action="store_true", help="-o is a directory of a Hive-partitioned dataset")
 
     layouts = sub.add_parser("layouts", help="print the declared packet layouts as Markdown tables")
     layouts.add_argument("kind", nargs="*", help="packet kinds to print (default: all)")
@@ -272,6 +282,42 @@ def _cmd_redecode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .errors import RtError
+    from .export.table import Exporter, hive_path, parse_laps
+    from .protocols import protocols_for
+
+    config = _config()
+    exporter = Exporter(config.data_dir, protocols_for(config.tt_layout))
+    out = Path(args.output)
+    try:
+        laps = parse_laps(args.laps)
+        # a bar on stderr, only where a person watches (a pipe or a test gets the one summary line)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} frames"),
+                      TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                      disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("reading", total=None)
+            selection = exporter.select(args.id, args.feed, args.run, laps,
+                                        progress=lambda what: bar.update(task, description=what))
+            if args.hive or out.is_dir():
+                if args.format != "parquet":
+                    print("rusty-telemetry: a directory (--hive) takes --format parquet", file=sys.stderr)
+                    return 2
+                out = hive_path(out, selection)
+            bar.update(task, description=f"writing {args.format}", total=len(selection), completed=0)
+            files = exporter.write(selection, args.format, out, step=lambda rows: bar.advance(task, rows))
+    except RtError as exc:
+        print(f"rusty-telemetry: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(selection):,} frames, {len(selection.laps)} laps → {', '.join(map(str, files))}")
+    return 0
+
+
 def _cmd_layouts(args: argparse.Namespace) -> int:
     from .protocols import default_protocols
     from .protocols.layout import markdown_table
@@ -298,6 +344,7 @@ COMMANDS = {
     "replay": _cmd_replay,
     "recover": _cmd_recover,
     "redecode": _cmd_redecode,
+    "export": _cmd_export,
     "layouts": _cmd_layouts,
 }
 

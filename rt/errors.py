@@ -49,6 +49,23 @@ class Conflict(RtError):
         self.code = code
 
 
+class Invalid(RtError, ValueError):
+    """A value a request gave is malformed or outside its list (a lap list like ``3,5-x``);
+    ``code`` names the case for clients."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Unavailable(RtError):
+    """What was asked needs a part that is not installed (the MoTeC writer); ``code`` names it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class MissingChannels(RtError, ValueError):
     """An analysis needs ``channels`` that no run of it carries (every value unknown), because the
     runs' ``feeds`` do not send them; a ValueError like every other analysis failure."""

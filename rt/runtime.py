@@ -7,8 +7,10 @@ it with the server.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from .config import Config
+from .export.table import Exporter, parse_laps
 from .feeds.manager import FeedManager
 from .memory import Trimmer
 from .protocols import protocols_for
@@ -29,6 +31,8 @@ class Runtime:
                                            compact_after_s=config.compact_after_s, sync_s=config.sync_s,
                                            losses=self.feeds.losses, settle=self.feeds.drain)
         self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
+        self.exporter = Exporter(config.data_dir, self.protocols,
+                                 active=lambda: (self.recordings.summary() or {}).get("id"))
         self.started = False
 
     def start(self) -> None:
@@ -60,3 +64,11 @@ class Runtime:
     def recording_summary(self) -> dict | None:
         """``recording`` of ``/api/live``: the active recording, or None."""
         return self.recordings.summary()
+
+    def export(self, rec_id: str, feed: str, fmt: str, directory: str | Path, run_id: str | None = None,
+               laps: str | None = None) -> list[Path]:
+        """Write an export (:mod:`rt.export.table`) of ``feed`` of ``rec_id`` (``run_id``'s frames;
+        ``laps`` as ``3,5-7``) into ``directory``; returns the files written (blocking: file work)."""
+        selection = self.exporter.select(rec_id, feed, run_id, parse_laps(laps))
+        suffix = {"motec": "ld"}.get(fmt, fmt)
+        return self.exporter.write(selection, fmt, Path(directory) / f"{rec_id}-{feed}.{suffix}")

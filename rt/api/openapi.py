@@ -234,7 +234,8 @@ def _ok(status: int, description: str, schema: dict | None = None, content_type:
 
 def _errors(*statuses: int) -> dict:
     text = {400: "malformed request", 401: "token missing or wrong", 404: "unknown id or path", 409: "state conflict",
-            413: "body over 64 KiB", 416: "range not satisfiable", 422: "value outside its list", 507: "storage error"}
+            413: "body over 64 KiB", 416: "range not satisfiable", 422: "value outside its list", 501: "a part of the server is not installed",
+            507: "storage error"}
     return {str(s): {"description": text[s], "content": {"application/json": {"schema": _ref("Error")}}} for s in statuses}
 
 
@@ -278,6 +279,22 @@ PATHS = {
         "responses": {**_ok(200, "the raw file", {"type": "string", "format": "binary"}, "application/octet-stream"),
                       **_ok(206, "a range of it", {"type": "string", "format": "binary"}, "application/octet-stream"),
                       **_errors(404, 416)}}},
+    "/api/recordings/{rec_id}/export/{file_name}": {"get": {
+        "summary": "One feed of a recording as CSV, Parquet or MoTeC (ld + ldx), streamed as an attachment",
+        "description": "file_name is FEED.EXT. One row per canonical frame: time_s, lap, lap_valid, lap_ms, "
+                       "distance_m, the canonical channels, the game's decoded fields (README: Exports). "
+                       "Parquet keeps units in field metadata; CSV has one header row 'name [unit]'. "
+                       "404: unknown recording, feed, run or lap, or no frames; 422: malformed laps; "
+                       "409: the recording is being written; 501: ld/ldx without the MoTeC writer.",
+        "parameters": [*REC, {"name": "file_name", "in": "path", "required": True,
+                              "schema": {"type": "string", "enum": [f"{f}.{x}" for f in FEEDS for x in ("csv", "parquet", "ld", "ldx")]}},
+                       {"name": "run", "in": "query", "required": False, "schema": UUID},
+                       {"name": "laps", "in": "query", "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"}}],
+        "responses": {"200": {"description": "the file (an attachment)", "content": {
+                          kind: {"schema": {"type": "string", "format": "binary"}}
+                          for kind in ("text/csv", "application/vnd.apache.parquet", "application/octet-stream", "application/xml")}},
+                      **_errors(404, 409, 422, 501, 507)}}},
     "/api/sessions": {
         "get": {"summary": "All sessions, newest first", "responses": _ok(200, "sessions", {"type": "array", "items": _ref("Session")})},
         "post": {"summary": "Create an analysis session", "requestBody": _json_body("SessionCreate"),

@@ -1,9 +1,13 @@
-"""Recordings: list, start, get, stop, delete, and the raw feed download (streamed, with Range)."""
+"""Recordings: list, start, get, stop, delete, the raw feed download (streamed, with Range), and
+exports of a feed (CSV, Parquet, MoTeC; built in a temp file off the event loop, then streamed)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import tempfile
 import uuid
 
 from sanic import Blueprint, Request
@@ -133,3 +137,47 @@ async def _stream_raw(request: Request, raw, rec_id: str, feed_name: str) -> Non
         await response.send(chunk)
         pos += len(chunk)
     await response.eof()
+
+
+#: Export file suffix → (format, content type).
+EXPORTS = {"csv": ("csv", "text/csv"), "parquet": ("parquet", "application/vnd.apache.parquet"),
+           "ld": ("motec", "application/octet-stream"), "ldx": ("motec", "application/xml")}
+
+
+@bp.get("/<rec_id:str>/export/<file_name:str>")
+async def export(request: Request, rec_id: str, file_name: str) -> HTTPResponse | None:
+    """``FEED.csv|parquet|ld|ldx`` of a recording; query ``run`` (a run's frames), ``laps`` (3,5-7).
+    Unknown recording, feed, run or lap: 404; a malformed ``laps``: 422; the recording being
+    written: 409; ld/ldx without the MoTeC writer: 501."""
+    rec_id = recording_id(rec_id)
+    feed, _, suffix = file_name.rpartition(".")
+    if feed not in FEEDS:
+        raise ApiError(404, "feed_not_found", f"no feed {feed!r}: feeds are {', '.join(FEEDS)}")
+    if suffix not in EXPORTS:
+        raise ApiError(404, "format_not_found", f"no export format {suffix!r}: formats are {', '.join(EXPORTS)}")
+    fmt, content_type = EXPORTS[suffix]
+    work = tempfile.mkdtemp(prefix="rt-export-")
+    try:
+        files = await blocking(request.app.ctx.runtime.export, rec_id, feed, fmt, work,
+                               request.args.get("run"), request.args.get("laps"))
+        path = next(p for p in files if p.suffix == f".{suffix}")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            headers = {"Content-Length": str(size),
+                       "Content-Disposition": f'attachment; filename="{rec_id}-{feed}.{suffix}"'}
+            loop = asyncio.get_running_loop()
+            response = await request.respond(headers=headers, content_type=content_type)
+            pos = 0
+            while pos < size:
+                chunk = await loop.run_in_executor(None, os.pread, fd, min(DOWNLOAD_CHUNK, size - pos), pos)
+                if not chunk:
+                    break
+                await response.send(chunk)
+                pos += len(chunk)
+            await response.eof()
+        finally:
+            os.close(fd)
+    finally:
+        await blocking(shutil.rmtree, work, True)
+    return None

@@ -77,6 +77,10 @@ def _frame_rows(f: h5py.File, feed: str, kind: str, frames: np.ndarray) -> np.nd
     return made[frames[frames < len(made)]]
 
 
+#: Public name of :func:`_frame_rows` (the exports read the game's fields of each frame with it).
+frame_rows = _frame_rows
+
+
 def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Protocols) -> dict[str, float]:
     """The game's own facts (``max_rpm``, ``track_length_m``: see ``PacketLayout.facts``) for the
     packets of ``feed`` received in ``t0_ns..t1_ns``, or before it when none fall inside.

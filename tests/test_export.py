@@ -1,0 +1,248 @@
+"""Exports (rt/export): real recordings made by the real recorder from simulator datagrams, exported
+to Parquet and CSV by the CLI and the API, read back with pyarrow, pandas and DuckDB."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from rt.analysis.laps import analyze_lap_times, find_laps
+from rt.decode import Decoder, RowColumns
+from rt.errors import Invalid, NotFound
+from rt.export.table import Exporter, hive_path, motec_arguments, parse_laps
+from rt.protocols import default_protocols
+from rt.protocols.canonical import CANONICAL_NAMES, CANONICAL_UNITS, to_canonical
+from rt.sim.driver import Simulation
+from rt.sim.frames import packets
+from rt.sessions.manager import SessionManager
+from rt.store.recordings import RecordingManager
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+pd = pytest.importorskip("pandas")
+
+P = default_protocols()
+RATE_HZ = 50.0
+#: Enough for an out-lap-free first lap, two more whole laps and a lap in progress (test_ring: ~90 s a lap).
+SECONDS = 330
+
+
+class _Feed:
+    """What the recorder reads of a feed: its name and what the game named."""
+
+    name = "ksudp"
+    info = {"game": "assetto_corsa"}
+
+
+def record(data_dir: Path, car: str, track: str, seed: int, seconds: float = SECONDS, run_blocks=None) -> str:
+    """One recording of the ksudp feed, by the recorder's sink path (raw + data.h5) from AC datagrams;
+    with ``run_blocks`` (first, last) a session's run from before block ``first`` to after ``last``."""
+    mgr = RecordingManager(data_dir, P, min_free_mb=0)
+    mgr.open()
+    sessions = SessionManager(data_dir, mgr)
+    sessions.open()
+    session = sessions.create("lap_times", "export") if run_blocks else None
+    rec = mgr.start({"name": f"{car} at {track}", "game": "assetto_corsa", "track": track, "car": car})
+    sim = Simulation(car, "test_ring", rate_hz=RATE_HZ, seed=seed, lap_variation=0.01)
+    layout = P["ac_car_info"]
+    dec = Decoder(layout)
+    t_base = 1_780_000_000 * 10**9
+    n, block = int(seconds * RATE_HZ), 2000
+    run = None
+    for b, lo in enumerate(range(0, n, block)):
+        if session is not None and b == run_blocks[0]:
+            run = sessions.start_run(session["id"], "ksudp", "middle", [])
+        rows, t_ns, _ = packets(sim, min(block, n - lo), "ac")
+        t_ns = np.asarray(t_ns, dtype=np.int64) + t_base
+        data = np.ascontiguousarray(rows).view(np.uint8).reshape(len(rows), layout.size)
+        lengths = np.full(len(rows), layout.size, dtype=np.uint32)
+        mgr.on_raw(_Feed, t_ns, lengths, data, 0)
+        cols = RowColumns(dec.rows(data.reshape(-1), np.arange(len(rows), dtype=np.int64) * layout.size))
+        mgr.on_decoded(_Feed, layout, cols, t_ns, to_canonical(layout.name, cols, t_ns))
+        if run is not None and b == run_blocks[1]:
+            sessions.stop_run(session["id"], run["id"])
+    mgr.stop()
+    mgr.close()
+    return rec["id"]
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("data")
+    ids = [record(data_dir, "gt_coupe", "test_ring", 1, run_blocks=(2, 5)), record(data_dir, "club_hatch", "test_ring", 2),
+           record(data_dir, "gt_coupe", "test_ring", 3)]
+    return data_dir, ids
+
+
+def canonical(data_dir: Path, rec_id: str, feed: str = "ksudp") -> dict[str, np.ndarray]:
+    with h5py.File(data_dir / rec_id / "data.h5", "r") as f:
+        return {name: f[f"{feed}/canonical/{name}"][:] for name in CANONICAL_NAMES}
+
+
+def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {"RUSTY_TELEMETRY_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "rt", "export", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_laps_syntax():
+    assert parse_laps("3,5-7") == [3, 5, 6, 7]
+    assert parse_laps(" 2 , 2-3 ") == [2, 3]
+    assert parse_laps(None) is None and parse_laps("") is None
+    for bad in ("x", "3-", "5-3", "0", "1;2", "-1"):
+        with pytest.raises(Invalid):
+            parse_laps(bad)
+
+
+def test_parquet_holds_every_channel_units_game_fields_and_metadata(recordings, tmp_path):
+    data_dir, ids = recordings
+    out = tmp_path / "one.parquet"
+    done = cli(data_dir, ids[0], "--feed", "ksudp", "--format", "parquet", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    truth = canonical(data_dir, ids[0])
+    assert table.num_rows == len(truth["t_ns"])
+    for name in CANONICAL_NAMES:
+        got = table.column(name).to_numpy()
+        assert np.array_equal(got, truth[name], equal_nan=True), name
+        assert table.schema.field(name).metadata[b"unit"] == CANONICAL_UNITS[name].encode()
+    # the game's own fields, flattened, with their units; canonical names win, the game's are prefixed
+    with h5py.File(data_dir / ids[0] / "data.h5", "r") as f:
+        rows = f["ksudp/ac_car_info/rows"][:]
+    assert np.array_equal(table.column("wheelAngularSpeed[3]").to_numpy(), rows["wheelAngularSpeed"][:, 3])
+    assert np.array_equal(table.column("game.brake").to_numpy(), rows["brake"])
+    assert table.schema.field("wheelAngularSpeed[0]").metadata[b"unit"] == b"rad/s"
+    assert table.schema.field("identifier").type == pa.string()
+    meta = table.schema.metadata
+    assert meta[b"recording_id"].decode() == ids[0] and meta[b"car"] == b"gt_coupe" and meta[b"feed"] == b"ksudp"
+    assert meta[b"distance_source"] == b"speed" and meta[b"export_version"] == b"1"
+    frame = pd.read_parquet(out)
+    assert np.array_equal(frame["speed_kmh"].to_numpy(), truth["speed_kmh"], equal_nan=True)
+    t = frame["time_s"].to_numpy()
+    assert t[0] == 0 and np.allclose(t, (truth["t_ns"] - truth["t_ns"][0]) / 1e9)
+
+
+def test_csv_reads_plainly_with_pandas(recordings, tmp_path):
+    data_dir, ids = recordings
+    out = tmp_path / "one.csv"
+    assert cli(data_dir, ids[1], "--feed", "ksudp", "--format", "csv", "-o", str(out)).returncode == 0
+    frame = pd.read_csv(out)
+    truth = canonical(data_dir, ids[1])
+    for name in CANONICAL_NAMES:
+        header = f"{name} [{CANONICAL_UNITS[name]}]"
+        got = frame[header].to_numpy()
+        want = truth[name]
+        if want.dtype.kind == "f":  # CSV keeps a float32's shortest repr: equal as float32
+            assert np.array_equal(got.astype(np.float32), want, equal_nan=True), name
+        else:
+            assert np.array_equal(got, want), name
+    assert "lap" in frame and "distance_m [m]" in frame and "wheelAngularSpeed[2] [rad/s]" in frame
+
+
+def test_laps_filter_gives_exactly_those_laps(recordings, tmp_path):
+    data_dir, ids = recordings
+    ex = Exporter(data_dir, P)
+    whole = ex.select(ids[0], "ksudp")
+    found = {lap.lap: lap for lap in find_laps(whole.frames)}
+    assert len(found) >= 3
+    pick = sorted(found)[1:3]
+    out = tmp_path / "laps.parquet"
+    done = cli(data_dir, ids[0], "--feed", "ksudp", "--laps", f"{pick[0]}-{pick[1]}", "--format", "parquet",
+               "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    t_ns = table.column("t_ns").to_numpy()
+    want = np.concatenate([whole.frames["t_ns"][found[n].start:found[n].end] for n in pick])
+    assert np.array_equal(t_ns, want)
+    assert set(table.column("lap").to_numpy().tolist()) == set(pick)
+    assert table.schema.metadata[b"laps"] == str(pick).encode()
+    with pytest.raises(NotFound):
+        ex.select(ids[0], "ksudp", laps=[999])
+    with pytest.raises(NotFound):
+        ex.select(ids[0], "pcars")
+    args = motec_arguments(ex.select(ids[0], "ksudp", laps=pick))
+    assert len(args["laps"]) == 2 and args["times_s"][0] == 0
+    assert set(args["channels"]) == set(CANONICAL_NAMES) - {"t_ns"} and args["meta"]["vehicle"] == "gt_coupe"
+
+
+def run_of(data_dir: Path, rec_id: str) -> dict:
+    ex = Exporter(data_dir, P)
+    for path in (data_dir / "sessions").glob("*.json"):
+        for run in __import__("json").loads(path.read_text())["runs"]:
+            if run["recording_id"] == rec_id:
+                return ex.find_run(run["id"])
+    raise AssertionError("no run")
+
+
+def test_a_run_exports_its_own_frames(recordings, tmp_path):
+    data_dir, ids = recordings
+    run = run_of(data_dir, ids[0])
+    out = tmp_path / "run.parquet"
+    done = cli(data_dir, ids[0], "--feed", "ksudp", "--run", run["id"], "--format", "parquet", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    table = pq.read_table(out)
+    truth = canonical(data_dir, ids[0])
+    assert run["end_marker"] - run["start_marker"] == 8000 == table.num_rows
+    assert np.array_equal(table.column("t_ns").to_numpy(), truth["t_ns"][run["start_marker"]:run["end_marker"]])
+    assert table.schema.metadata[b"run_id"].decode() == run["id"]
+    with h5py.File(data_dir / ids[0] / "data.h5", "r") as f:
+        rows = f["ksudp/ac_car_info/rows"][run["start_marker"]:run["end_marker"]]
+    assert np.array_equal(table.column("engineRPM").to_numpy(), rows["engineRPM"])
+    # a run of another recording, or of another feed, is not found
+    assert cli(data_dir, ids[1], "--feed", "ksudp", "--run", run["id"], "--format", "csv",
+               "-o", str(tmp_path / "x.csv")).returncode == 2
+
+
+def test_api_download_equals_cli_export(recordings, tmp_path, server_factory):
+    data_dir, ids = recordings
+    srv = server_factory(RUSTY_TELEMETRY_DATA_DIR=str(data_dir))
+    for fmt in ("parquet", "csv"):
+        out = tmp_path / f"cli.{fmt}"
+        assert cli(data_dir, ids[2], "--feed", "ksudp", "--laps", "2", "--format", fmt, "-o", str(out)).returncode == 0
+        status, headers, body = srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.{fmt}?laps=2")
+        assert status == 200 and "attachment" in headers["Content-Disposition"]
+        if fmt == "csv":
+            assert body == out.read_bytes()
+        else:
+            assert pq.read_table(pa.BufferReader(body)).equals(pq.read_table(out))
+    run = run_of(data_dir, ids[0])
+    out = tmp_path / "run.csv"
+    assert cli(data_dir, ids[0], "--feed", "ksudp", "--run", run["id"], "--format", "csv", "-o", str(out)).returncode == 0
+    status, _, body = srv.request("GET", f"/api/recordings/{ids[0]}/export/ksudp.csv?run={run['id']}")
+    assert status == 200 and body == out.read_bytes()
+    status, _, body = srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.csv?laps=2-x")
+    assert status == 422 and b"bad_laps" in body
+    assert srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.csv?laps=999")[0] == 404
+    assert srv.request("GET", f"/api/recordings/{ids[2]}/export/pcars.csv")[0] == 404
+    assert srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.csv?run=nope")[0] == 404
+    assert srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.xls")[0] == 404
+    if importlib.util.find_spec("rt.export.motec") is None:  # written beside this work; until then a 501
+        status, _, body = srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.ld")
+        assert status == 501 and b"format_unavailable" in body
+
+
+def test_duckdb_best_valid_lap_per_car_and_track_over_hive_exports(recordings, tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    data_dir, ids = recordings
+    out = tmp_path / "exports"
+    expected: dict[tuple[str, str], tuple[int, str]] = {}
+    for rec_id in ids:
+        done = cli(data_dir, rec_id, "--feed", "ksudp", "--format", "parquet", "-o", str(out), "--hive")
+        assert done.returncode == 0, done.stderr
+        sel = Exporter(data_dir, P).select(rec_id, "ksudp")
+        assert hive_path(out, sel).exists()
+        best = analyze_lap_times([sel.frames])["best_lap_ms"]
+        key = (sel.meta["track"], sel.meta["car"])
+        assert best is not None
+        expected[key] = min(expected.get(key, (best, rec_id)), (best, rec_id))
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    query = readme.split("```sql\n", 1)[1].split("```", 1)[0].replace("'exports/", f"'{out}/")
+    got = duckdb.sql(query).fetchall()
+    assert {(t, c): (ms, str(rec)) for t, c, ms, rec in got} == expected
+    assert len(expected) == 2
