@@ -290,7 +290,7 @@ PATHS = {
                               "schema": {"type": "string", "enum": [f"{f}.{x}" for f in FEEDS for x in ("csv", "parquet", "ld", "ldx")]}},
                        {"name": "run", "in": "query", "required": False, "schema": UUID},
                        {"name": "laps", "in": "query", "required": False,
-                        "schema": {"type": "string", "pattern": "^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$"}}],
+                        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,3}(-[1-9][0-9]{0,3})?(,[1-9][0-9]{0,3}(-[1-9][0-9]{0,3})?)*$"}}],
         "responses": {"200": {"description": "the file (an attachment)", "content": {
                           kind: {"schema": {"type": "string", "format": "binary"}}
                           for kind in ("text/csv", "application/vnd.apache.parquet", "application/octet-stream", "application/xml")}},

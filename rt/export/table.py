@@ -49,9 +49,9 @@ from ..store.manifest import read as read_json
 EXPORT_VERSION = 1
 FORMATS = ("csv", "parquet", "motec")
 LAP_COLUMNS = {"time_s": "s", "lap": "", "lap_valid": "", "lap_ms": "ms", "distance_m": "m"}
-#: Rows per slice (and Parquet row group) when a table is written: bounds the memory of the Arrow
-#: copy and drives the progress bar; smaller groups cost write speed (2^17: 1.2× pandas' time).
-WRITE_ROWS = 1 << 19
+#: Rows per slice (and Parquet row group) when a table is written: pyarrow's own default row group
+#: (what pandas writes too); drives the progress bar. Columns go to Arrow without a copy.
+WRITE_ROWS = 1 << 20
 
 
 @dataclass
@@ -78,17 +78,16 @@ class Selection:
 
 
 def parse_laps(text: str | None) -> list[int] | None:
-    """``"3,5-7"`` → [3, 5, 6, 7]; None for None or blank. :class:`~rt.errors.Invalid` otherwise."""
+    """``"3,5-7"`` → [3, 5, 6, 7] (lap numbers 1..9999; a range either way round); None for None or
+    blank; :class:`~rt.errors.Invalid` for anything else."""
     if text is None or not text.strip():
         return None
     laps: set[int] = set()
     for part in text.split(","):
-        m = re.fullmatch(r"\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?", part)
-        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))) or int(m.group(1)) < 1:
-            raise Invalid("bad_laps", f"laps {text!r}: expected lap numbers and ranges like 3,5-7")
-        first, last = int(m.group(1)), int(m.group(2) or m.group(1))
-        if last - first > 100_000:
-            raise Invalid("bad_laps", f"laps {text!r}: range too long")
+        m = re.fullmatch(r"\s*([1-9][0-9]{0,3})\s*(?:-\s*([1-9][0-9]{0,3})\s*)?", part)
+        if not m:
+            raise Invalid("bad_laps", f"laps {text!r}: expected lap numbers (1..9999) and ranges, like 3,5-7")
+        first, last = sorted((int(m.group(1)), int(m.group(2) or m.group(1))))
         laps.update(range(first, last + 1))
     return sorted(laps)
 
