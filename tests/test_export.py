@@ -20,6 +20,7 @@ from rt.protocols import default_protocols
 from rt.protocols.canonical import CANONICAL_NAMES, CANONICAL_UNITS, to_canonical
 from rt.sim.driver import Simulation
 from rt.sim.frames import packets
+from rt.sim.track import TRACKS
 from rt.sessions.manager import SessionManager
 from rt.store.recordings import RecordingManager
 
@@ -40,7 +41,13 @@ class _Feed:
     info = {"game": "assetto_corsa"}
 
 
-def record(data_dir: Path, car: str, track: str, seed: int, seconds: float = SECONDS, run_blocks=None) -> str:
+class _PcarsFeed:
+    name = "pcars"
+    info = {"game": "project_cars_1"}
+
+
+def record(data_dir: Path, car: str, track: str, seed: int, seconds: float = SECONDS, run_blocks=None,
+           game: str = "ac") -> str:
     """One recording of the ksudp feed, by the recorder's sink path (raw + data.h5) from AC datagrams;
     with ``run_blocks`` (first, last) a session's run from before block ``first`` to after ``last``."""
     mgr = RecordingManager(data_dir, P, min_free_mb=0)
@@ -48,23 +55,24 @@ def record(data_dir: Path, car: str, track: str, seed: int, seconds: float = SEC
     sessions = SessionManager(data_dir, mgr)
     sessions.open()
     session = sessions.create("lap_times", "export") if run_blocks else None
-    rec = mgr.start({"name": f"{car} at {track}", "game": "assetto_corsa", "track": track, "car": car})
+    feed = _Feed() if game == "ac" else _PcarsFeed()
+    rec = mgr.start({"name": f"{car} at {track}", "game": feed.info["game"], "track": track, "car": car})
     sim = Simulation(car, "test_ring", rate_hz=RATE_HZ, seed=seed, lap_variation=0.01)
-    layout = P["ac_car_info"]
+    layout = P[{"ac": "ac_car_info", "pcars1": "pcars1_telemetry"}[game]]
     dec = Decoder(layout)
     t_base = 1_780_000_000 * 10**9
     n, block = int(seconds * RATE_HZ), 2000
     run = None
     for b, lo in enumerate(range(0, n, block)):
         if session is not None and b == run_blocks[0]:
-            run = sessions.start_run(session["id"], "ksudp", "middle", [])
-        rows, t_ns, _ = packets(sim, min(block, n - lo), "ac")
+            run = sessions.start_run(session["id"], feed.name, "middle", [])
+        rows, t_ns, _ = packets(sim, min(block, n - lo), game)
         t_ns = np.asarray(t_ns, dtype=np.int64) + t_base
         data = np.ascontiguousarray(rows).view(np.uint8).reshape(len(rows), layout.size)
         lengths = np.full(len(rows), layout.size, dtype=np.uint32)
-        mgr.on_raw(_Feed, t_ns, lengths, data, 0)
+        mgr.on_raw(feed, t_ns, lengths, data, 0)
         cols = RowColumns(dec.rows(data.reshape(-1), np.arange(len(rows), dtype=np.int64) * layout.size))
-        mgr.on_decoded(_Feed, layout, cols, t_ns, to_canonical(layout.name, cols, t_ns))
+        mgr.on_decoded(feed, layout, cols, t_ns, to_canonical(layout.name, cols, t_ns))
         if run is not None and b == run_blocks[1]:
             sessions.stop_run(session["id"], run["id"])
     mgr.stop()
@@ -246,3 +254,37 @@ def test_duckdb_best_valid_lap_per_car_and_track_over_hive_exports(recordings, t
     got = duckdb.sql(query).fetchall()
     assert {(t, c): (ms, str(rec)) for t, c, ms, rec in got} == expected
     assert len(expected) == 2
+
+
+def test_acc_frames_carry_the_focused_car_s_own_fields(tmp_path):
+    """ACC sends every car; only the focused car's updates make frames, and an export's game fields
+    are that car's, row for row (tests/test_analysis_acc.py makes the recording from the fake ACC)."""
+    from test_analysis_acc import acc_recording
+
+    from rt.protocols.canonical import ACC_CAR_KIND, ACC_FOCUS_KIND
+
+    rec, _ = acc_recording(tmp_path, 120, cars=4, focused_slot=1, lap_ms=3000)
+    sel = Exporter(tmp_path, P).select(rec.name, "acc")
+    with h5py.File(rec / "data.h5", "r") as f:
+        focused = np.unique(f[f"acc/{ACC_FOCUS_KIND}/rows"]["focusedCarIndex"])
+        cars = f[f"acc/{ACC_CAR_KIND}/rows"]["carIndex"]
+    assert len(focused) == 1 and len(sel) == 120
+    car_index = sel.columns["carIndex"]
+    assert car_index.valid is None and (car_index.values == focused[0]).all()
+    assert len(cars) == 4 * len(sel)  # the other three cars' rows made no frames
+    assert np.array_equal(sel.columns["kmh"].values.astype(np.float32), sel.columns["speed_kmh"].values)
+    assert "game.gear" in sel.columns  # named like a canonical channel: prefixed
+
+
+def test_distance_comes_from_the_game_s_track_length_where_it_states_one(tmp_path):
+    rec_id = record(tmp_path, "gt_coupe", "test_ring", 4, seconds=200, game="pcars1")
+    sel = Exporter(tmp_path, P).select(rec_id, "pcars")
+    assert sel.meta["distance_source"] == "track_length"
+    length = sel.meta["track_length_m"]
+    assert abs(length - TRACKS["test_ring"].length_m) < 1
+    lap, distance = sel.columns["lap"].values, sel.columns["distance_m"].values
+    whole = [n.lap for n in sel.laps if n.complete]
+    assert whole
+    for n in whole:  # 0 at the line, the track's length at the next one (a sample's travel either side)
+        d = distance[lap == n]
+        assert abs(d[0]) < 2 and abs(d[-1] - length) < 2
