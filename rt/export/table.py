@@ -385,7 +385,8 @@ def motec_arguments(selection: Selection) -> dict:
     """The arguments of ``rt.export.motec.write_motec`` but the paths: ``channels`` (canonical
     channel → (float64 values, unit)), ``times_s`` (s from the first frame), ``meta`` (driver,
     vehicle, venue, datetime of the first frame (UTC), feed, game), ``laps`` ((start_s, end_s) of
-    each lap, in ``times_s`` seconds)."""
+    each lap, in ``times_s`` seconds: its first frame, and the next lap's first frame where that
+    lap is exported too, else its own last frame)."""
     cols = selection.columns
     t_ns = selection.frames["t_ns"]
     times = cols["time_s"].values.astype(np.float64)
@@ -400,5 +401,7 @@ def motec_arguments(selection: Selection) -> dict:
     for lap in selection.laps:
         where = np.flatnonzero(number == lap.lap)
         if len(where):
-            laps.append((float(times[where[0]]), float(times[where[-1]])))
+            after = int(where[-1]) + 1  # a lap followed by the next ends where that one begins
+            follows = after < len(times) and number[after] == lap.lap + 1
+            laps.append((float(times[where[0]]), float(times[after if follows else where[-1]])))
     return {"channels": channels, "times_s": times, "meta": meta, "laps": laps}
