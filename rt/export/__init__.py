@@ -1,0 +1,1 @@
+"""Exports of recordings to other tools' formats."""
