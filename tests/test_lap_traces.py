@@ -122,11 +122,13 @@ def test_sizes_are_bounded_and_the_reference_channels_follow(run):
     assert "t_ns" not in TRACE_CHANNELS and "speed_kmh" in TRACE_CHANNELS
 
 
-def test_the_api_lists_the_analysis_channels():
-    from rt.api.openapi import TRACE_CHANNELS as documented
+def test_the_api_lists_the_analysis_channels_and_limits():
+    from rt.api.openapi import DOCUMENT, TRACE_CHANNELS as documented
     from rt.api.recordings import TRACE_CHANNELS as accepted
 
     assert tuple(documented) == tuple(accepted) == TRACE_CHANNELS
+    trace = DOCUMENT["components"]["schemas"]["LapTrace"]["properties"]
+    assert trace["points"]["maximum"] == trace["distance_m"]["maxItems"] == MAX_POINTS
 
 
 # ---------------------------------------------------------------------------------------- end to end
