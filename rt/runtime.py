@@ -12,6 +12,7 @@ from .config import Config
 from .feeds.manager import FeedManager
 from .memory import Trimmer
 from .protocols import protocols_for
+from .sessions.laps import RecordingLaps
 from .sessions.manager import SessionManager
 from .store.recordings import RecordingManager
 
@@ -29,6 +30,7 @@ class Runtime:
                                            compact_after_s=config.compact_after_s, sync_s=config.sync_s,
                                            losses=self.feeds.losses, settle=self.feeds.drain)
         self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
+        self.laps = RecordingLaps(self.recordings)  # lap tables and traces of whole recordings
         self.started = False
 
     def start(self) -> None:
