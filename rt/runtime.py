@@ -41,7 +41,7 @@ class Runtime:
         self.feeds.start()
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
-        self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle]).tick)
+        self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle, self.laps.release_idle]).tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"

@@ -198,3 +198,18 @@ def test_lap_routes_through_a_real_server(server_factory):
     assert status == 200 and empty["laps"] == []
     code, log = srv.stop()
     assert code == 0 and "Traceback" not in log
+
+
+def test_kept_laps_are_let_go_once_unused():
+    # an hour of frames is ~100 MB: a recorder left running must not hold them after a look at laps
+    import time
+
+    from rt.analysis.laps import Laps
+    from rt.sessions.laps import KEEP_S, RecordingLaps
+
+    kept = RecordingLaps(recordings=None)
+    kept._kept, kept._used = (("rec", "pcars"), Laps()), time.monotonic()
+    kept.release_idle(now=kept._used + KEEP_S / 2)
+    assert kept._kept is not None
+    kept.release_idle(now=kept._used + KEEP_S)
+    assert kept._kept is None

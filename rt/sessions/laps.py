@@ -6,17 +6,24 @@ validity are those of every analysis. The answers are built by :mod:`rt.analysis
 
 A client comparing laps asks for one trace after another of the same recording: the laps of the
 last stopped recording's feed are kept (one entry: an hour at 333 Hz is ~100 MB of frames), since a
-stopped recording no longer changes; the active one is read afresh every time.
+stopped recording no longer changes; the active one is read afresh every time. The entry goes once
+unused for :data:`KEEP_S` (:meth:`RecordingLaps.release_idle`, on the server's memory trimmer), so
+a recorder left running after a look at some laps does not hold them for the rest of the day.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 from ..analysis.laps import Laps, find_laps
 from ..analysis.traces import NotTraceable, lap_table, lap_trace, pick_lap
 from ..errors import Conflict, NotFound
 from .frames import feed_frames
+
+
+#: How long the laps of a recording are kept after their last use, s.
+KEEP_S = 120.0
 
 
 class RecordingLaps:
@@ -26,6 +33,7 @@ class RecordingLaps:
         self.recordings = recordings
         self._lock = threading.Lock()
         self._kept: tuple[tuple[str, str], Laps] | None = None
+        self._used = 0.0  # monotonic time of the kept entry's last use
 
     def laps(self, rec_id: str, feed: str) -> Laps:
         """The laps of ``feed`` over the whole recording (NotFound for an unknown recording)."""
@@ -33,12 +41,20 @@ class RecordingLaps:
         key = (rec_id, feed)
         with self._lock:
             if self._kept is not None and self._kept[0] == key:
+                self._used = time.monotonic()
                 return self._kept[1]
         laps = find_laps(feed_frames(self.recordings, rec_id, feed, meta={"run_id": rec_id}))
         if manifest.get("status") != "recording":
             with self._lock:
-                self._kept = (key, laps)
+                self._kept, self._used = (key, laps), time.monotonic()
         return laps
+
+    def release_idle(self, now: float | None = None) -> None:
+        """Forget the kept laps when unused for :data:`KEEP_S` (``now``: monotonic s)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._kept is not None and now - self._used >= KEEP_S:
+                self._kept = None
 
     def table(self, rec_id: str, feed: str) -> dict:
         """``{recording_id, feed, laps: [lap records]}`` (see :func:`rt.analysis.traces.lap_record`)."""
