@@ -14,6 +14,7 @@ from .export.table import Exporter, parse_laps
 from .feeds.manager import FeedManager
 from .memory import Trimmer
 from .protocols import protocols_for
+from .sessions.laps import RecordingLaps
 from .sessions.manager import SessionManager
 from .store.recordings import RecordingManager
 
@@ -33,6 +34,7 @@ class Runtime:
         self.sessions = SessionManager(config.data_dir, self.recordings, self.feeds, config.merge_tolerance_ms)
         self.exporter = Exporter(config.data_dir, self.protocols,
                                  active=lambda: (self.recordings.summary() or {}).get("id"))
+        self.laps = RecordingLaps(self.recordings)  # lap tables and traces of whole recordings
         self.started = False
 
     def start(self) -> None:
@@ -43,7 +45,7 @@ class Runtime:
         self.feeds.start()
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
-        self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle]).tick)
+        self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle, self.laps.release_idle]).tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"

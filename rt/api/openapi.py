@@ -12,6 +12,7 @@ from sanic.response import json
 
 from .. import __version__
 from ..protocols import FEEDS
+from ..protocols.canonical import CANONICAL_NAMES
 from .live import GAMES, USE_CASES
 
 bp = Blueprint("openapi", url_prefix="/api")
@@ -37,6 +38,8 @@ def _str(max_len: int | None = None, nullable: bool = True) -> dict:
 
 NUM = _nullable({"type": "number"})
 INT = _nullable({"type": "integer"})
+
+LAP_REF = {"$ref": "#/components/schemas/LapRecord"}
 
 SCHEMAS = {
     "Error": {
@@ -218,6 +221,62 @@ SCHEMAS = {
                                       "description": "the run's own feed and repeats are ignored"}),
         },
     },
+    "LapRecord": {
+        "type": "object",
+        "required": ["number", "time_ms", "valid", "complete", "invalid_reason", "source", "start_s", "end_s", "sectors_ms"],
+        "properties": {
+            "number": {"type": "integer", "description": "1-based: the game's lap counter + 1, else the order in the feed"},
+            "time_ms": INT,
+            "valid": {"type": "boolean"},
+            "complete": {"type": "boolean", "description": "seen from line to line: only these have a trace"},
+            "invalid_reason": _str(),
+            "source": {"type": "string", "enum": ["game", "derived"]},
+            "start_s": _nullable({"type": "number", "description": "start line crossing, s since the feed's first frame"}),
+            "end_s": _nullable({"type": "number", "description": "end line crossing, s since the feed's first frame"}),
+            "sectors_ms": _nullable({"type": "array", "items": INT}),
+        },
+    },
+    "LapTable": {
+        "type": "object",
+        "required": ["recording_id", "feed", "laps"],
+        "properties": {"recording_id": UUID, "feed": {"type": "string", "enum": list(FEEDS)},
+                       "laps": {"type": "array", "items": LAP_REF}},
+    },
+    "LapTrace": {
+        "type": "object",
+        "required": ["recording_id", "feed", "lap", "x", "x_source", "length_m", "duration_s", "step", "step_requested",
+                     "step_clamped", "points", "distance_m", "time_s", "channels", "units", "ref"],
+        "properties": {
+            "recording_id": UUID,
+            "feed": {"type": "string", "enum": list(FEEDS)},
+            "lap": LAP_REF,
+            "x": {"type": "string", "enum": ["distance", "time"]},
+            "x_source": {"type": "string", "enum": ["track_length", "distance_driven"],
+                         "description": "distance from the lap position × the game's track length, or speed integrated"},
+            "length_m": {"type": "number"},
+            "duration_s": {"type": "number"},
+            "step": {"type": "number", "description": "grid step used (m or s); above step_requested when clamped"},
+            "step_requested": {"type": "number"},
+            "step_clamped": {"type": "boolean", "description": "the step was raised to keep at most 5000 points"},
+            "points": {"type": "integer", "maximum": 5000},
+            "distance_m": {"type": "array", "items": NUM, "maxItems": 5000},
+            "time_s": {"type": "array", "items": NUM, "maxItems": 5000},
+            "channels": {"type": "object", "additionalProperties": {"type": "array", "items": NUM}},
+            "units": {"type": "object", "additionalProperties": {"type": "string"}},
+            "ref": _nullable({
+                "type": "object",
+                "required": ["lap", "length_m", "duration_s", "delta_s"],
+                "properties": {
+                    "lap": LAP_REF,
+                    "length_m": {"type": "number"},
+                    "duration_s": {"type": "number"},
+                    "delta_s": {"type": "array", "items": NUM,
+                                "description": "time on this lap minus time on the reference lap at the same place, s; + = slower so far"},
+                    "channels": {"type": "object", "additionalProperties": {"type": "array", "items": NUM}},
+                },
+            }),
+        },
+    },
 }
 
 
@@ -251,6 +310,11 @@ CHANGE = (400, 401, 413)  # any request with a body or that changes state may ge
 REC = [_id_param("rec_id")]
 SES = [_id_param("session_id")]
 RUN = [_id_param("session_id"), _id_param("run_id")]
+FEED_Q = {"name": "feed", "in": "query", "required": True, "schema": {"type": "string", "enum": list(FEEDS)}}
+#: rt.analysis.traces.TRACE_CHANNELS (the api does not import the analyses; the tests check).
+TRACE_CHANNELS = [name for name in CANONICAL_NAMES if name != "t_ns"]
+_ONE = "(?:" + "|".join(TRACE_CHANNELS) + ")"
+CHANNEL_LIST = f"^(?:{_ONE}(?:,{_ONE})*)?$"
 
 PATHS = {
     "/api/live": {"get": {"summary": "Live telemetry of every feed", "responses": _ok(200, "snapshot", _ref("Live"))}},
@@ -295,6 +359,30 @@ PATHS = {
                           kind: {"schema": {"type": "string", "format": "binary"}}
                           for kind in ("text/csv", "application/vnd.apache.parquet", "application/octet-stream", "application/xml")}},
                       **_errors(404, 409, 422, 501, 507)}}},
+    "/api/recordings/{rec_id}/laps": {"get": {
+        "summary": "The lap table of one feed of the recording (the lap model of every analysis)",
+        "parameters": [*REC, FEED_Q],
+        "responses": {**_ok(200, "laps in time order, with sector times", _ref("LapTable")), **_errors(400, 404)}}},
+    "/api/recordings/{rec_id}/laps/{number}/trace": {"get": {
+        "summary": "Channels of lap `number` on a grid along the lap, and the time slip to a reference lap",
+        "description": "At most 5000 grid points: a finer step is raised to length/4998 (step_clamped). "
+                       "Distance: lap position × the game's track length where it states one, else the "
+                       "speed integrated over the lap. Unknown values are null. A lap not seen from line "
+                       "to line is a 409.",
+        "parameters": [*REC, {"name": "number", "in": "path", "required": True, "schema": {"type": "integer"}}, FEED_Q,
+                       {"name": "channels", "in": "query", "schema": {"type": "string", "default": "speed_kmh,throttle,brake",
+                                                                    "pattern": CHANNEL_LIST},
+                        "description": "comma-separated canonical channels: " + ", ".join(TRACE_CHANNELS)},
+                       {"name": "x", "in": "query", "schema": {"type": "string", "enum": ["distance", "time"], "default": "distance"}},
+                       {"name": "step_m", "in": "query", "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                                                                  "maximum": 100000, "default": 2}},
+                       {"name": "step_s", "in": "query", "schema": {"type": "number", "exclusiveMinimum": True, "minimum": 0,
+                                                                  "maximum": 3600, "default": 0.05}},
+                       {"name": "ref", "in": "query", "schema": {"type": "integer"}, "description": "reference lap number"},
+                       {"name": "ref_channels", "in": "query", "schema": {"type": "string", "enum": ["0", "1", "true", "false"],
+                                                                        "default": "0"},
+                        "description": "also the reference lap's channels on the same grid"}],
+        "responses": {**_ok(200, "the trace", _ref("LapTrace")), **_errors(400, 404, 409, 422)}}},
     "/api/sessions": {
         "get": {"summary": "All sessions, newest first", "responses": _ok(200, "sessions", {"type": "array", "items": _ref("Session")})},
         "post": {"summary": "Create an analysis session", "requestBody": _json_body("SessionCreate"),

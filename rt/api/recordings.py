@@ -1,9 +1,11 @@
-"""Recordings: list, start, get, stop, delete, the raw feed download (streamed, with Range), and
-exports of a feed (CSV, Parquet, MoTeC; built in a temp file off the event loop, then streamed)."""
+"""Recordings: list, start, get, stop, delete, the raw feed download (streamed, with Range), the
+lap table and lap traces of a feed (computed off the event loop by ``runtime.laps``), and exports
+of a feed (CSV, Parquet, MoTeC; built in a temp file off the event loop, then streamed)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import shutil
@@ -14,6 +16,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty, json
 
 from ..protocols import FEEDS
+from ..protocols.canonical import CANONICAL_NAMES
 from .errors import ApiError, blocking
 from .live import GAMES, USE_CASES
 from .validate import json_body, optional_str
@@ -181,3 +184,75 @@ async def export(request: Request, rec_id: str, file_name: str) -> HTTPResponse 
     finally:
         await blocking(shutil.rmtree, work, True)
     return None
+
+
+# ---- laps ---------------------------------------------------------------------------------------
+#: Channels a lap trace may carry (rt.analysis.traces.TRACE_CHANNELS: the api does not import the
+#: analyses; tests/test_lap_traces.py checks they agree).
+TRACE_CHANNELS = tuple(name for name in CANONICAL_NAMES if name != "t_ns")
+DEFAULT_TRACE_CHANNELS = ("speed_kmh", "throttle", "brake")
+#: Largest grid step accepted, m (x=distance) and s (x=time): beyond it a lap is one point anyway.
+MAX_STEP = {"distance": 100_000.0, "time": 3600.0}
+
+
+def _feed_arg(request: Request) -> str:
+    feed = request.args.get("feed")
+    if feed is None:
+        raise ApiError(400, "missing_parameter", f"feed is required: one of {', '.join(FEEDS)}")
+    if feed not in FEEDS:
+        raise ApiError(404, "feed_not_found", f"no feed {feed!r}: feeds are {', '.join(FEEDS)}")
+    return feed
+
+
+def _number_arg(request: Request, name: str, low: float, high: float) -> float | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name} must be a number, not {raw!r}") from None
+    if not (math.isfinite(value) and low < value <= high):
+        raise ApiError(422, "invalid_parameter", f"{name} must be above {low:g} and at most {high:g}, not {raw!r}")
+    return value
+
+
+def _trace_args(request: Request) -> dict:
+    raw = request.args.get("channels")
+    channels = DEFAULT_TRACE_CHANNELS if raw is None else tuple(dict.fromkeys(raw.split(",") if raw else ()))
+    unknown = [c for c in channels if c not in TRACE_CHANNELS]
+    if unknown:
+        raise ApiError(422, "unknown_channel",
+                       f"unknown channel {unknown[0]!r}: channels are {', '.join(TRACE_CHANNELS)}")
+    x = request.args.get("x", "distance")
+    if x not in MAX_STEP:
+        raise ApiError(422, "invalid_parameter", f"x {x!r} is not one of distance, time")
+    step_m = _number_arg(request, "step_m", 0.0, MAX_STEP["distance"])
+    step_s = _number_arg(request, "step_s", 0.0, MAX_STEP["time"])
+    ref = None
+    raw_ref = request.args.get("ref")
+    if raw_ref is not None:
+        try:
+            ref = int(raw_ref)
+        except ValueError:
+            raise ApiError(400, "invalid_parameter", f"ref must be a lap number, not {raw_ref!r}") from None
+    flag = request.args.get("ref_channels", "0").lower()
+    if flag not in ("0", "1", "true", "false"):
+        raise ApiError(400, "invalid_parameter", f"ref_channels must be 1, 0, true or false, not {flag!r}")
+    return {"channels": channels, "x": x, "step": step_m if x == "distance" else step_s, "ref": ref,
+            "ref_channels": flag in ("1", "true")}
+
+
+@bp.get("/<rec_id:str>/laps")
+async def lap_table(request: Request, rec_id: str):
+    rec_id = recording_id(rec_id)
+    return json(await blocking(request.app.ctx.runtime.laps.table, rec_id, _feed_arg(request)))
+
+
+@bp.get("/<rec_id:str>/laps/<number:int>/trace")
+async def lap_trace(request: Request, rec_id: str, number: int):
+    rec_id = recording_id(rec_id)
+    feed = _feed_arg(request)
+    args = _trace_args(request)
+    return json(await blocking(request.app.ctx.runtime.laps.trace, rec_id, feed, number, args["channels"], args["x"],
+                               args["step"], args["ref"], args["ref_channels"]))

@@ -1,2 +1,2 @@
-"""Getting data out: a recording's feed, a run or chosen laps as CSV, Parquet or MoTeC (see
-:mod:`rt.export.table`)."""
+"""Getting data out: a recording's feed, a run or chosen laps as CSV, Parquet (:mod:`rt.export.table`)
+or MoTeC i2 (:mod:`rt.export.motec`)."""

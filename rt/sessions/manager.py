@@ -30,14 +30,14 @@ from ..analysis.registry import GUIDANCE, analyze
 from ..clock import iso
 from ..errors import Conflict, MissingChannels, NotFound, StoreError
 from ..merge import merge_timelines
+from ..protocols.canonical import CANONICAL_DTYPE
 from ..store.manifest import read, write_atomic
+from .frames import feed_frames
 
 log = logging.getLogger(__name__)
 
 #: Frames of merged feeds closer than this to a kept frame are duplicates, ms.
 MERGE_TOLERANCE_MS = 1.0
-#: The feed whose runs carry the whole field of cars in ``meta["field"]`` (ACC's broadcasting).
-FIELD_FEED = "acc"
 
 
 class SessionManager:
@@ -246,19 +246,16 @@ class SessionManager:
     def run_frames(self, run: dict) -> Frames:
         """The run's frames (merged with ``merge_feeds`` if any), as the analyses take them."""
         internal = self._internal.get(run["id"], {})
-        end = run["end_marker"]
-        rows, extras = self.recordings.read_frames(run["recording_id"], run["feed_name"], run["start_marker"], end)
-        meta = {"run_id": run["id"], "feed_name": run["feed_name"], "lost_frames": internal.get("lost_frames", 0)}
-        if len(rows):
-            # What the game itself states (its maximum rpm, the lap length) beats any estimate.
-            meta.update(self.recordings.read_facts(run["recording_id"], run["feed_name"],
-                                                   int(rows["t_ns"][0]), int(rows["t_ns"][-1])))
-            if run["feed_name"] == FIELD_FEED:
-                # ACC sends the whole field; the frames follow one car, so the others ride in meta.
-                meta["field"] = self.recordings.read_field(run["recording_id"], run["feed_name"],
-                                                           int(rows["t_ns"][0]), int(rows["t_ns"][-1]))
-        if not run["merge_feeds"] or len(rows) == 0:
-            return Frames.from_rows(rows, extras, meta)
+        meta = {"run_id": run["id"], "lost_frames": internal.get("lost_frames", 0)}
+        primary = feed_frames(self.recordings, run["recording_id"], run["feed_name"], run["start_marker"],
+                              run["end_marker"], meta)
+        if not run["merge_feeds"] or len(primary) == 0:
+            return primary
+        meta = primary.meta
+        rows = np.zeros(len(primary), dtype=CANONICAL_DTYPE)
+        for name, values in primary.channels.items():
+            rows[name] = values
+        extras = primary.extras
         t0, t1 = int(rows["t_ns"][0]), int(rows["t_ns"][-1])
         parts, part_extras = [rows], [extras]
         for feed in run["merge_feeds"]:
