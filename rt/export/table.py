@@ -385,23 +385,27 @@ def motec_arguments(selection: Selection) -> dict:
     """The arguments of ``rt.export.motec.write_motec`` but the paths: ``channels`` (canonical
     channel → (float64 values, unit)), ``times_s`` (s from the first frame), ``meta`` (driver,
     vehicle, venue, datetime of the first frame (UTC), feed, game), ``laps`` ((start_s, end_s) of
-    each lap, in ``times_s`` seconds: its first frame, and the next lap's first frame where that
-    lap is exported too, else its own last frame)."""
+    each lap, in ``times_s`` seconds: its line crossings as the lap model places them; a lap with
+    one crossing only gives (t, t): a beacon, no lap time)."""
     cols = selection.columns
     t_ns = selection.frames["t_ns"]
     times = cols["time_s"].values.astype(np.float64)
     channels = {name: (np.asarray(cols[name].values, dtype=np.float64), CANONICAL_UNITS[name])
                 for name in CANONICAL_NAMES if name != "t_ns"}
+    channels["distance_m"] = (np.asarray(cols["distance_m"].values, dtype=np.float64), "m")
     m = selection.meta
     meta = {"driver": m.get("driver") or "", "vehicle": m.get("car") or "", "venue": m.get("track") or "",
             "datetime": datetime.fromtimestamp(int(t_ns[0]) / 1e9, tz=timezone.utc) if len(t_ns) else None,
             "feed": m["feed"], "game": m.get("game") or ""}
     laps = []
-    number = cols["lap"].values
     for lap in selection.laps:
-        where = np.flatnonzero(number == lap.lap)
-        if len(where):
-            after = int(where[-1]) + 1  # a lap followed by the next ends where that one begins
-            follows = after < len(times) and number[after] == lap.lap + 1
-            laps.append((float(times[where[0]]), float(times[after if follows else where[-1]])))
+        if lap.frames is None or not len(t_ns):
+            continue
+        # where the lap analysis puts the line (crossings interpolated between frames, or the game's
+        # timer), moved from its run's first frame to the export's; a lap seen crossing only one line
+        # (begun before the recording, or unfinished) gives that line alone, (t, t), and no lap time
+        base = (int(lap.frames["t_ns"][0]) - int(t_ns[0])) / 1e9
+        ends = [base + x for x in (lap.start_s, lap.end_s) if x is not None]
+        if ends:
+            laps.append((ends[0], ends[-1]))
     return {"channels": channels, "times_s": times, "meta": meta, "laps": laps}
