@@ -173,3 +173,20 @@ def test_config_forward_rejects(raw, says):
     with pytest.raises(ConfigError, match="RUSTY_TELEMETRY_FORWARD") as err:
         load({"RUSTY_TELEMETRY_FORWARD": raw})
     assert says in str(err.value)
+
+
+def test_serve_forwards_what_the_environment_says_and_live_shows_it(server_factory):
+    target = _receiver()
+    port = target.getsockname()[1]
+    srv = server_factory(RUSTY_TELEMETRY_FORWARD=f"telemetry_tool=127.0.0.1:{port}")
+    feeds = srv.get("/api/live")[1]["feeds"]
+    assert feeds["pcars"]["forward"] == []  # a feed without targets
+    datagrams = _traffic(10)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in datagrams:
+            out.sendto(d, ("127.0.0.1", feeds["telemetry_tool"]["port"]))
+    assert [target.recv(4096) for _ in datagrams] == datagrams
+    target.close()
+    entry = wait_until(lambda: (f := srv.get("/api/live")[1]["feeds"]["telemetry_tool"]["forward"])[0]["sent"] == 10 and f)
+    assert entry == [{"target": f"127.0.0.1:{port}", "sent": 10, "dropped": 0, "errors": 0}]
+    assert srv.stop()[0] == 0
