@@ -190,3 +190,10 @@ def test_serve_forwards_what_the_environment_says_and_live_shows_it(server_facto
     entry = wait_until(lambda: (f := srv.get("/api/live")[1]["feeds"]["telemetry_tool"]["forward"])[0]["sent"] == 10 and f)
     assert entry == [{"target": f"127.0.0.1:{port}", "sent": 10, "dropped": 0, "errors": 0}]
     assert srv.stop()[0] == 0
+
+
+def test_a_feed_is_never_forwarded_to_its_own_socket(manager_factory):
+    own = free_udp_port()
+    mgr = manager_factory(feed_config(tt_port=own, forward=(("telemetry_tool", "127.0.0.1", own),)))
+    assert mgr.feeds["telemetry_tool"].forward == [
+        {"target": f"127.0.0.1:{own}", "sent": 0, "dropped": 0, "errors": 0, "error": "the feed's own socket"}]

@@ -33,6 +33,7 @@ target in the feed's ``forward`` entry of /api/live.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import select
@@ -110,6 +111,15 @@ def _forward_socket(ip: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _is_own_socket(fwd: socket.socket, own: socket.socket) -> bool:
+    """Whether the connected ``fwd`` sends to ``own``'s port on this machine (its route's local
+    address is the target's, or the target is loopback), where ``own`` listens."""
+    peer_ip, peer_port = fwd.getpeername()[:2]
+    own_ip, own_port = own.getsockname()[:2]
+    local = ipaddress.ip_address(peer_ip).is_loopback or fwd.getsockname()[0] == peer_ip
+    return peer_port == own_port and local and (ipaddress.ip_address(own_ip).is_unspecified or own_ip == peer_ip)
 
 
 def _family(host: str) -> int:
@@ -208,6 +218,12 @@ class FeedManager:
             except OSError as exc:
                 log.warning("%s: cannot forward to %s (%s)", name, entry["target"], exc.strerror)
                 entry["error"] = f"cannot forward: {exc.strerror}"
+                continue
+            if _is_own_socket(sock, feed.sock):
+                # each forwarded datagram would come back and be forwarded again: a storm
+                sock.close()
+                log.warning("%s: not forwarding to %s, the feed's own socket", name, entry["target"])
+                entry["error"] = "the feed's own socket"
                 continue
             self._fwd_socks.setdefault(name, []).append(sock)
         # rows in the receive loop's order: feed after feed, as bound
