@@ -44,6 +44,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "MERGE_TOLERANCE_MS": ("1.0", "frames of merged feeds closer than this to a kept frame are duplicates, ms"),
     "MIN_FREE_MB": ("100", "a recording stops cleanly when the data disk has less free space than this, MiB"),
     "SYNC_S": ("5", "while recording, the raw files are fsynced and the manifest rewritten this often, s: what a power loss can lose (a killed process loses under a second whatever this is)"),
+    "FORWARD": (None, "re-send every datagram of a feed unchanged to other programs: feed=host:port, comma-separated (a feed may appear several times; IPv6 as [::1]:5607)"),
     "COMPACT_AFTER_S": ("60", "a stopped recording is compacted (data.h5 and raw files compressed) this long after it stopped, s"),
 }
 
@@ -74,6 +75,8 @@ class Config:
     compact_after_s: float = 60.0
     sync_s: float = 5.0
     merge_tolerance_ms: float = 1.0
+    #: (feed, IP address, port) per forwarding target, in the order given (see :func:`_forward`)
+    forward: tuple[tuple[str, str, int], ...] = ()
 
     def replace(self, **changes) -> "Config":
         """A copy with some settings changed (validated again)."""
@@ -137,6 +140,44 @@ def _acc_text(name: str, raw: str) -> str:
     return raw
 
 
+#: The feeds a datagram may be forwarded from (``rt.protocols.FEEDS``: config imports nothing of
+#: rt but errors; tests/test_forward.py checks the two agree).
+FEED_NAMES = ("ksudp", "telemetry_tool", "pcars", "acc")
+
+
+def _forward(raw: str) -> tuple[tuple[str, str, int], ...]:
+    """``feed=ip:port[,feed=[ipv6]:port…]`` → (feed, ip, port) per target. IP addresses only: the
+    receive thread sends to them without a name lookup."""
+    name = "FORWARD"
+    out = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        feed, eq, target = item.partition("=")
+        feed, target = feed.strip(), target.strip()
+        if not eq or not feed or not target:
+            raise ConfigError(f"{PREFIX}{name}: {item!r} is not feed=host:port")
+        if feed not in FEED_NAMES:
+            raise ConfigError(f"{PREFIX}{name}: unknown feed {feed!r} (one of {', '.join(FEED_NAMES)})")
+        m = re.fullmatch(r"\[([^\]]+)\]:(\w+)|([^:\[\]]+):(\w+)", target)
+        if m is None:
+            raise ConfigError(f"{PREFIX}{name}: {target!r} is not host:port ([v6 address]:port for IPv6)")
+        host, port = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{name}: {host!r} is not an IP address") from None
+        if (m.group(1) is not None) != (ip.version == 6):
+            raise ConfigError(f"{PREFIX}{name}: {target!r}: an IPv6 address goes in brackets, IPv4 without")
+        out.append((feed, str(ip), _port(name, port, False)))
+    return tuple(out)
+
+
+def forward_label(ip: str, port: int) -> str:
+    """How a target is named in /api/live: ``127.0.0.1:5607``, ``[::1]:5607``."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def _check(cfg: Config) -> None:
     for name in ("api_host", "game_host", "listen"):
         _host(name.upper(), getattr(cfg, name))
@@ -148,6 +189,7 @@ def _check(cfg: Config) -> None:
     _number("ACC_INTERVAL_MS", str(cfg.acc_interval_ms), ACC_INTERVAL_MS[0], ACC_INTERVAL_MS[1])
     for name in ("acc_password", "acc_command_password"):
         _acc_text(name.upper(), getattr(cfg, name))
+    _forward(",".join(f"{feed}={forward_label(ip, port)}" for feed, ip, port in cfg.forward))
 
 
 def load(env: Mapping[str, str]) -> Config:
@@ -202,4 +244,5 @@ def load(env: Mapping[str, str]) -> Config:
         compact_after_s=_number("COMPACT_AFTER_S", get("COMPACT_AFTER_S"), 0, 7 * 86400),
         sync_s=_number("SYNC_S", get("SYNC_S"), 0.1, 600),
         merge_tolerance_ms=_number("MERGE_TOLERANCE_MS", get("MERGE_TOLERANCE_MS"), 0, 1000),
+        forward=_forward(get("FORWARD") or ""),
     )

@@ -10,14 +10,16 @@ from .ring import PacketRing
 
 # ``ipaddress.ip_address`` parses the host; port 0 accepts any port.
 _Source: TypeAlias = tuple[str | int | bytes | IPv4Address | IPv6Address, int]
-# (fileno, ring, allowed sources or None for any[, classification rules])
+# (fileno, ring, allowed sources or None for any[, classification rules[, forwarding sockets' filenos]])
 _Socket: TypeAlias = (tuple[int, PacketRing, Sequence[_Source] | None]
-                      | tuple[int, PacketRing, Sequence[_Source] | None, ArrayLike | None])
+                      | tuple[int, PacketRing, Sequence[_Source] | None, ArrayLike | None]
+                      | tuple[int, PacketRing, Sequence[_Source] | None, ArrayLike | None, Sequence[int] | None])
 
 HAVE_RECVMMSG: Final[bool]
 SO_TIMESTAMPNS: Final[int]
 SO_RXQ_OVFL: Final[int]
 COUNTER_NAMES: Final[tuple[str, str, str, str, str, str, str]]
+FORWARD_COUNTER_NAMES: Final[tuple[str, str, str]]
 
 @disjoint_base
 class ReceiverLoop:
@@ -27,6 +29,8 @@ class ReceiverLoop:
     def close(self) -> None: ...
     @property
     def counters(self) -> NDArray[np.int64]: ...
+    @property
+    def forward_counters(self) -> NDArray[np.int64]: ...
     @property
     def notify_every_ms(self) -> float: ...
     @notify_every_ms.setter

@@ -23,6 +23,15 @@ carries the socket's cumulative drop count as of its arrival, so a drop is learn
 datagram that arrives after it. With every counter, each datagram sent to a socket is accounted
 for: ``accepted + dropped + shed + refused + kernel_dropped``. Linux only (``HAVE_RECVMMSG``);
 elsewhere ``rt.feeds`` falls back to a Python ``recv_into`` loop, which counts no kernel drops.
+
+Forwarding (``RUSTY_TELEMETRY_FORWARD``): a socket may have up to 8 forwarding targets, each a
+connected non-blocking UDP socket. Right after each ``recvmmsg`` batch, before shedding and whether
+the ring had room or not, the datagrams the source filter accepted are re-sent unchanged to every
+target with one ``sendmmsg`` (``MSG_DONTWAIT``) from the slots they were received into: no copy, no
+Python object, no extra wake-up. Refused datagrams are not forwarded; malformed ones are (a
+dashboard may understand what we do not), and so are those the ring drops or sheds (they are the
+game's, and the target is not behind because we are). A target that is slow, refusing or
+unreachable costs the failed call and is counted (:data:`FORWARD_COUNTER_NAMES`), never a wait.
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -31,7 +40,7 @@ from libc.string cimport memcpy, memset
 from .rules cimport match_rules
 
 from .ring cimport PacketRing, RingCore, ring_reserve, ring_commit, ring_count_dropped, ring_pending
-from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_wait_readable, rt_wait_fd_ns, rt_notify, rt_close_fd, rt_drain_fd,
+from .recv cimport (rt_allow_t, rt_clock_t, rt_clock_init, rt_mono_ns, rt_recv_batch, rt_forward_batch, rt_wait_readable, rt_wait_fd_ns, rt_notify, rt_close_fd, rt_drain_fd,
                     RT_RECV_MAX_BATCH, RT_HAVE_RECVMMSG, RT_SO_TIMESTAMPNS, RT_SO_RXQ_OVFL)
 
 import ipaddress
@@ -54,12 +63,18 @@ COUNTER_NAMES = ("accepted", "refused", "dropped", "errors", "batches", "shed", 
 cdef enum:
     COL_KERNEL_DROPPED = 6  # its column in COUNTER_NAMES
 
+#: Per forwarding target, columns of :attr:`ReceiverLoop.forward_counters` (datagrams, but
+#: ``errors``: failed send calls). ``sent + dropped`` is every datagram the socket's source
+#: filter accepted since the target was added; ``sent`` is what the kernel took.
+FORWARD_COUNTER_NAMES = ("sent", "dropped", "errors")
+
 cdef enum:
     QUIET_NS = 1000000000   # data after this long a gap: drain at the short period, wake the consumer at once
 
 cdef enum:
     MAX_SOCKETS = 15        # plus the wake-up pipe: 16 poll entries
     MAX_ALLOW = 16
+    MAX_FORWARD = 8         # forwarding targets per socket
     SCRATCH_SLOT = 2048     # bytes per slot of the overflow scratch area
 
 
@@ -92,6 +107,11 @@ cdef class ReceiverLoop:
     cdef uint8_t *scratch
     cdef int64_t scratch_ts[64]
     cdef uint32_t scratch_len[64]
+    cdef int fwd_fd[15][8]       # per socket: its targets' connected sockets
+    cdef int fwd_row[15][8]      # and their rows in forward_counters
+    cdef int nfwd[15]
+    cdef object _fwd_counters
+    cdef int64_t[:, ::1] fcnt
 
     def __cinit__(self):
         self.rings = []
@@ -100,11 +120,14 @@ cdef class ReceiverLoop:
 
     def __init__(self, sockets, double period_ms=5.0, int notify_fd=-1, double notify_every_ms=100.0,
                  epoch_offset_ns=None, max_period_ms=None):
-        """``sockets``: sequence of ``(fileno, ring, allow[, rules])`` where ``allow`` is ``None`` or
+        """``sockets``: sequence of ``(fileno, ring, allow[, rules[, forward]])`` where ``allow`` is ``None`` or
         a list of ``(ip, port)`` sources to accept (port 0 = any port), and ``rules`` the feed's
         classification rules (int64, n × 5, as ``rt.protocols``): when a ring is more than half
         full, datagrams that match no rule are shed (counted, not kept), so a flood of garbage
-        cannot push well-formed telemetry out of a full ring.
+        cannot push well-formed telemetry out of a full ring. ``forward``: file descriptors of
+        connected non-blocking UDP sockets (at most 8) that every accepted datagram is re-sent to
+        (see the module docstring); their counters are the rows of :attr:`forward_counters`, in
+        the order given, socket after socket.
 
         ``period_ms``/``max_period_ms``: the drain period's bounds (``max_period_ms`` defaults to
         ``period_ms``: a fixed period).
@@ -146,6 +169,19 @@ cdef class ReceiverLoop:
         self.scratch = &sv[0]
         self._rules_keep = []
         cdef const int64_t[:, ::1] rv
+        cdef int nrows = 0
+        for i, entry in enumerate(sockets):
+            targets = list(entry[4]) if len(entry) > 4 and entry[4] is not None else []
+            if len(targets) > MAX_FORWARD:
+                raise ValueError(f"at most {MAX_FORWARD} forwarding targets per socket")
+            self.nfwd[i] = len(targets)
+            for k, fwd in enumerate(targets):
+                self.fwd_fd[i][k] = int(fwd)
+                self.fwd_row[i][k] = nrows
+                nrows += 1
+        self._fwd_counters = np.zeros((max(nrows, 1), len(FORWARD_COUNTER_NAMES)), dtype=np.int64)
+        self.fcnt = self._fwd_counters
+        self._fwd_counters = self._fwd_counters[:nrows]
         for i, entry in enumerate(sockets):
             fd, ring, allow = entry[0], entry[1], entry[2]
             rules = np.ascontiguousarray(entry[3], dtype=np.int64) if len(entry) > 3 and entry[3] is not None else None
@@ -190,6 +226,11 @@ cdef class ReceiverLoop:
         return self._counters[: self.nsock]
 
     @property
+    def forward_counters(self):
+        """int64 array (forwarding targets × :data:`FORWARD_COUNTER_NAMES`), updated live."""
+        return self._fwd_counters
+
+    @property
     def notify_every_ms(self):
         """At most one consumer wake-up per this interval while data flows (ms); settable from any
         thread (the feed manager lengthens it when nothing is being recorded)."""
@@ -231,6 +272,8 @@ cdef class ReceiverLoop:
                                     ring.ts + first, ring.lens + first, <int> free_slots, self.allow[i], self.nallow[i],
                                     &accepted, &refused, &self.clock, &self.sock_shift[i], &self.ovfl_seen[i], &kdropped)
                 if got > 0:
+                    if self.nfwd[i] and accepted:
+                        self._forward(i, ring.data + first * ring.slot_size, ring.slot_size, ring.lens + first, accepted)
                     if self.nrules[i] and ring_pending(ring) * 2 > <uint64_t> ring.capacity:
                         kept = self._shed(i, ring, first, accepted)
                         self.cnt[i, 5] += accepted - kept
@@ -244,6 +287,8 @@ cdef class ReceiverLoop:
                                     RT_RECV_MAX_BATCH, self.allow[i], self.nallow[i], &accepted, &refused, &self.clock, &self.sock_shift[i],
                                     &self.ovfl_seen[i], &kdropped)
                 if got > 0:
+                    if self.nfwd[i] and accepted:
+                        self._forward(i, self.scratch, SCRATCH_SLOT, self.scratch_len, accepted)
                     ring_count_dropped(ring, accepted)
                     self.cnt[i, 2] += accepted
             if got < 0:
@@ -257,6 +302,12 @@ cdef class ReceiverLoop:
         if total:
             self.cnt[i, 4] += 1
         return total
+
+    cdef void _forward(self, int i, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int64_t n) noexcept nogil:
+        """Re-send the ``n`` datagrams just received at ``data`` to every target of socket ``i``."""
+        cdef int k
+        for k in range(self.nfwd[i]):
+            rt_forward_batch(self.fwd_fd[i][k], data, slot_size, lens, <int> n, &self.fcnt[self.fwd_row[i][k], 0])
 
     cdef int64_t _shed(self, int i, RingCore *ring, Py_ssize_t first, int64_t n) noexcept nogil:
         """Keep only the well-formed of the ``n`` datagrams just received at ``first``; returns how many."""

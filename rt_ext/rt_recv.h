@@ -207,6 +207,40 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
     return got;
 }
 
+/* Forward n datagrams (slots of slot_size bytes from data, true lengths lens) unchanged to `fd`, a
+ * connected non-blocking UDP socket of one target, with sendmmsg: normally one call per batch.
+ * counts: [0] sent (taken by the kernel; what the network or the target drops after that is not
+ * known), [1] dropped (not sent), [2] errors (failed calls). Never blocks: a full send buffer
+ * (EAGAIN, ENOBUFS) drops the rest of the batch at once. A dead target shows as a refusal (an ICMP
+ * error, reported on the connected socket's next send, which then sends nothing): that datagram is
+ * dropped and the next may pass; after two failed calls the rest of the batch is dropped, so a
+ * target costs at most a few calls per batch whatever it does. A datagram longer than its slot
+ * (IP fragments only) is sent as kept: its first slot_size bytes. */
+static inline void rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
+                                    int64_t *counts)
+{
+    struct mmsghdr msgs[RT_RECV_MAX_BATCH];
+    struct iovec iov[RT_RECV_MAX_BATCH];
+    int i, r, done = 0, failures = 0;
+    if (n > RT_RECV_MAX_BATCH) n = RT_RECV_MAX_BATCH;
+    for (i = 0; i < n; i++) {
+        iov[i].iov_base = (void *)(data + (int64_t)i * slot_size);
+        iov[i].iov_len = (size_t)((int64_t)lens[i] < slot_size ? (int64_t)lens[i] : slot_size);
+        memset(&msgs[i].msg_hdr, 0, sizeof(msgs[i].msg_hdr));
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (done < n) {
+        r = sendmmsg(fd, msgs + done, (unsigned)(n - done), MSG_DONTWAIT);
+        if (r > 0) { done += r; counts[0] += r; continue; }
+        counts[2]++;
+        if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || ++failures >= 2) break;
+        done++;  /* refused/unreachable: this datagram is lost, the next may pass */
+        counts[1]++;
+    }
+    counts[1] += n - done;
+}
+
 #include <poll.h>
 
 /* Wait until one of fds is readable or timeout_ms passes: >0 some readable, 0 timeout, -errno. */
@@ -267,6 +301,8 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
     return -38; /* ENOSYS */
 }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
+static inline void rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
+                                    int64_t *counts) { (void)fd; (void)data; (void)slot_size; (void)lens; (void)n; (void)counts; }
 static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
 static inline int rt_wait_fd_ns(int fd, int64_t ns) { (void)fd; (void)ns; return 0; }
 static inline void rt_notify(int fd) { (void)fd; }

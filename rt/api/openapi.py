@@ -70,6 +70,22 @@ SCHEMAS = {
             "refused": {"type": "integer"},
             "shed": {"type": "integer"},
             "sequence_gaps": {"type": "integer"},
+            # RUSTY_TELEMETRY_FORWARD: every datagram the feed accepted, re-sent unchanged to each
+            # target; sent + dropped is every one of them, errors the failed send calls
+            "forward": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["target", "sent", "dropped", "errors"],
+                    "properties": {
+                        "target": {"type": "string", "description": "ip:port, [ipv6]:port"},
+                        "sent": {"type": "integer", "description": "datagrams the kernel took"},
+                        "dropped": {"type": "integer", "description": "datagrams not sent (a full send buffer, a refusal)"},
+                        "errors": {"type": "integer", "description": "failed send calls"},
+                        "error": {"type": "string", "description": "why nothing is forwarded to it (no route at start-up)"},
+                    },
+                },
+            },
             "last_packet_age_ms": NUM,
             "car": _str(),
             "track": _str(),

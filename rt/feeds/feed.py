@@ -114,6 +114,9 @@ class Feed:
     #: what a feed's session adds to its live entry (ACC: session, position, delta …)
     extra: dict = field(default_factory=dict)
     lost_s: float = LOST_S
+    #: forwarding targets (RUSTY_TELEMETRY_FORWARD) as /api/live shows them: target, sent,
+    #: dropped, errors (the feed manager updates them each pass)
+    forward: list[dict] = field(default_factory=list)
     _last_seq: dict[str, int] = field(default_factory=dict)
     _raw_batches: deque[_RawBatch] = field(default_factory=deque)  # in ring order, from the tail
     _taken_raw: int = 0  # their slots
@@ -342,6 +345,7 @@ class Feed:
             sequence_gaps=self.stats.sequence_gaps,
             refused=self.stats.refused,
             shed=self.stats.shed,
+            forward=[dict(entry) for entry in self.forward],
         )
         if self.extra:
             out.update(self.extra)

@@ -23,10 +23,17 @@ receive buffer overflowed before the receive thread read it: Linux, SO_RXQ_OVFL;
 once the next datagram arrives; 0 on other platforms and with the Python receive loop).
 
 A port that cannot be bound leaves its feed ``not_available``; the others carry on.
+
+Forwarding (``RUSTY_TELEMETRY_FORWARD``): each target gets a connected non-blocking UDP socket of
+its own (a refusal then reaches that target's counters only). The receive thread re-sends every
+datagram a feed's source filter accepted to its targets, in batches from the ring slots (see
+``rt_ext/recv.pyx``); the Python fallback receiver sends each one with a plain ``send``. Counted per
+target in the feed's ``forward`` entry of /api/live.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import select
@@ -36,10 +43,12 @@ import threading
 import time
 from typing import Callable, Iterable
 
+import numpy as np
+
 from .. import clock
-from ..config import Config
+from ..config import Config, forward_label
 from ..protocols import FEEDS, Protocols
-from ..recv import COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
+from ..recv import COUNTER_NAMES, FORWARD_COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 from .feed import BATCH, Feed, Sink
 from .health import LOST_S, age_ms, health
 from .acc import AccSession
@@ -90,6 +99,29 @@ def _udp_socket(family: int, addr: tuple[str, int], rcvbuf: int) -> socket.socke
     return sock
 
 
+def _forward_socket(ip: str, port: int) -> socket.socket:
+    """A non-blocking UDP socket connected to one forwarding target."""
+    sock = socket.socket(_family(ip), socket.SOCK_DGRAM)
+    try:
+        # Nothing is read from it: a target that answers fills this small buffer, then the kernel drops.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((ip, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _is_own_socket(fwd: socket.socket, own: socket.socket) -> bool:
+    """Whether the connected ``fwd`` sends to ``own``'s port on this machine (its route's local
+    address is the target's, or the target is loopback), where ``own`` listens."""
+    peer_ip, peer_port = fwd.getpeername()[:2]
+    own_ip, own_port = own.getsockname()[:2]
+    local = ipaddress.ip_address(peer_ip).is_loopback or fwd.getsockname()[0] == peer_ip
+    return peer_port == own_port and local and (ipaddress.ip_address(own_ip).is_unspecified or own_ip == peer_ip)
+
+
 def _family(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -119,6 +151,11 @@ class FeedManager:
         #: feed name → the session that handshakes for it (its handler sees the feed's decoded groups)
         self.sessions: dict[str, KsudpSession | AccSession] = {}
         self._allow: dict[str, list[tuple[str, int]] | None] = {}
+        #: forwarding targets' sockets by feed, and their counters' rows (see :meth:`_bind_forward`)
+        self._fwd_socks: dict[str, list[socket.socket]] = {}
+        self._fwd_rows: list[dict] = []  # the feeds' live "forward" entries, in counter-row order
+        #: counters of the Python receiver (the loop keeps its own): targets × FORWARD_COUNTER_NAMES
+        self._fwd_counts = np.zeros((0, len(FORWARD_COUNTER_NAMES)), dtype=np.int64)
         self._loop: ReceiverLoop | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
@@ -150,19 +187,48 @@ class FeedManager:
             except OSError as exc:
                 log.warning("%s: cannot bind %s:%d (%s); the feed is not available", name, cfg.listen, port, exc.strerror)
                 self.feeds[name] = Feed(name, port, self.protocols, None, error=f"cannot bind {cfg.listen}:{port}: {exc.strerror}")
-        bound = [(f.sock, f.ring, self._allow.get(f.name), self.protocols.feed_rules[f.name].rules)
+        self._bind_forward()
+        bound = [(f.sock, f.ring, self._allow.get(f.name), self.protocols.feed_rules[f.name].rules,
+                  self._fwd_socks.get(f.name, []))
                  for f in self.feeds.values() if f.sock is not None]
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         if HAVE_RECVMMSG:
-            self._loop = ReceiverLoop([(s.fileno(), r, a, rules) for s, r, a, rules in bound], cfg.recv_period_ms,
+            self._loop = ReceiverLoop([(s.fileno(), r, a, rules, [t.fileno() for t in fwd]) for s, r, a, rules, fwd in bound],
+                                      cfg.recv_period_ms,
                                       self._wake_w, (_raw_interval(self.sinks) or PASS_S) * 1000, clock.EPOCH_OFFSET_NS,
                                       max(cfg.recv_period_ms, RECV_MAX_PERIOD_MS))
             self._spawn("rt-receive", self._loop.run)
         else:
             self._spawn("rt-receive", lambda: self._python_receive(bound))
         self._consumer = self._spawn("rt-consume", self._consume_loop)
+
+    def _bind_forward(self) -> None:
+        """One connected socket per forwarding target of a bound feed. A target that cannot be
+        reached at all (no route) is listed with its error and counts nothing; the rest forward."""
+        for name, ip, port in self.config.forward:
+            feed = self.feeds.get(name)
+            if feed is None or feed.sock is None:
+                continue
+            entry: dict = {"target": forward_label(ip, port), "sent": 0, "dropped": 0, "errors": 0}
+            feed.forward.append(entry)
+            try:
+                sock = _forward_socket(ip, port)
+            except OSError as exc:
+                log.warning("%s: cannot forward to %s (%s)", name, entry["target"], exc.strerror)
+                entry["error"] = f"cannot forward: {exc.strerror}"
+                continue
+            if _is_own_socket(sock, feed.sock):
+                # each forwarded datagram would come back and be forwarded again: a storm
+                sock.close()
+                log.warning("%s: not forwarding to %s, the feed's own socket", name, entry["target"])
+                entry["error"] = "the feed's own socket"
+                continue
+            self._fwd_socks.setdefault(name, []).append(sock)
+        # rows in the receive loop's order: feed after feed, as bound
+        self._fwd_rows = [e for f in self.feeds.values() for e in f.forward if "error" not in e]
+        self._fwd_counts = np.zeros((len(self._fwd_rows), len(FORWARD_COUNTER_NAMES)), dtype=np.int64)
 
     def _bind_asking(self, name: str, port: int) -> tuple[Feed, tuple[str, int]] | None:
         """Bind the socket of a feed that asks the game to stream to it (ksudp, acc): an ephemeral
@@ -221,6 +287,9 @@ class FeedManager:
         for feed in self.feeds.values():
             if feed.sock is not None:
                 feed.sock.close()
+        for socks in self._fwd_socks.values():
+            for sock in socks:
+                sock.close()
         for fd in (self._wake_r, self._wake_w):
             if fd is not None:
                 os.close(fd)
@@ -316,6 +385,9 @@ class FeedManager:
                 feed.stats.errors = int(counters[k, _ERRORS])
                 feed.stats.shed = int(counters[k, _SHED])
                 feed.stats.kernel_dropped = int(counters[k, _KERNEL_DROPPED])
+        fwd = self._loop.forward_counters if self._loop is not None else self._fwd_counts
+        for row, entry in enumerate(self._fwd_rows):
+            entry.update(zip(FORWARD_COUNTER_NAMES, (int(v) for v in fwd[row])))
         for session in self.sessions.values():
             session.tick()
         if self._live_wanted or self._live is None:
@@ -330,17 +402,22 @@ class FeedManager:
         return taken
 
     def _python_receive(self, bound: Iterable) -> None:
-        """Portable receive loop (no recvmmsg): one recv_into per datagram, wall-clock stamps."""
+        """Portable receive loop (no recvmmsg): one recv_into per datagram, wall-clock stamps; each
+        accepted datagram forwarded with one plain ``send`` per target (counted like the loop's)."""
         sel = selectors.DefaultSelector()
         scratch = bytearray(65536)
         view = memoryview(scratch)
-        for sock, ring, allow, _rules in bound:
-            sel.register(sock, selectors.EVENT_READ, (sock, ring, {a[0] for a in allow} if allow else None))
+        counts = self._fwd_counts
+        row = 0
+        for sock, ring, allow, _rules, fwd in bound:
+            targets = [(t, row + k) for k, t in enumerate(fwd)]
+            row += len(fwd)
+            sel.register(sock, selectors.EVENT_READ, (sock, ring, {a[0] for a in allow} if allow else None, targets))
         while not self._stop.is_set():
             for key, _ in sel.select(timeout=0.2):
                 # key.fileobj is typed as any file-like; the data carries the socket itself
                 udp: socket.socket
-                udp, ring, allowed = key.data
+                udp, ring, allowed, targets = key.data
                 while True:
                     try:
                         n, addr = udp.recvfrom_into(scratch)
@@ -351,6 +428,15 @@ class FeedManager:
                     if allowed is not None and addr[0] not in allowed:
                         continue
                     ring.push_bytes(clock.now_ns(), view[:n])
+                    for target, k in targets:
+                        try:
+                            target.send(view[:n])
+                            counts[k, 0] += 1
+                        except BlockingIOError:  # its send buffer is full: never wait
+                            counts[k, 1] += 1
+                        except OSError:  # refused, unreachable
+                            counts[k, 1] += 1
+                            counts[k, 2] += 1
         sel.close()
 
     # ---- for the API and tests ------------------------------------------------------------
