@@ -58,14 +58,6 @@ class Invalid(RtError, ValueError):
         self.code = code
 
 
-class Unavailable(RtError):
-    """What was asked needs a part that is not installed (the MoTeC writer); ``code`` names it."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class MissingChannels(RtError, ValueError):
     """An analysis needs ``channels`` that no run of it carries (every value unknown), because the
     runs' ``feeds`` do not send them; a ValueError like every other analysis failure."""

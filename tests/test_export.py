@@ -3,7 +3,6 @@ to Parquet and CSV by the CLI and the API, read back with pyarrow, pandas and Du
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -241,15 +240,11 @@ def test_api_download_equals_cli_export(recordings, tmp_path, server_factory):
     status, _, body = srv.request("GET", f"/api/recordings/{active['id']}/export/ksudp.csv")
     assert status == 409 and b"recording_active" in body
     assert srv.call("POST", "/api/recordings/stop")[0] == 200
-    if importlib.util.find_spec("rt.export.motec") is None:  # the MoTeC writer is a part of its own
-        status, _, body = srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.ld")
-        assert status == 501 and b"format_unavailable" in body
-    else:
-        assert cli(data_dir, ids[2], "--feed", "ksudp", "--laps", "2", "--format", "motec",
-                   "-o", str(tmp_path / "cli.ld")).returncode == 0
-        for suffix in ("ld", "ldx"):
-            status, headers, body = srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.{suffix}?laps=2")
-            assert status == 200 and body == (tmp_path / f"cli.{suffix}").read_bytes(), suffix
+    assert cli(data_dir, ids[2], "--feed", "ksudp", "--laps", "2", "--format", "motec",
+               "-o", str(tmp_path / "cli.ld")).returncode == 0
+    for suffix in ("ld", "ldx"):
+        status, headers, body = srv.request("GET", f"/api/recordings/{ids[2]}/export/ksudp.{suffix}?laps=2")
+        assert status == 200 and body == (tmp_path / f"cli.{suffix}").read_bytes(), suffix
 
 
 def test_duckdb_best_valid_lap_per_car_and_track_over_hive_exports(recordings, tmp_path):

@@ -2,7 +2,7 @@
 
 ``{"error": {"status": 404, "code": "recording_not_found", "message": "…"}}``. Handlers raise
 :class:`ApiError`; the domain's errors (``rt.errors``: :class:`NotFound`, :class:`Conflict`,
-:class:`StoreError`, :class:`Invalid` 422, :class:`Unavailable` 501) are mapped here and nowhere
+:class:`StoreError`, :class:`Invalid` 422) are mapped here and nowhere
 else; anything else that escapes a handler becomes a logged 500 with a generic message (a bug, never
 an expected answer), and Sanic's own errors (unknown path, wrong method, body too large) are
 rewritten into the same shape.
@@ -17,7 +17,7 @@ from sanic import Request
 from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse, json
 
-from ..errors import Conflict, Invalid, NotFound, StoreError, Unavailable
+from ..errors import Conflict, Invalid, NotFound, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ def _domain_error(exc: Exception) -> ApiError | None:
         return ApiError(409, exc.code, str(exc))
     if isinstance(exc, Invalid):
         return ApiError(422, exc.code, str(exc))
-    if isinstance(exc, Unavailable):
-        return ApiError(501, exc.code, str(exc))
     if isinstance(exc, StoreError):
         return ApiError(507, "storage_error", str(exc))
     return None

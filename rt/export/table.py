@@ -38,12 +38,13 @@ import numpy as np
 
 from ..analysis.frames import Frames
 from ..analysis.laps import Lap, find_laps
-from ..errors import Conflict, Invalid, NotFound, StoreError, Unavailable
+from ..errors import Conflict, Invalid, NotFound, StoreError
 from ..protocols import FEEDS, Protocols
 from ..protocols.canonical import CANONICAL_NAMES, CANONICAL_UNITS
 from ..protocols.layout import decode_text
 from ..store.h5read import frame_rows, read_canonical, read_facts
 from ..store.manifest import read as read_json
+from .motec import write_motec
 
 #: Version of the exported table's layout (file metadata ``export_version``).
 EXPORT_VERSION = 1
@@ -200,7 +201,6 @@ class Exporter:
         elif fmt == "csv":
             write_csv(selection, path, step)
         elif fmt == "motec":
-            write_motec = _motec_writer()
             ld = path.with_suffix(".ld")
             write_motec(ld, ld.with_suffix(".ldx"), **motec_arguments(selection))
             step(len(selection))
@@ -371,15 +371,7 @@ def write_csv(selection: Selection, path: Path, step: Callable[[int], None] = la
             step(table.num_rows)
 
 
-# ---- MoTeC (rt/export/motec.py, written elsewhere) ----------------------------------------------
-
-def _motec_writer():
-    try:
-        from .motec import write_motec  # type: ignore[import-not-found]
-    except ImportError:
-        raise Unavailable("format_unavailable", "the MoTeC writer (rt/export/motec.py) is not installed") from None
-    return write_motec
-
+# ---- MoTeC (rt/export/motec.py) ----------------------------------------------------------------
 
 def motec_arguments(selection: Selection) -> dict:
     """The arguments of ``rt.export.motec.write_motec`` but the paths: ``channels`` (canonical
