@@ -425,13 +425,7 @@ class AccServer(Sender):
             raise ValueError(f"protocol_version must be 3 or 4, not {protocol_version}")
         super().__init__(source if source is not None else AccField(cars, seed, speed),
                          socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError:
-            self.sock.close()
-            raise
-        self.port = self.sock.getsockname()[1]
+        self._listen(host, port)
         self.password, self.command_password = password, command_password
         self.connection_id = random.randrange(1, 2**31 - 1) if connection_id is None else connection_id
         self.protocol_version = protocol_version

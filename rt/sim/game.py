@@ -626,6 +626,17 @@ class Sender:
     def sent_state(self) -> State | None:
         return getattr(self.source, "sent_state", None)
 
+    def _listen(self, host: str, port: int) -> None:
+        """Bind the socket where the game listens (a game that answers clients: AC, ACC); the port
+        chosen lands in ``self.port``."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.port = self.sock.getsockname()[1]
+
     def start(self) -> "Sender":
         self._thread = threading.Thread(target=self._run_safely, name=type(self).__name__, daemon=True)
         self._thread.start()
@@ -706,13 +717,7 @@ class AcServer(Sender):
 
     def __init__(self, source, host: str = "127.0.0.1", port: int = 9996, car: str = AC_CAR, track: str = AC_TRACK) -> None:
         super().__init__(source, socket.AF_INET6 if ":" in host else socket.AF_INET)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-        except OSError:
-            self.sock.close()
-            raise
-        self.port = self.sock.getsockname()[1]
+        self._listen(host, port)
         self.response = ac_handshake_response(car, track)
         self.subscriber: tuple | None = None
         self.handshakes = 0
