@@ -163,7 +163,15 @@ def test_ldx_numbers_are_c_locale_scientific(tmp_path):
     assert 'Time="1.00000000000000000e+07"' in text  # 10 s, %.17e, '.' decimals
 
 
-def test_default_rate_is_the_median_rate(tmp_path):
+def test_default_rate_is_the_mean_rate_even_when_frames_arrive_in_bursts(tmp_path):
+    # 333 frames a second arriving in bursts of 10, 0.01 ms apart (as a replay or a busy LAN delivers)
+    bursts = np.repeat(np.arange(200) * 10 / 333, 10) + np.tile(np.arange(10) * 1e-5, 200)
+    write_motec(tmp_path / "c.ld", tmp_path / "c.ldx", {"speed_kmh": (np.full(bursts.size, 100.0), "km/h")},
+                bursts, META, [])
+    assert {c.rate for c in read_ld(tmp_path / "c.ld").channels} == {round((bursts.size - 1) / bursts[-1])}
+
+
+def test_default_rate_is_the_frames_rate(tmp_path):
     times, channels = _session()
     write_motec(tmp_path / "a.ld", tmp_path / "a.ldx", channels, times, META, [])
     ld = read_ld(tmp_path / "a.ld")

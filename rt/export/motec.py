@@ -90,9 +90,11 @@ def _fill_nan(values: np.ndarray, bad: np.ndarray) -> np.ndarray:
 
 
 def _default_rate(times_s: np.ndarray) -> int:
-    """The median rate of the receive times, rounded to a whole Hz (at least 1)."""
-    step = float(np.median(np.diff(times_s))) if times_s.size > 1 else 0.0
-    return max(1, round(1.0 / step)) if step > 0 else 1
+    """The feed's mean rate over the frames' span, rounded to a whole Hz (1 ..65535). Not the
+    median gap: receive times come in bursts (a replay, a busy network: the AC Monza capture
+    replayed gave a median gap worth 149 kHz), and the mean rate is what the frames fill."""
+    span = float(times_s[-1] - times_s[0]) if times_s.size > 1 else 0.0
+    return min(0xFFFF, max(1, round((times_s.size - 1) / span))) if span > 0 else 1
 
 
 def _lap_string(seconds: float) -> str:
@@ -108,7 +110,7 @@ def write_motec(ld_path: Path, ldx_path: Path, channels: dict[str, tuple[np.ndar
     ``.ld`` log at ``ld_path`` and its ``.ldx`` lap beacons at ``ldx_path``.
 
     ``times_s``: receive times, s, increasing (irregular). Samples are resampled onto a uniform grid
-    from ``times_s[0]`` at ``rate_hz`` (default: the median rate, whole Hz): linear interpolation,
+    from ``times_s[0]`` at ``rate_hz`` (default: the mean rate, whole Hz): linear interpolation,
     previous-value hold for discrete channels (gear, lap counters and times). ``meta``: driver,
     vehicle, venue, datetime (log start), feed, game; optional event, session, comment, team,
     venue_length_m. ``laps``: (start_s, end_s) in ``times_s`` seconds; their boundaries become
