@@ -178,20 +178,43 @@ def _search(round_fn) -> tuple[int, list, float]:
     return best, rounds, round(cpu_us.get(CPU_RATE, float("nan")), 2)
 
 
+#: (receiver, feed) pairs. ``rt_forward_dead`` and ``rt_forward_live`` are ``rt`` forwarding every
+#: datagram (RUSTY_TELEMETRY_FORWARD) to a port nobody listens on (ICMP refusals), or to a C sink
+#: that reads it like SimHub would (restarted each round on the same port): what forwarding costs
+#: the recording, in the same run as ``rt`` alone.
+RECEIVERS = [(r, f) for f in sorted(FEEDS) for r in ("rt", "python", "c")] + [
+    ("rt_forward_dead", "telemetry_tool"), ("rt_forward_live", "telemetry_tool")]
+
+
 @pytest.mark.benchmark(group="e2e: highest zero-loss rate into storage")
-@pytest.mark.parametrize("feed", sorted(FEEDS))
-@pytest.mark.parametrize("receiver", ["rt", "python", "c"])
+@pytest.mark.parametrize("receiver, feed", RECEIVERS)
 def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):
     template = _template(tmp_path, feed)
     result = {}
 
     def run():
-        if receiver == "rt":
-            srv = RtServer(tmp_path)
+        if receiver.startswith("rt"):
+            target = _free_port()
+            env = {} if receiver == "rt" else {"RUSTY_TELEMETRY_FORWARD": f"{feed}=127.0.0.1:{target}"}
+            srv = RtServer(tmp_path, **env)
             srv.base = 0
+            forwarded: list[int] = []
+
+            def blast(port, n, rate):
+                if receiver != "rt_forward_live":
+                    return _blast(cbin, port, n, rate, template)
+                sink = subprocess.Popen([str(cbin / "recvmmsg_sink"), str(target), str(RCVBUF), "500"],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                assert sink.stderr.readline().strip() == "ready"
+                out = _blast(cbin, port, n, rate, template)
+                forwarded.append(int(sink.communicate(timeout=60)[0].split()[0]))
+                return out
+
             try:
                 result["best"], result["rounds"], result["cpu_us"] = _search(
-                    lambda rate, n: srv.record_round(feed, lambda port: _blast(cbin, port, n, rate, template)))
+                    lambda rate, n: srv.record_round(feed, lambda port: blast(port, n, rate)))
+                if forwarded:
+                    result["target_received"] = forwarded
             finally:
                 srv.close()
         elif receiver == "python":
@@ -226,6 +249,8 @@ def test_zero_loss_into_storage(benchmark, cbin, tmp_path, receiver, feed):
     benchmark.extra_info["zero_loss_rate_per_s"] = result["best"]
     benchmark.extra_info["rounds (achieved rate, sent, stored)"] = result["rounds"]
     benchmark.extra_info[f"cpu_us_per_datagram_at_{CPU_RATE}_per_s"] = result["cpu_us"]
+    if "target_received" in result:  # per round, what the forward target read
+        benchmark.extra_info["target_received"] = result["target_received"]
     print(f"\n{receiver} {feed}: zero loss up to {result['best']:,}/s; CPU {result['cpu_us']} us per datagram at "
           f"{CPU_RATE:,}/s ({result['cpu_us'] / 10:.2f} % of a core per 1000 datagrams/s); rounds {result['rounds']}")
 

@@ -286,7 +286,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from .errors import RtError
     from .export.table import Exporter, hive_path, parse_laps
@@ -298,7 +298,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     try:
         laps = parse_laps(args.laps)
         # a bar on stderr, only where a person watches (a pipe or a test gets the one summary line)
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} frames"),
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                       TimeRemainingColumn(), console=Console(stderr=True), transient=True,
                       disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("reading", total=None)

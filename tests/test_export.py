@@ -329,3 +329,39 @@ def test_motec_export_holds_the_recordings_channels_and_its_laps_where_the_analy
     beacons = np.array(read_ldx(ldx).beacons_us) / 1e6
     assert len(beacons) == len(inside) >= 2
     assert np.abs(beacons - np.array(inside)).max() <= 1 / speed.rate
+
+
+def test_progress_bar_shows_on_a_terminal_and_counts_every_frame(recordings, tmp_path):
+    # stderr on a real pseudo-terminal, as a person at a console sees it (a pipe gets no bar)
+    import os
+    import pty
+    import re
+    import select
+
+    data_dir, ids = recordings
+    frames = len(canonical(data_dir, ids[0])["t_ns"])
+    out = tmp_path / "bar.csv"
+    controller, terminal = pty.openpty()
+    env = {"RUSTY_TELEMETRY_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin", "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "rt", "export", ids[0], "--feed", "ksudp", "--format", "csv",
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=terminal, env=env, text=True)
+    os.close(terminal)
+    seen = b""
+    while True:  # read the terminal until the process closes it
+        ready, _, _ = select.select([controller], [], [], 120)
+        assert ready, "the export went quiet"
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: every writer of the terminal has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))  # colours and cursor moves
+    assert proc.wait(timeout=60) == 0, screen
+    assert "writing csv" in screen
+    # the bar's last count is every frame written, as the summary line says
+    assert f"{frames}/{frames} frames" in screen
+    assert proc.stdout.read().startswith(f"{frames:,} frames")
+    proc.stdout.close()
