@@ -20,6 +20,6 @@ Python loop); :data:`SO_TIMESTAMPNS` and :data:`SO_RXQ_OVFL` are the socket opti
 enables for kernel receive times and kernel drop counts (-1 where the platform has none).
 """
 
-from rt_ext.recv import COUNTER_NAMES, FORWARD_COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
+from rt_ext.recv import COUNTER_NAMES, FORWARD_COUNTER_NAMES, FORWARD_PAUSE_S, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 
-__all__ = ["COUNTER_NAMES", "FORWARD_COUNTER_NAMES", "HAVE_RECVMMSG", "SO_RXQ_OVFL", "SO_TIMESTAMPNS", "ReceiverLoop"]
+__all__ = ["COUNTER_NAMES", "FORWARD_COUNTER_NAMES", "FORWARD_PAUSE_S", "HAVE_RECVMMSG", "SO_RXQ_OVFL", "SO_TIMESTAMPNS", "ReceiverLoop"]

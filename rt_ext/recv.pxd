@@ -18,7 +18,7 @@ cdef extern from "rt_recv.h" nogil:
     int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, uint32_t *lens, int max,
                       const rt_allow_t *allow, int nallow, int64_t *accepted, int64_t *refused, rt_clock_t *clk,
                       int64_t *sock_shift, uint32_t *ovfl_seen, int64_t *kernel_dropped)
-    void rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
+    int rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
                           int64_t *counts)
     int rt_wait_readable(const int *fds, int n, int timeout_ms)
     void rt_sleep_ns(int64_t ns)

@@ -20,6 +20,7 @@ SO_TIMESTAMPNS: Final[int]
 SO_RXQ_OVFL: Final[int]
 COUNTER_NAMES: Final[tuple[str, str, str, str, str, str, str]]
 FORWARD_COUNTER_NAMES: Final[tuple[str, str, str]]
+FORWARD_PAUSE_S: Final[float]
 
 @disjoint_base
 class ReceiverLoop:

@@ -30,8 +30,11 @@ the ring had room or not, the datagrams the source filter accepted are re-sent u
 target with one ``sendmmsg`` (``MSG_DONTWAIT``) from the slots they were received into: no copy, no
 Python object, no extra wake-up. Refused datagrams are not forwarded; malformed ones are (a
 dashboard may understand what we do not), and so are those the ring drops or sheds (they are the
-game's, and the target is not behind because we are). A target that is slow, refusing or
-unreachable costs the failed call and is counted (:data:`FORWARD_COUNTER_NAMES`), never a wait.
+game's, and the target is not behind because we are). A target that is slow costs the failed call
+and is counted (:data:`FORWARD_COUNTER_NAMES`), never a wait. One that refuses (nobody listens) or
+cannot be reached is paused for :data:`FORWARD_PAUSE_S` (its datagrams counted as dropped), then
+tried again: a dead target costs a batch and a failed call per pause, not a send per datagram
+(on loopback each send to a closed port runs the whole receive path and an ICMP answer).
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
@@ -77,6 +80,12 @@ cdef enum:
     MAX_FORWARD = 8         # forwarding targets per socket
     SCRATCH_SLOT = 2048     # bytes per slot of the overflow scratch area
 
+cdef enum:
+    FORWARD_PAUSE_MS = 250  # how long a refusing or unreachable target is left alone
+
+#: :data:`FORWARD_PAUSE_MS` in seconds: a dashboard started after the recorder gets data within it.
+FORWARD_PAUSE_S = FORWARD_PAUSE_MS / 1000.0
+
 
 cdef class ReceiverLoop:
     """Drains up to 15 UDP sockets into their rings until stopped."""
@@ -109,6 +118,7 @@ cdef class ReceiverLoop:
     cdef uint32_t scratch_len[64]
     cdef int fwd_fd[15][8]       # per socket: its targets' connected sockets
     cdef int fwd_row[15][8]      # and their rows in forward_counters
+    cdef int64_t fwd_resume_ns[15][8]  # a paused target's end of pause (monotonic ns), else 0
     cdef int nfwd[15]
     cdef object _fwd_counters
     cdef int64_t[:, ::1] fcnt
@@ -178,6 +188,7 @@ cdef class ReceiverLoop:
             for k, fwd in enumerate(targets):
                 self.fwd_fd[i][k] = int(fwd)
                 self.fwd_row[i][k] = nrows
+                self.fwd_resume_ns[i][k] = 0
                 nrows += 1
         self._fwd_counters = np.zeros((max(nrows, 1), len(FORWARD_COUNTER_NAMES)), dtype=np.int64)
         self.fcnt = self._fwd_counters
@@ -305,9 +316,19 @@ cdef class ReceiverLoop:
 
     cdef void _forward(self, int i, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int64_t n) noexcept nogil:
         """Re-send the ``n`` datagrams just received at ``data`` to every target of socket ``i``."""
-        cdef int k
+        cdef int k, row
+        cdef int64_t now = 0
         for k in range(self.nfwd[i]):
-            rt_forward_batch(self.fwd_fd[i][k], data, slot_size, lens, <int> n, &self.fcnt[self.fwd_row[i][k], 0])
+            row = self.fwd_row[i][k]
+            if self.fwd_resume_ns[i][k]:
+                now = now or rt_mono_ns()
+                if now < self.fwd_resume_ns[i][k]:
+                    self.fcnt[row, 1] += n
+                    continue
+                self.fwd_resume_ns[i][k] = 0
+            if rt_forward_batch(self.fwd_fd[i][k], data, slot_size, lens, <int> n, &self.fcnt[row, 0]):
+                now = now or rt_mono_ns()
+                self.fwd_resume_ns[i][k] = now + <int64_t> FORWARD_PAUSE_MS * 1000000
 
     cdef int64_t _shed(self, int i, RingCore *ring, Py_ssize_t first, int64_t n) noexcept nogil:
         """Keep only the well-formed of the ``n`` datagrams just received at ``first``; returns how many."""

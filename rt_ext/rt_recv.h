@@ -216,12 +216,14 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
  * dropped and the next may pass; after two failed calls the rest of the batch is dropped, so a
  * target costs at most a few calls per batch whatever it does. A datagram longer than its slot
  * (IP fragments only) is sent as kept: its first slot_size bytes. */
-static inline void rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
-                                    int64_t *counts)
+/* Returns 1 when the target refused or could not be reached (nobody listens, no route): the caller
+ * pauses it, since every further send would fail the same way at the same cost; 0 otherwise. */
+static inline int rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
+                                   int64_t *counts)
 {
     struct mmsghdr msgs[RT_RECV_MAX_BATCH];
     struct iovec iov[RT_RECV_MAX_BATCH];
-    int i, r, done = 0, failures = 0;
+    int i, r, done = 0, failures = 0, unreachable = 0;
     if (n > RT_RECV_MAX_BATCH) n = RT_RECV_MAX_BATCH;
     for (i = 0; i < n; i++) {
         iov[i].iov_base = (void *)(data + (int64_t)i * slot_size);
@@ -234,11 +236,14 @@ static inline void rt_forward_batch(int fd, const uint8_t *data, int64_t slot_si
         r = sendmmsg(fd, msgs + done, (unsigned)(n - done), MSG_DONTWAIT);
         if (r > 0) { done += r; counts[0] += r; continue; }
         counts[2]++;
-        if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || ++failures >= 2) break;
+        if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) break;
+        unreachable = 1;
+        if (++failures >= 2) break;
         done++;  /* refused/unreachable: this datagram is lost, the next may pass */
         counts[1]++;
     }
     counts[1] += n - done;
+    return unreachable;
 }
 
 #include <poll.h>
@@ -301,8 +306,8 @@ static int rt_recv_batch(int fd, uint8_t *data, int64_t slot_size, int64_t *ts, 
     return -38; /* ENOSYS */
 }
 static inline int rt_wait_readable(const int *fds, int n, int timeout_ms) { (void)fds; (void)n; (void)timeout_ms; return -38; }
-static inline void rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
-                                    int64_t *counts) { (void)fd; (void)data; (void)slot_size; (void)lens; (void)n; (void)counts; }
+static inline int rt_forward_batch(int fd, const uint8_t *data, int64_t slot_size, const uint32_t *lens, int n,
+                                   int64_t *counts) { (void)fd; (void)data; (void)slot_size; (void)lens; (void)n; (void)counts; return 0; }
 static inline void rt_sleep_ns(int64_t ns) { (void)ns; }
 static inline int rt_wait_fd_ns(int fd, int64_t ns) { (void)fd; (void)ns; return 0; }
 static inline void rt_notify(int fd) { (void)fd; }

@@ -8,6 +8,8 @@ field. Its ``completed_laps`` are the truth every result is held to, to the mill
 from __future__ import annotations
 
 import fake_acc as fa
+import pytest
+
 from rigs import wait_until
 from rt.protocols.acc import car_model_name
 
@@ -49,6 +51,25 @@ def test_acc_laps_sectors_field_braking_and_shift_points_through_the_api(server_
 
     truth = {lap.lap: lap for lap in acc.completed_laps if lap.car_index == focus}
     expected_reason = {"out": "out_lap", "in": "in_lap", "invalid": "game", "valid": None}
+
+    # the recording's lap table and traces (what racecraft plots): ACC's laps, a trace against another
+    rec_id = results["lap_times"][1]["runs"][0]["recording_id"]
+    status, table = srv.get(f"/api/recordings/{rec_id}/laps?feed=acc")
+    assert status == 200
+    whole = [lap for lap in table["laps"] if lap["complete"] and lap["time_ms"] is not None]
+    assert {lap["number"]: lap["time_ms"] for lap in whole} == {n: truth[n].lap_time_ms for n in
+                                                                  (lap["number"] for lap in whole)}
+    assert len(whole) >= 2 and all(lap["source"] == "game" for lap in whole)
+    a, b = whole[-1]["number"], whole[-2]["number"]
+    status, tr = srv.get(f"/api/recordings/{rec_id}/laps/{a}/trace?feed=acc&channels=speed_kmh,throttle&ref={b}")
+    assert status == 200, tr
+    # on ACC's own track length (its TRACK_DATA), spline position × length: the grid ends at the line
+    assert tr["x_source"] == "track_length" and tr["distance_m"][-1] == pytest.approx(acc.track_meters, abs=1e-6)
+    # the time slip ends at the lap-time difference, within one update interval
+    assert abs(tr["ref"]["delta_s"][-1] - (truth[a].lap_time_ms - truth[b].lap_time_ms) / 1000) <= acc.interval_ms / 1000
+    assert set(tr["channels"]["throttle"]) == {None} and None not in tr["channels"]["speed_kmh"]  # ACC sends no pedals
+    status, same = srv.get(f"/api/recordings/{rec_id}/laps/{a}/trace?feed=acc&ref={a}")
+    assert status == 200 and set(same["ref"]["delta_s"]) == {0.0}
 
     # lap_times: ACC's own times to the ms, judged by ACC's flags
     status, done = results["lap_times"]

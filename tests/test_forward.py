@@ -4,6 +4,7 @@ reaches each target unchanged and in order, and a dead or full target costs inge
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
@@ -200,3 +201,89 @@ def test_a_feed_is_never_forwarded_to_its_own_socket(manager_factory):
     mgr = manager_factory(feed_config(tt_port=own, forward=(("telemetry_tool", "127.0.0.1", own),)))
     assert mgr.feeds["telemetry_tool"].forward == [
         {"target": f"127.0.0.1:{own}", "sent": 0, "dropped": 0, "errors": 0, "error": "the feed's own socket"}]
+
+
+def _own_lan_address() -> str:
+    """This machine's address on its LAN (the route out's source address), or a second loopback
+    address where it has no network."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: nothing is sent, the kernel picks a route
+            ip = probe.getsockname()[0]
+        except OSError:
+            return "127.0.0.2"
+    return ip if not ip.startswith("127.") else "127.0.0.2"
+
+
+def test_ipv6_and_lan_targets_get_every_datagram(manager_factory):
+    # a target on IPv6 loopback and one on this machine's LAN address, as a dashboard PC would be
+    six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    six.bind(("::1", 0))
+    six.settimeout(10)
+    lan_ip = _own_lan_address()
+    lan = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    lan.bind((lan_ip, 0))
+    lan.settimeout(10)
+    mgr = manager_factory(feed_config(forward=(("telemetry_tool", "::1", six.getsockname()[1]),
+                                               ("telemetry_tool", lan_ip, lan.getsockname()[1]))))
+    feed = mgr.feeds["telemetry_tool"]
+    datagrams = _traffic(500)
+    got: dict[str, list[bytes]] = {"six": [], "lan": []}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for start in range(0, len(datagrams), 100):
+            for d in datagrams[start:start + 100]:
+                out.sendto(d, ("127.0.0.1", feed.port))
+            for name, sock in (("six", six), ("lan", lan)):
+                while len(got[name]) < start + 100:
+                    got[name].append(sock.recv(4096))
+    assert got["six"] == datagrams and got["lan"] == datagrams
+    assert [e["target"] for e in feed.forward] == [f"[::1]:{six.getsockname()[1]}", f"{lan_ip}:{lan.getsockname()[1]}"]
+    wait_until(lambda: mgr.drain() and all(e["sent"] == len(datagrams) for e in feed.forward))
+    six.close()
+    lan.close()
+
+
+@pytest.mark.parametrize("receiver", ["recvmmsg", "python"])
+def test_a_dead_target_is_paused_then_served_once_it_listens(manager_factory, monkeypatch, receiver):
+    # Nobody listens: each send to it would fail (on loopback after a full trip through the
+    # kernel's receive path and an ICMP answer). Paused after a refusal, it costs one failed call and
+    # one batch per pause, however many datagrams come; once a program binds the port, it gets data.
+    from rt.recv import FORWARD_PAUSE_S
+
+    if receiver == "python":
+        monkeypatch.setattr(manager_module, "HAVE_RECVMMSG", False)
+    elif not manager_module.HAVE_RECVMMSG:
+        pytest.skip("recvmmsg is Linux only")
+    port = free_udp_port()
+    mgr = manager_factory(feed_config(forward=(("telemetry_tool", "127.0.0.1", port),)))
+    feed = mgr.feeds["telemetry_tool"]
+    datagrams = _traffic(20)
+    started = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for _ in range(100):  # 2 000 datagrams in batches of 20, each batch received before the next
+            for d in datagrams:
+                out.sendto(d, ("127.0.0.1", feed.port))
+            before = feed.stats.packets
+            wait_until(lambda: mgr.drain() and feed.stats.packets >= before + len(datagrams))
+        elapsed = time.monotonic() - started
+        entry = feed.forward[0]
+        assert entry["sent"] + entry["dropped"] == 2000
+        pauses = elapsed / FORWARD_PAUSE_S + 1  # pauses begun: at most one per pause length
+        # without the pause: a failed call every other batch at least (50 here), and as many sends
+        assert entry["errors"] <= 2 * pauses and entry["sent"] <= 2 * pauses * len(datagrams), (entry, elapsed)
+        assert entry["errors"] >= 1
+        # a dashboard starts: within a pause it receives what the game sends
+        alive = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        alive.bind(("127.0.0.1", port))
+        alive.setblocking(False)
+
+        def arrived() -> bool:
+            out.sendto(datagrams[0], ("127.0.0.1", feed.port))
+            mgr.drain()
+            try:
+                return alive.recv(4096) == datagrams[0]
+            except BlockingIOError:
+                return False
+
+        wait_until(arrived, timeout=10)
+        alive.close()

@@ -194,3 +194,11 @@ def test_monza_capture_replayed_into_a_run_gives_the_games_lap(server_factory):
     assert [lap["time_ms"] for lap in timed] == [344684]
     assert timed[0]["source"] == "game" and timed[0]["complete"] is False  # the run saw only its end
     assert done["runs"][0]["frame_count"] == len(payloads)
+    # the run's recording's lap table says the same; the capture holds no whole lap, so no trace
+    rec = {"id": done["runs"][0]["recording_id"]}
+    status, table = srv.get(f"/api/recordings/{rec['id']}/laps?feed=ksudp")
+    assert status == 200
+    timed = [lap for lap in table["laps"] if lap["time_ms"] is not None]
+    assert [(lap["time_ms"], lap["source"], lap["complete"]) for lap in timed] == [(344684, "game", False)]
+    status, body = srv.get(f"/api/recordings/{rec['id']}/laps/{timed[0]['number']}/trace?feed=ksudp")
+    assert status == 409 and body["error"]["code"] == "lap_incomplete"

@@ -48,7 +48,7 @@ import numpy as np
 from .. import clock
 from ..config import Config, forward_label
 from ..protocols import FEEDS, Protocols
-from ..recv import COUNTER_NAMES, FORWARD_COUNTER_NAMES, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
+from ..recv import COUNTER_NAMES, FORWARD_COUNTER_NAMES, FORWARD_PAUSE_S, HAVE_RECVMMSG, SO_RXQ_OVFL, SO_TIMESTAMPNS, ReceiverLoop
 from .feed import BATCH, Feed, Sink
 from .health import LOST_S, age_ms, health
 from .acc import AccSession
@@ -408,6 +408,7 @@ class FeedManager:
         scratch = bytearray(65536)
         view = memoryview(scratch)
         counts = self._fwd_counts
+        paused_until: dict[int, float] = {}  # a refusing or unreachable target's row: left alone until then
         row = 0
         for sock, ring, allow, _rules, fwd in bound:
             targets = [(t, row + k) for k, t in enumerate(fwd)]
@@ -429,14 +430,20 @@ class FeedManager:
                         continue
                     ring.push_bytes(clock.now_ns(), view[:n])
                     for target, k in targets:
+                        if k in paused_until:
+                            if time.monotonic() < paused_until[k]:
+                                counts[k, 1] += 1
+                                continue
+                            del paused_until[k]
                         try:
                             target.send(view[:n])
                             counts[k, 0] += 1
                         except BlockingIOError:  # its send buffer is full: never wait
                             counts[k, 1] += 1
-                        except OSError:  # refused, unreachable
+                        except OSError:  # refused, unreachable: as the recvmmsg loop does, pause it
                             counts[k, 1] += 1
                             counts[k, 2] += 1
+                            paused_until[k] = time.monotonic() + FORWARD_PAUSE_S
         sel.close()
 
     # ---- for the API and tests ------------------------------------------------------------

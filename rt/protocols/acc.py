@@ -123,7 +123,7 @@ TRACK = _inbound("track_data", TRACK_DATA, (
            count_name="cameraSetCount"),
     Repeat("hudPages", "u8", 0, (Text("page", 0),), count_name="hudPageCount"),
 ), "The track, answering a track-data request (camera sets and HUD pages are counted, not stored).",
-    names={"track": "trackName"}, )
+    names={"track": "trackName"}, facts={"track_length_m": "trackMeters"})
 
 ENTRY_CAR = _inbound("entry_list_car", ENTRY_LIST_CAR, (
     Num("carIndex", "u16"),

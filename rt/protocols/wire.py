@@ -209,7 +209,8 @@ def _versions(items: Sequence[Item]) -> set[int]:
 
 def compile_message(name: str, type_byte: int, items: Sequence[Item], *, game: str = "", doc: str = "",
                     oldest_version: int | None = None, version_field: str = "protocol_version",
-                    names: dict[str, str] | None = None, sectors: tuple[str, ...] = ()) -> Message:
+                    names: dict[str, str] | None = None, sectors: tuple[str, ...] = (),
+                    facts: dict[str, str] | None = None) -> Message:
     """Compile one message kind (see the module docstring). ``oldest_version``: the oldest protocol
     version whose form is accepted, for kinds whose grammar has :class:`Version` items."""
     items = tuple(items)
@@ -220,7 +221,7 @@ def compile_message(name: str, type_byte: int, items: Sequence[Item], *, game: s
         b.fields.append(Field(version_field, at, "u8", (), "", "the protocol version this message parsed as"))
     _layout_items(b, items, version_field)
     layout = PacketLayout(name=name, size=max(b.size, 1), fields=tuple(b.fields), doc=doc, game=game,
-                          names=names or {}, sectors=sectors, wire=describe(items))
+                          names=names or {}, sectors=sectors, facts=facts or {}, wire=describe(items))
     offsets = {f.name: f.offset for f in b.fields}
     if since:
         versions = tuple(since) + ((oldest_version,) if oldest_version is not None and oldest_version < since[-1] else ())
