@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import h5py
@@ -46,16 +47,24 @@ class _PcarsFeed:
 
 
 def record(data_dir: Path, car: str, track: str, seed: int, seconds: float = SECONDS, run_blocks=None,
-           game: str = "ac") -> str:
+           game: str = "ac", handshakes: tuple[bytes, ...] = (), named: bool = True) -> str:
     """One recording of the ksudp feed, by the recorder's sink path (raw + data.h5) from AC datagrams;
-    with ``run_blocks`` (first, last) a session's run from before block ``first`` to after ``last``."""
+    with ``run_blocks`` (first, last) a session's run from before block ``first`` to after ``last``;
+    ``handshakes``: AC handshake responses stored first; ``named``: the client names car and track."""
     mgr = RecordingManager(data_dir, P, min_free_mb=0)
     mgr.open()
     sessions = SessionManager(data_dir, mgr)
     sessions.open()
     session = sessions.create("lap_times", "export") if run_blocks else None
     feed = _Feed() if game == "ac" else _PcarsFeed()
-    rec = mgr.start({"name": f"{car} at {track}", "game": feed.info["game"], "track": track, "car": car})
+    rec = mgr.start({"name": f"{car} at {track}", "game": feed.info["game"], **({"track": track, "car": car} if named else {})})
+    if handshakes:
+        hs = P["ac_handshake_response"]
+        data = np.frombuffer(b"".join(handshakes), dtype=np.uint8).reshape(len(handshakes), hs.size)
+        t_hs = np.arange(len(handshakes), dtype=np.int64) + 1_780_000_000 * 10**9 - 10**9
+        mgr.on_raw(feed, t_hs, np.full(len(handshakes), hs.size, dtype=np.uint32), data, 0)
+        mgr.on_decoded(feed, hs, RowColumns(Decoder(hs).rows(data.reshape(-1), np.arange(len(handshakes)) * hs.size)),
+                       t_hs, None)
     sim = Simulation(car, "test_ring", rate_hz=RATE_HZ, seed=seed, lap_variation=0.01)
     layout = P[{"ac": "ac_car_info", "pcars1": "pcars1_telemetry"}[game]]
     dec = Decoder(layout)
@@ -365,3 +374,42 @@ def test_progress_bar_shows_on_a_terminal_and_counts_every_frame(recordings, tmp
     assert f"{frames}/{frames} frames" in screen
     assert proc.stdout.read().startswith(f"{frames:,} frames")
     proc.stdout.close()
+
+
+def test_the_game_s_names_fill_what_the_recording_left_unnamed(tmp_path, monkeypatch):
+    # AC names car, driver and track in its handshake answer; a later answer from the menus names
+    # nothing, and says nothing. Exports carry them: MoTeC's header, Parquet's metadata.
+    from reference_motec import read_ld
+    from rt.sim.game import DRIVER_NAME, ac_handshake_response
+
+    empty = ac_handshake_response(car="", track="", config="")
+    rec_id = record(tmp_path, "gt_coupe", "test_ring", 4, seconds=20,
+                    handshakes=(ac_handshake_response(car="ks_audi_r8_lms", track="monza"), empty), named=False)
+    ex = Exporter(tmp_path, P)
+    selection = ex.select(rec_id, "ksudp")
+    assert (selection.meta["car"], selection.meta["track"], selection.meta["driver"]) == (
+        "ks_audi_r8_lms", "monza", DRIVER_NAME)
+    ld = tmp_path / "named.ld"
+    ex.write(selection, "motec", ld)
+    head = read_ld(ld)
+    assert (head.driver, head.vehicle, head.venue) == (DRIVER_NAME, "ks_audi_r8_lms", "monza")
+    # no lap done in 20 s: the last and best lap times are 0 (i2's "none"), not our -1 ms
+    last = next(c for c in head.channels if c.name == "Lap Time Last")
+    assert (selection.frames["last_lap_ms"] == -1).all() and set(last.values) == {0.0}
+    # the log's date and time are the first frame's in this machine's time zone (as a logger's are)
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30: no machine's default, so UTC cannot pass
+    time.tzset()
+    try:
+        ex.write(selection, "motec", ld)
+        head = read_ld(ld)
+        first = datetime.fromtimestamp(int(selection.frames["t_ns"][0]) / 1e9)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (head.date, head.time) == (first.strftime("%d/%m/%Y"), first.strftime("%H:%M:%S"))
+    out = tmp_path / "named.parquet"
+    ex.write(selection, "parquet", out)
+    meta = pq.read_schema(out).metadata
+    assert meta[b"driver"] == DRIVER_NAME.encode() and meta[b"car"] == b"ks_audi_r8_lms"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +42,7 @@ from ..errors import Conflict, Invalid, NotFound, StoreError
 from ..protocols import FEEDS, Protocols
 from ..protocols.canonical import CANONICAL_NAMES, CANONICAL_UNITS
 from ..protocols.layout import decode_text
-from ..store.h5read import frame_rows, read_canonical, read_facts
+from ..store.h5read import frame_rows, read_canonical, read_facts, read_names
 from ..store.manifest import read as read_json
 from .motec import write_motec
 
@@ -149,6 +149,7 @@ class Exporter:
                     raise NotFound("feed", feed, f"recording {rec_id} has no frames of feed {feed}")
                 rows, extras = read_canonical(f, feed, start, end, self.protocols)
                 facts = read_facts(f, feed, int(rows["t_ns"][0]), int(rows["t_ns"][-1]), self.protocols) if len(rows) else {}
+                named = read_names(f, feed, self.protocols)
                 # read_canonical starts at ``start`` whenever it found rows
                 game = _game_columns(f, feed, start, start + len(rows), self.protocols) if len(rows) else {}
         except (OSError, KeyError, ValueError) as exc:
@@ -181,7 +182,9 @@ class Exporter:
             columns[key] = Column(col.values[index], col.unit, None if col.valid is None else col.valid[index])
         meta = {
             "recording_id": rec_id, "recording_name": manifest.get("name"), "game": manifest.get("game"),
-            "track": manifest.get("track"), "car": manifest.get("car"), "driver": manifest.get("driver"),
+            # what the client named the recording wins; else what the game named (the driver only the game names)
+            "track": manifest.get("track") or named.get("track"), "car": manifest.get("car") or named.get("car"),
+            "driver": named.get("driver"),
             "feed": feed, "run_id": run_id, "laps": laps, "frames": int(len(t)),
             "distance_source": source, "export_version": EXPORT_VERSION,
             "track_length_m": facts.get("track_length_m"),
@@ -385,9 +388,12 @@ def motec_arguments(selection: Selection) -> dict:
     channels = {name: (np.asarray(cols[name].values, dtype=np.float64), CANONICAL_UNITS[name])
                 for name in CANONICAL_NAMES if name != "t_ns"}
     channels["distance_m"] = (np.asarray(cols["distance_m"].values, dtype=np.float64), "m")
+    for name in ("last_lap_ms", "best_lap_ms"):  # our -1 "none yet" would read as a lap of -0.001 s: i2 shows 0
+        values, unit = channels[name]
+        channels[name] = (np.where(values < 0, 0.0, values), unit)
     m = selection.meta
     meta = {"driver": m.get("driver") or "", "vehicle": m.get("car") or "", "venue": m.get("track") or "",
-            "datetime": datetime.fromtimestamp(int(t_ns[0]) / 1e9, tz=timezone.utc) if len(t_ns) else None,
+            "datetime": datetime.fromtimestamp(int(t_ns[0]) / 1e9).astimezone() if len(t_ns) else None,  # local, as a logger's
             "feed": m["feed"], "game": m.get("game") or ""}
     laps = []
     for lap in selection.laps:

@@ -115,6 +115,30 @@ def read_facts(f: h5py.File, feed: str, t0_ns: int, t1_ns: int, protocols: Proto
     return {fact: max(values) for fact, values in facts.items()}
 
 
+def read_names(f: h5py.File, feed: str, protocols: Protocols) -> dict[str, str]:
+    """What the game named (``car``, ``driver``, ``track``…: see ``PacketLayout.names``) in
+    ``feed``'s stored packets: the last non-empty value of each (menus send empty names)."""
+    names: dict[str, str] = {}
+    group = f.get(feed)
+    if group is None:
+        return names
+    for kind in group:
+        if kind == "canonical" or kind not in protocols.kind_id or not protocols[kind].names:
+            continue
+        layout = protocols[kind]
+        rows = group[kind]["rows"]
+        # names packets are rare (handshakes, strings packets); the last few say what the game said last
+        block = rows.fields(list(layout.names.values()))[max(0, rows.shape[0] - 64):]
+        for key, name in layout.names.items():
+            wide = layout[name].wtype == "wchar"
+            for raw in block[name][::-1]:
+                text = decode_text(bytes(raw), wide).strip()
+                if text:
+                    names[key] = text
+                    break
+    return names
+
+
 ACC_ENTRY_KIND = "acc_entry_list_car"
 
 
