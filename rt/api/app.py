@@ -14,6 +14,7 @@ from sanic import Sanic
 from . import access
 from .errors import handle_error
 from .openapi import bp as openapi_bp
+from .page import blueprint as page_blueprint
 from .live import bp as live_bp
 from .recordings import bp as recordings_bp
 from .sessions import bp as sessions_bp
@@ -38,6 +39,7 @@ def create_app(runtime, name: str = "rusty_telemetry") -> Sanic:
     app.blueprint(recordings_bp)
     app.blueprint(sessions_bp)
     app.blueprint(openapi_bp)
+    app.blueprint(page_blueprint(bool(runtime.config.api_token)))
     access.install(app, runtime.config)
     app.error_handler.add(Exception, handle_error)
 

@@ -422,6 +422,16 @@ PATHS = {
                                                                "responses": {**_ok(200, "stopped", _ref("Run")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/sessions/{session_id}/runs/{run_id}": {"delete": {"summary": "Delete a run", "parameters": RUN,
                                                             "responses": {**_ok(204, "deleted"), **_errors(*CHANGE, 404, 507)}}},
+    # the recorder's own web page (rt/api/page.py): not part of the API, listed so that every route is
+    "/": {"get": {"summary": "The web page (live view, recordings, sessions and their analyses)", "tags": ["page"],
+                  "responses": {**_ok(200, "HTML", {"type": "string"}, "text/html"), **_ok(304, "unchanged (If-None-Match)")}}},
+    "/ui/config.json": {"get": {"summary": "What the page needs to know: whether changes need the API token", "tags": ["page"],
+                                "responses": _ok(200, "settings", {"type": "object", "required": ["token_required"],
+                                                                   "properties": {"token_required": {"type": "boolean"}}})}},
+    "/ui/{name}": {"get": {"summary": "The page's assets (script, style sheet, the vendored uPlot)", "tags": ["page"],
+                           "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                           "responses": {**_ok(200, "the file", {"type": "string"}, "*/*"), **_ok(304, "unchanged (If-None-Match)"),
+                                         **_errors(404)}}},
 }
 
 DOCUMENT = {
