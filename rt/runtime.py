@@ -12,7 +12,7 @@ from pathlib import Path
 from .config import Config
 from .export.table import Exporter, parse_laps
 from .feeds.manager import FeedManager
-from .memory import Trimmer
+from .memory import MemoryLog, Trimmer
 from .protocols import protocols_for
 from .sessions.laps import RecordingLaps
 from .sessions.manager import SessionManager
@@ -36,6 +36,8 @@ class Runtime:
                                  active=lambda: (self.recordings.summary() or {}).get("id"))
         self.laps = RecordingLaps(self.recordings)  # lap tables and traces of whole recordings
         self.started = False
+        #: More sources for the memory log (name → callable), e.g. the API's router cache.
+        self.memory_sources: dict = {}
 
     def start(self) -> None:
         repaired = self.recordings.open()
@@ -46,6 +48,10 @@ class Runtime:
         self.feeds.sinks.append(self.recordings)
         self.feeds.on_tick.append(self.recordings.tick)
         self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle, self.laps.release_idle]).tick)
+        if self.config.memory_log_s > 0:
+            sources = {"sessions": self.sessions.counts, "recordings": self.recordings.counts,
+                       "feeds": self.feeds.counts, **self.memory_sources}
+            self.feeds.on_tick.append(MemoryLog(self.config.memory_log_s, sources).tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"
