@@ -10,7 +10,13 @@ Used by the short soak test (seconds) and the long soak benchmark (``python -m b
 * /api/live latencies while ingesting,
 * runs started, stopped and deleted: one client starts a run every 0.75 s, stops it after 0.5 s and
   deletes it (a kept run is ~3 KB of session state the user asked for; deleting it keeps the
-  memory series about the recorder).
+  memory series about the recorder),
+* memory by cause (``by_cause``): the server logs its figures every ``seconds / 60`` (at least
+  5 s; ``RUSTY_TELEMETRY_MEMORY_LOG_S``): resident memory, the C heap in use and free, HDF5's free
+  lists, Python's allocated blocks, Sanic's route cache, the sessions' runs and bookkeeping, and its counts
+  of syncs and consumer passes. Over the second half the report gives each figure's growth, and
+  that growth per 1000 /api/live requests, per 100 runs and per 100 syncs, so a regression
+  points at what grows and with which activity.
 
 Senders are Python ``sendto`` loops paced in 2 ms steps, one per feed in its own process, with
 datagrams built by the simulator's packet builders (AC RTCarInfo to a simulated AC that the
@@ -93,11 +99,13 @@ FEED_NAMES = {"ac": "ksudp", "tt": "telemetry_tool", "pcars1": "pcars"}
 CAR_DATAGRAM_BYTES = {"ac": 328, "tt": 357, "pcars1": 1367}
 
 
-def _start_server(tmp: str, ksudp_port: int, log) -> subprocess.Popen:
-    """Start ``rusty-telemetry serve`` on free ports with its data in ``tmp``/data, stderr to ``log``."""
+def _start_server(tmp: str, ksudp_port: int, log, memory_log_s: float = 0.0) -> subprocess.Popen:
+    """Start ``rusty-telemetry serve`` on free ports with its data in ``tmp``/data, stderr to ``log``,
+    logging its memory figures every ``memory_log_s`` (0: never)."""
     env = dict(os.environ, RUSTY_TELEMETRY_API_PORT="0", RUSTY_TELEMETRY_TT_PORT="0", RUSTY_TELEMETRY_PCARS_PORT="0",
                RUSTY_TELEMETRY_LISTEN="127.0.0.1", RUSTY_TELEMETRY_DATA_DIR=str(Path(tmp) / "data"),
-               RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port), RUSTY_TELEMETRY_MIN_FREE_MB="0")
+               RUSTY_TELEMETRY_KSUDP_PORT=str(ksudp_port), RUSTY_TELEMETRY_MIN_FREE_MB="0",
+               RUSTY_TELEMETRY_MEMORY_LOG_S=str(memory_log_s))
     return subprocess.Popen([sys.executable, "-m", "rt", "serve", "--plain"], env=env, stdout=subprocess.PIPE,
                             stderr=log, text=True)
 
@@ -136,10 +144,13 @@ class _Clients:
         self.seconds = seconds
         self.poll_hz = poll_hz
         self.latencies: list[float] = []  # /api/live round trips, s
+        self.live_at: list[float] = []  # when each answered, s since start
+        self.runs_at: list[float] = []  # when each run was deleted, s since start
         self.memory: list[tuple[float, float]] = []  # (s since start, RSS MB)
         self.runs = {"started": 0, "stopped": 0, "deleted": 0}
         self.errors: list[str] = []
         self.t0 = time.monotonic()
+        self.t0_epoch = time.time()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=f, daemon=True) for f in (self._poll, self._churn, self._sample_memory)]
 
@@ -158,6 +169,7 @@ class _Clients:
             try:
                 _get(f"{self.url}/api/live")
                 self.latencies.append(time.perf_counter() - start)
+                self.live_at.append(time.monotonic() - self.t0)
             except Exception as exc:  # noqa: BLE001 - counted and reported, not hidden
                 self.errors.append(f"live: {exc}")
             self._stop.wait(1.0 / self.poll_hz)
@@ -174,6 +186,7 @@ class _Clients:
                 self.runs["stopped"] += 1
                 _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}", "DELETE")
                 self.runs["deleted"] += 1
+                self.runs_at.append(time.monotonic() - self.t0)
             except Exception as exc:  # noqa: BLE001
                 self.errors.append(f"runs: {exc}")
             stop.wait(0.25)
@@ -206,10 +219,57 @@ def _count_recorded(rec_dir: Path) -> dict[str, int]:
     return recorded
 
 
+#: Figures of the server's memory log that are sizes (the others are counts of activity).
+CAUSE_FIGURES = ("rss_mb", "c_heap_in_use_mb", "c_heap_free_mb", "hdf5_free_lists_mb", "python_blocks",
+                 "router_cache_entries", "runs_kept", "run_bookkeeping", "recordings")
+
+
+def _memory_log(log_path: Path, t0_epoch: float) -> list[dict]:
+    """The server's memory lines (``rt.memory.MemoryLog``), each with ``t``: s since the clients started."""
+    out = []
+    for line in log_path.read_text().splitlines():
+        head, sep, body = line.partition(" rt.memory: memory ")
+        if sep:
+            figures = json.loads(body)
+            figures["t"] = round(figures.pop("at") - t0_epoch, 1)
+            out.append(figures)
+    return out
+
+
+def _by_cause(samples: list[dict], clients: "_Clients", wall: float) -> dict:
+    """Growth of each memory figure over the second half, per 1000 /api/live requests, per 100
+    runs and per 100 syncs in the same span (see the module doc)."""
+    half = [s for s in samples if s["t"] >= wall / 2]
+    if len(half) < 2:
+        return {"samples": len(samples), "note": "fewer than two memory samples in the second half"}
+    first, last = half[0], half[-1]
+    span = (first["t"], last["t"])
+    requests = sum(1 for t in clients.live_at if span[0] <= t < span[1])
+    runs = sum(1 for t in clients.runs_at if span[0] <= t < span[1])
+    syncs = last.get("syncs", 0) - first.get("syncs", 0)
+    growth = {k: round(last[k] - first[k], 3) for k in CAUSE_FIGURES if isinstance(first.get(k), (int, float))
+              and isinstance(last.get(k), (int, float))}
+
+    def per(count: int, unit: int) -> dict | None:
+        return {k: round(v / count * unit, 4) for k, v in growth.items()} if count else None
+
+    return {
+        "samples": len(samples),
+        "second_half": {"from_s": span[0], "to_s": span[1], "live_requests": requests, "runs": runs, "syncs": syncs,
+                        "decoding_passes": last.get("decoding_passes", 0) - first.get("decoding_passes", 0)},
+        "first": {k: first.get(k) for k in CAUSE_FIGURES}, "last": {k: last.get(k) for k in CAUSE_FIGURES},
+        "growth": growth,
+        "per_1000_requests": per(requests, 1000),
+        "per_100_runs": per(runs, 100),
+        "per_100_syncs": per(syncs, 100),
+    }
+
+
 def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent: dict[str, int], stopped: dict,
             clients: _Clients) -> dict:
     """The soak's JSON report (see the module doc); ``wall`` and ``cpu`` in s."""
     recorded = _count_recorded(rec_dir)
+    memory_log = _memory_log(Path(tmp) / "server.log", clients.t0_epoch)
     lat = sorted(clients.latencies)
     memory = clients.memory
     return {
@@ -231,6 +291,8 @@ def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent:
         "live_p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else None,
         "live_p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
         "runs": clients.runs,
+        "by_cause": _by_cause(memory_log, clients, wall),
+        "memory_log": memory_log,
         "errors": clients.errors[:20],
         "server_log_tracebacks": (Path(tmp) / "server.log").read_text().count("Traceback"),
         "data_dir": tmp,
@@ -248,7 +310,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
         probe.bind(("127.0.0.1", 0))
         ksudp_port = probe.getsockname()[1]
     log = open(Path(tmp) / "server.log", "w")
-    server = _start_server(tmp, ksudp_port, log)
+    server = _start_server(tmp, ksudp_port, log, max(5.0, seconds / 60))
     try:
         url = _server_url(server)
         feeds = _get(f"{url}/api/live")["feeds"]

@@ -45,6 +45,7 @@ VARIABLES: dict[str, tuple[str | None, str]] = {
     "MIN_FREE_MB": ("100", "a recording stops cleanly when the data disk has less free space than this, MiB"),
     "SYNC_S": ("5", "while recording, the raw files are fsynced and the manifest rewritten this often, s: what a power loss can lose (a killed process loses under a second whatever this is)"),
     "FORWARD": (None, "re-send every datagram of a feed unchanged to other programs: feed=host:port, comma-separated (a feed may appear several times; IPv6 as [::1]:5607)"),
+    "MEMORY_LOG_S": ("0", "log one line of memory figures by cause (C heap, HDF5 free lists, Python blocks, sessions, syncs) this often, s; 0 = never (soaks set it)"),
     "COMPACT_AFTER_S": ("60", "a stopped recording is compacted (data.h5 and raw files compressed) this long after it stopped, s"),
 }
 
@@ -74,6 +75,7 @@ class Config:
     min_free_mb: float = 100.0
     compact_after_s: float = 60.0
     sync_s: float = 5.0
+    memory_log_s: float = 0.0
     merge_tolerance_ms: float = 1.0
     #: (feed, IP address, port) per forwarding target, in the order given (see :func:`_forward`)
     forward: tuple[tuple[str, str, int], ...] = ()
@@ -243,6 +245,7 @@ def load(env: Mapping[str, str]) -> Config:
         min_free_mb=_number("MIN_FREE_MB", get("MIN_FREE_MB"), 0, 1 << 20),
         compact_after_s=_number("COMPACT_AFTER_S", get("COMPACT_AFTER_S"), 0, 7 * 86400),
         sync_s=_number("SYNC_S", get("SYNC_S"), 0.1, 600),
+        memory_log_s=_number("MEMORY_LOG_S", get("MEMORY_LOG_S"), 0, 86400),
         merge_tolerance_ms=_number("MERGE_TOLERANCE_MS", get("MERGE_TOLERANCE_MS"), 0, 1000),
         forward=_forward(get("FORWARD") or ""),
     )

@@ -8,14 +8,21 @@ higher). ``malloc_trim`` returns every whole free page of every arena to the sys
 
 Elsewhere (musl, macOS, Windows) there is nothing to call and :func:`release_free_memory` is a
 no-op.
+
+:class:`MemoryLog` (``RUSTY_TELEMETRY_MEMORY_LOG_S``) logs what holds memory, by cause, for soaks.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
+import logging
+import sys
 import time
 from typing import Callable, Iterable
+
+log = logging.getLogger(__name__)
 
 #: Seconds between trims: often enough that a stall's buffers go back within a minute, rarely
 #: enough that the walk over the heap costs nothing measurable.
@@ -61,3 +68,104 @@ class Trimmer:
             for release in self.release:
                 release()
             release_free_memory()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _load_mallinfo2():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2 = libc.mallinfo2  # glibc ≥ 2.33
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    mallinfo2.argtypes = []
+    return mallinfo2
+
+
+_mallinfo2 = _load_mallinfo2()
+_hdf5 = None
+
+
+def _hdf5_library():
+    """The HDF5 library h5py loaded (its own copy in a wheel), found among the process's mapped
+    files (Linux); None elsewhere or before h5py is imported."""
+    global _hdf5
+    if _hdf5 is None:
+        try:
+            with open("/proc/self/maps") as fh:
+                paths = {line.split()[-1] for line in fh if "/libhdf5" in line}
+        except OSError:
+            return None
+        for path in sorted(paths):
+            if "libhdf5_hl" not in path and "libhdf5" in path.rsplit("/", 1)[-1]:
+                try:
+                    _hdf5 = ctypes.CDLL(path)
+                    break
+                except OSError:
+                    continue
+    return _hdf5
+
+
+def heap_stats() -> dict[str, float]:
+    """What the C side holds, MB: the C heap in use and free in glibc's arenas (mmapped blocks
+    count as in use), and HDF5's free lists (blocks it keeps for reuse instead of freeing). A key
+    is missing where it cannot be known (another C library, no HDF5 loaded yet)."""
+    out: dict[str, float] = {}
+    if _mallinfo2 is not None:
+        info = _mallinfo2()
+        out["c_heap_in_use_mb"] = round((info.uordblks + info.hblkhd) / 2**20, 3)
+        out["c_heap_free_mb"] = round(info.fordblks / 2**20, 3)
+    lib = _hdf5_library()
+    if lib is not None:
+        sizes = [ctypes.c_size_t() for _ in range(4)]
+        if lib.H5get_free_list_sizes(*[ctypes.byref(s) for s in sizes]) >= 0:
+            out["hdf5_free_lists_mb"] = round(sum(s.value for s in sizes) / 2**20, 3)
+    return out
+
+
+def rss_mb() -> float:
+    """Resident memory of this process, MB (Linux; 0.0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+class MemoryLog:
+    """Logs one line ``memory {json}`` every ``interval_s`` from :meth:`tick` (the consumer's
+    tick): resident memory, :func:`heap_stats`, the memory blocks Python has allocated,
+    and what each of ``sources`` (name → callable returning a number or a dict of numbers) says:
+    the structures that grow per request, per run or per sync, with the counts of those. A soak
+    reads these lines to say which cause a growth belongs to (``RUSTY_TELEMETRY_MEMORY_LOG_S``)."""
+
+    def __init__(self, interval_s: float, sources: dict[str, Callable[[], object]]) -> None:
+        self.interval_s = interval_s
+        self.sources = sources
+        self._last = time.monotonic()
+
+    def figures(self) -> dict:
+        # Python's allocated blocks: O(1) to read, where counting the collector's objects holds
+        # the GIL for milliseconds (an /api/live answer waits for it).
+        out: dict = {"at": round(time.time(), 3), "rss_mb": round(rss_mb(), 2), **heap_stats(),
+                     "python_blocks": sys.getallocatedblocks()}
+        for name, source in self.sources.items():
+            try:
+                value = source()
+            except Exception as exc:  # noqa: BLE001 - a figure missing must not stop the consumer
+                value = f"unknown: {exc}"
+            if isinstance(value, dict):
+                out.update(value)
+            else:
+                out[name] = value
+        return out
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            log.info("memory %s", json.dumps(self.figures()))

@@ -54,3 +54,24 @@ def test_the_trimmer_frees_idle_caches_before_each_trim_and_not_between():
     trimmer.tick()
     trimmer.tick()
     assert calls == ["pool"]
+
+
+def test_the_memory_log_gives_each_cause_its_figure(caplog):
+    import logging
+
+    import h5py  # noqa: F401 - HDF5 loaded, so its free lists are known
+
+    from rt.memory import MemoryLog
+
+    runs = {"runs_kept": 3, "run_bookkeeping": 3}
+    memory_log = MemoryLog(interval_s=3600.0, sources={"sessions": lambda: runs, "router_cache_entries": lambda: 7})
+    with caplog.at_level(logging.INFO, logger="rt.memory"):
+        memory_log.tick()  # not yet due
+        memory_log._last -= 3600.0
+        memory_log.tick()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("memory ")]
+    assert len(lines) == 1
+    figures = json.loads(lines[0].split(" ", 1)[1])
+    assert figures["runs_kept"] == 3 and figures["router_cache_entries"] == 7
+    assert figures["rss_mb"] > 0 and figures["python_blocks"] > 1000
+    assert {"c_heap_in_use_mb", "hdf5_free_lists_mb"} <= set(figures)  # glibc and HDF5 here (Linux)

@@ -17,6 +17,8 @@ def test_short_soak_loses_nothing_and_memory_stays_flat(tmp_path):
     assert report["errors"] == [] and report["server_log_tracebacks"] == 0
     assert report["runs"]["started"] >= 4 and report["runs"]["stopped"] >= 4 and report["runs"]["deleted"] >= 4
     assert report["live_requests"] > 50
+    # the server logged its memory figures by cause (every 5 s in a short soak)
+    assert report["memory_log"] and {"rss_mb", "c_heap_in_use_mb", "syncs", "runs_kept"} <= set(report["memory_log"][-1])
     # resident memory: the rings and buffers fill in the first seconds, then it stays put
     later = [mb for t, mb in report["memory_mb"] if t >= report["seconds"] / 2]
     assert later and max(later) - min(later) < 20, report["memory_mb"]

@@ -35,6 +35,10 @@ def create_app(runtime, name: str = "rusty_telemetry") -> Sanic:
     app.config.MOTD = False
     app.config.ACCESS_LOG = False
     app.ctx.runtime = runtime
+    if hasattr(runtime, "memory_sources"):
+        # Sanic caches a route lookup per distinct path (1024 at most): one per run's stop and
+        # delete URL, so it fills as runs come and go (the memory log shows how far).
+        runtime.memory_sources["router_cache_entries"] = lambda: type(app.router).get.cache_info().currsize
     app.blueprint(live_bp)
     app.blueprint(recordings_bp)
     app.blueprint(sessions_bp)

@@ -54,6 +54,12 @@ class SessionManager:
         self._stopped: list[tuple[str, dict[str, int]]] = []
         recordings.on_stop.append(self._recording_stopped)
 
+    def counts(self) -> dict[str, int]:
+        """What the sessions hold (the memory log): sessions, their runs, the runs' bookkeeping."""
+        with self.lock:
+            return {"sessions": len(self.sessions), "runs_kept": sum(len(s["runs"]) for s in self.sessions.values()),
+                    "run_bookkeeping": len(self._internal), "stops_queued": len(self._stopped)}
+
     # ---- persistence ------------------------------------------------------------------------
 
     def open(self) -> None:

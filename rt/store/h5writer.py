@@ -108,16 +108,21 @@ class H5Writer:
                  writer: Executor | None = None) -> None:
         self.path = Path(path)
         try:
-            # A small chunk cache that evicts whole chunks first: each (compressed) chunk is written
-            # as it fills, spread over the appends, instead of all together at the next flush (a
-            # 50 ms stall of the consumer at 150 000 datagrams/s, longer than the rings hold).
+            # A chunk cache of one chunk per dataset (CHUNK_BYTES) that evicts whole chunks first:
+            # each (compressed) chunk is written as soon as the next one starts, spread over the
+            # appends, instead of all together at the next flush (a 50 ms stall of the consumer at
+            # 150 000 datagrams/s, longer than the rings hold). It held four: three full chunks
+            # stayed in memory beside the one being filled, in each of the ~70 open datasets,
+            # and at a game's rates they filled over minutes (a canonical chunk every 49 s at
+            # 333 Hz) to hours (rare packet kinds): RSS rose in 3.5 MB steps for the first minutes
+            # of a game-rate soak, ~13 MB in all, and kept creeping after.
             # Free space in the file: HDF5 frees a compressed chunk's old place each time it is
             # rewritten larger (a sync wrote it partly filled) and by default tracks every freed
             # piece in memory until the file closes, a recording's whole length. Pieces under
             # FREE_SPACE_MIN_BYTES are mostly too small to be reused and are let go instead.
             self.file = h5py.File(self.path, "w", libver="latest", fs_strategy="fsm",
                                   fs_threshold=FREE_SPACE_MIN_BYTES,
-                                  rdcc_nbytes=4 * CHUNK_BYTES, rdcc_w0=1.0)
+                                  rdcc_nbytes=CHUNK_BYTES, rdcc_w0=1.0)
             _bound_metadata_cache(self.file)
             self.file.attrs["format"] = FORMAT
             self.file.attrs["recording_id"] = recording_id

@@ -112,6 +112,7 @@ class RecordingManager:
         #: ``data.h5`` files whose writes failed in this process: the HDF5 library then crashed in
         #: its shutdown at process exit, so ``serve`` skips that shutdown when this is not empty.
         self.hdf5_failed: list[str] = []
+        self.syncs = 0  # syncs started in this process (the memory log's per-sync figures)
 
     # ---- start-up ---------------------------------------------------------------------------
 
@@ -186,6 +187,10 @@ class RecordingManager:
             if manifest is None:
                 raise NotFound("recording", rec_id)
             return dict(manifest)
+
+    def counts(self) -> dict[str, int]:
+        """For the memory log: syncs so far and recordings known."""
+        return {"syncs": self.syncs, "recordings": len(self._manifests)}
 
     def raw_file(self, rec_id: str, feed: str) -> rawfile.RawFile:
         """A feed's raw file opened for reading its original bytes (the caller closes it); its
@@ -561,6 +566,7 @@ class RecordingManager:
                 self._fail(exc)
                 return
             act.last_sync = now
+            self.syncs += 1
             act.synced_bytes += written
             # fsync can take 100 ms and more on a busy disk: it runs beside the consumer, which
             # keeps emptying the rings meanwhile. One at a time; a slow one delays the next.
