@@ -2,7 +2,7 @@
 // the page is served beside. Plain script, no build step; charts are uPlot (vendor/).
 "use strict";
 
-const LIVE_POLL_MS = 250;     // several updates a second; the server answers /api/live from memory
+const LIVE_POLL_MS = 300;     // several updates a second, at under 1 % of a core of the server (benchmarks/test_bench_page.py)
 // the live strip chart's window (s); ?strip_s= shortens it (the tests see it trimmed in seconds)
 const STRIP_SECONDS = Number(new URLSearchParams(location.search).get("strip_s")) || 30;
 const COLORS = ["#c8102e", "#1f5fbf", "#16803c", "#8a4fd1", "#b35c00", "#00838f"];
