@@ -21,6 +21,7 @@ if chromium_path() is None:
         raise RuntimeError("RT_REQUIRE_BROWSER=1 but no Chromium: install Debian's chromium or set CHROMIUM")
     pytest.skip("needs Chromium (Debian's chromium package, or CHROMIUM=path)", allow_module_level=True)
 pytest.importorskip("playwright")
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 
@@ -56,7 +57,17 @@ class Watched:
         return self.page.evaluate(expression)
 
     def chart_points(self, name: str) -> list[int]:
-        """Per series of chart ``name``: how many of its values are numbers (drawn)."""
+        """Per series of chart ``name``: how many of its values are numbers; and the chart drew them:
+        every scale its series use has a range (uPlot leaves them unset when it could not draw)."""
+        used = (f"(() => {{ const u = window.rt.charts[{name!r}]; if (!u) return null;"
+                f" return [...new Set(u.series.map(s => s.scale))].map(k => [k, u.scales[k].min, u.scales[k].max]); }})()")
+        try:  # uPlot sets the ranges as it initialises, just after the chart is made
+            self.page.wait_for_function(f"(({used}) || []).length > 0 && ({used}).every(s => s[1] !== null)", timeout=5000)
+        except PlaywrightTimeout:
+            pass  # the assertion below says which scale has no range
+        scales = self.js(used)
+        for key, lo, hi in scales:
+            assert lo is not None and hi is not None and lo < hi, (name, key, lo, hi)
         return self.js(f"window.rt.charts[{name!r}].data.slice(1).map(s => s.filter(v => typeof v === 'number').length)")
 
     def assert_clean(self) -> None:

@@ -130,17 +130,18 @@ function destroyCharts() {
 }
 
 /** A uPlot chart named ``name`` in ``box``; ``series``: [{label, scale?, color?, points?}]. */
-function chart(name, box, title, data, series, { axes = null, scales = {}, height = 220, xLabel = "" } = {}) {
+function chart(name, box, title, data, series, { axes = null, scales = {}, height = 220, xLabel = "", hooks = {} } = {}) {
   if (charts[name]) charts[name].destroy();
   const width = Math.max(320, box.clientWidth || main().clientWidth - 40);
   const opts = {
     title, width, height, scales: { x: { time: false }, ...scales },
     series: [{ label: xLabel }, ...series.map((s, k) => ({
       label: s.label, scale: s.scale || "y", stroke: s.color || COLORS[k % COLORS.length], width: s.width || 1.5,
-      spanGaps: true, points: { show: !!s.points, size: 4 }, paths: s.points ? () => null : undefined,
+      spanGaps: true, points: { show: !!s.points, size: 4 }, ...(s.points ? { paths: () => null } : {}),
     }))],
     axes: axes || [{ label: xLabel }, { scale: "y" }],
     legend: { live: false },
+    hooks,  // given here: uPlot reads them as it initialises (a redraw before that leaves the scales unset)
   };
   const plot = new uPlot(opts, data, box);
   charts[name] = plot;
@@ -446,18 +447,16 @@ function drawShiftPoints(box, a) {
   const data = uPlot.join([...tables, ...measured].map((t) => sortXY(t[0], t[1])));
   const series = [...curves.map((g, k) => ({ label: `gear ${g.gear}`, color: COLORS[k % COLORS.length], width: 2 })),
     ...curves.filter((g) => g.measured_speed_kmh && g.measured_speed_kmh.length).map((g, k) => ({ label: `gear ${g.gear} measured`, color: COLORS[k % COLORS.length], points: true }))];
-  const plot = chart("shift", chartBox, `Acceleration (${a.curves.accel_unit}) against speed (km/h): shift where the next gear's curve crosses`, data, series, { height: 320, xLabel: "km/h" });
-  // the recommended shift speeds, drawn as vertical lines
+  // the recommended shift speeds, drawn as dashed vertical lines
   const speeds = (a.gears || []).map((g) => g.recommended_speed_kmh).filter((v) => v !== null);
-  plot.hooks.draw = plot.hooks.draw || [];
   const drawLines = (u) => {
     const ctx = u.ctx;
     ctx.save(); ctx.strokeStyle = "#333"; ctx.setLineDash([4, 4]);
     for (const v of speeds) { const px = u.valToPos(v, "x", true); ctx.beginPath(); ctx.moveTo(px, u.bbox.top); ctx.lineTo(px, u.bbox.top + u.bbox.height); ctx.stroke(); }
     ctx.restore();
   };
-  plot.hooks.draw.push(drawLines);
-  plot.redraw();
+  chart("shift", chartBox, `Acceleration (${a.curves.accel_unit}) against speed (km/h): shift where the next gear's curve crosses (dashed)`,
+    data, series, { height: 320, xLabel: "km/h", hooks: { draw: [drawLines] } });
 }
 
 function sortXY(x, y) {
