@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,3 +111,96 @@ def sim_server(tmp: Path, **env: str):
             srv.stop()
         srv.proc.stdout.close()
         srv.log.close()
+
+
+def firefox_path() -> str | None:
+    """Firefox's executable: ``FIREFOX``, else Debian's ``firefox-esr`` (or ``firefox``) on the PATH."""
+    return os.environ.get("FIREFOX") or shutil.which("firefox-esr") or shutil.which("firefox")
+
+
+class Firefox:
+    """Headless Firefox driven over WebDriver BiDi (its own remote protocol, no driver binary):
+    navigate, evaluate JavaScript, collect the console's errors. Playwright drives only its own
+    patched Firefox builds, which this machine does not download."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        from rigs import free_tcp_port
+
+        path = firefox_path()
+        if path is None:
+            raise RuntimeError("no Firefox: install Debian's firefox-esr package, or set FIREFOX to its executable")
+        self.port = free_tcp_port()
+        self.profile = tempfile.TemporaryDirectory()
+        self.proc = subprocess.Popen([path, "--headless", "--no-remote", "--profile", self.profile.name,
+                                      f"--remote-debugging-port={self.port}", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.errors: list[str] = []
+        self._next = 0
+        self.ws = None
+
+    async def start(self) -> None:
+        import asyncio
+
+        import websockets
+
+        deadline = time.monotonic() + 30
+        while self.ws is None:
+            try:
+                self.ws = await websockets.connect(f"ws://127.0.0.1:{self.port}/session", max_size=None)
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                await asyncio.sleep(0.1)
+        await self.command("session.new", {"capabilities": {}})
+        await self.command("session.subscribe", {"events": ["log.entryAdded"]})
+        self.context = (await self.command("browsingContext.getTree", {}))["contexts"][0]["context"]
+
+    async def command(self, method: str, params: dict) -> dict:
+        import json as json_
+
+        self._next += 1
+        ident = self._next
+        await self.ws.send(json_.dumps({"id": ident, "method": method, "params": params}))
+        while True:
+            msg = json_.loads(await self.ws.recv())
+            if msg.get("method") == "log.entryAdded" and msg["params"].get("level") == "error":
+                self.errors.append(msg["params"].get("text", ""))
+            if msg.get("id") == ident:
+                if msg.get("type") == "error":
+                    raise RuntimeError(f"{method}: {msg.get('error')}: {msg.get('message')}")
+                return msg["result"]
+
+    async def goto(self, url: str) -> None:
+        await self.command("browsingContext.navigate", {"context": self.context, "url": url, "wait": "complete"})
+
+    async def evaluate(self, expression: str):
+        """The JSON value of ``expression`` (evaluated as ``JSON.stringify(expression)``)."""
+        import json as json_
+
+        result = await self.command("script.evaluate", {"expression": f"JSON.stringify({expression})",
+                                                        "target": {"context": self.context}, "awaitPromise": True})
+        if result.get("type") == "exception":
+            raise RuntimeError(result["exceptionDetails"]["text"])
+        return json_.loads(result["result"]["value"]) if result["result"].get("value") is not None else None
+
+    async def wait_for(self, expression: str, timeout: float = 20.0):
+        """Evaluate ``expression`` until it is truthy (page events, not time, decide when)."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while True:
+            value = await self.evaluate(f"(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()")
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not true within {timeout} s in Firefox: {expression}")
+            await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        self.proc.kill()
+        self.proc.wait()
+        self.profile.cleanup()

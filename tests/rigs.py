@@ -88,6 +88,13 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a program that takes a port number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def feed_config(**kw):
     """A Config on loopback with ephemeral listening ports and a fast receive period."""
     from rt.config import Config

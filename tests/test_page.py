@@ -291,3 +291,44 @@ def test_the_page_and_its_assets_are_served_with_etags(rig):
     for hostile in ("/ui/nothing.js", "/ui/../../etc/passwd", "/ui/%2e%2e/app.py", "/ui/vendor/../page.py"):
         status, body = rig.srv.get(hostile)
         assert status == 404 and body["error"]["status"] == 404, (hostile, body)
+
+
+def test_firefox_draws_the_live_view_and_an_analysis(rig):
+    # The page in Firefox too (Debian's firefox-esr, driven over WebDriver BiDi): values move, the
+    # strip and a session's charts and map are drawn, and the console has no error.
+    import asyncio
+
+    from browser import Firefox, firefox_path
+
+    if firefox_path() is None:
+        if os.environ.get("RT_REQUIRE_BROWSER") == "1":
+            raise RuntimeError("RT_REQUIRE_BROWSER=1 but no Firefox: install Debian's firefox-esr or set FIREFOX")
+        pytest.skip("needs Firefox (Debian's firefox-esr package, or FIREFOX=path)")
+    made = rig.sessions_with_laps(("braking_analysis",))
+    zones = len(rig.srv.get(f"/api/sessions/{made['braking_analysis']}")[1]["analysis"]["zones"])
+
+    async def drive() -> list[str]:
+        ff = Firefox()
+        try:
+            await ff.start()
+            await ff.goto(rig.url + "/#live")
+            # the car moves: three different speeds shown (the page's own record of what it showed)
+            await ff.evaluate("(window.seen = new Set(), new MutationObserver(() => { const t = "
+                              "document.getElementById('v-speed')?.textContent; if (t) window.seen.add(t); })"
+                              ".observe(document.getElementById('main'), {childList: true, subtree: true}), 0)")
+            await ff.wait_for("window.seen.size >= 3")
+            await ff.wait_for("window.rt.charts.live.data[0].length >= 3")
+            low, high = await ff.evaluate("[window.rt.charts.live.scales.kmh.min, window.rt.charts.live.scales.kmh.max]")
+            assert low < high
+            await ff.goto(rig.url + f"/#session/{made['braking_analysis']}")
+            await ff.wait_for(f"document.querySelector('main').dataset.shown === '{made['braking_analysis']}'")
+            assert await ff.evaluate("document.querySelectorAll('#zones tbody tr').length") == zones
+            assert await ff.evaluate("window.rt.maps.track.markers") == zones
+            for name in ("speed", "pedals", "delta"):
+                low, high = await ff.evaluate(f"[window.rt.charts.{name}.scales.x.min, window.rt.charts.{name}.scales.x.max]")
+                assert low < high, name
+            return ff.errors
+        finally:
+            await ff.close()
+
+    assert asyncio.run(drive()) == []
