@@ -297,6 +297,7 @@ def test_firefox_draws_the_live_view_and_an_analysis(rig):
     # The page in Firefox too (Debian's firefox-esr, driven over WebDriver BiDi): values move, the
     # strip and a session's charts and map are drawn, and the console has no error.
     import asyncio
+    import concurrent.futures
 
     from browser import Firefox, firefox_path
 
@@ -331,4 +332,6 @@ def test_firefox_draws_the_live_view_and_an_analysis(rig):
         finally:
             await ff.close()
 
-    assert asyncio.run(drive()) == []
+    # its own thread: Playwright's sync API keeps an event loop running in this one
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, drive()).result() == []
