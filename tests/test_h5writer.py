@@ -125,3 +125,51 @@ def test_a_full_chunk_leaves_memory_as_soon_as_the_next_one_starts(tmp_path):
     # four chunks had written none of them (the file held 108 bytes).
     assert on_disk > 2 * h5writer.CHUNK_BYTES, on_disk
     w.close()
+
+
+_FILL_UNTIL_A_FLUSH_FAILS = """
+import gc, os, sys
+sys.path.insert(0, sys.argv[2])
+from concurrent.futures import ThreadPoolExecutor
+from rt.errors import StoreError
+from rt.store.h5writer import H5Writer
+from test_h5writer import AC, _batches
+
+writer = H5Writer(sys.argv[1], "r1", None, ThreadPoolExecutor(1))
+for i, (cols, t_ns, canon) in enumerate(_batches(200, 300)):
+    writer.add("ksudp", AC, cols, t_ns, canon)
+    try:
+        writer.append_due()
+        if i % 5 == 0:
+            writer.flush()  # as the recorder's syncs do
+    except StoreError as exc:
+        print("failed:", exc, flush=True)
+        break
+writer.close()
+del writer
+gc.collect()  # the server collects its garbage on whichever thread allocates next
+print("collected", flush=True)
+os._exit(0)  # as the CLI leaves after a failed write: HDF5's own shutdown is not to be trusted
+"""
+
+
+@pytest.mark.parametrize("limit", [3 << 20, 5_000_000])
+def test_a_writer_whose_flush_failed_is_collected_without_crashing(tmp_path, limit):
+    # A flush that fails (the disk full: here the file size capped, so writes fail with EFBIG)
+    # left HDF5 identifiers that crashed the process when Python collected the writer after
+    # close(): a segfault in H5D_close, or an abort.
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def cap_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    out = subprocess.run([sys.executable, "-c", _FILL_UNTIL_A_FLUSH_FAILS, str(tmp_path / "data.h5"),
+                          str(Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=120, preexec_fn=cap_file_size)
+    assert "failed: data.h5: write failed" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0 and "collected" in out.stdout, out.stderr[-2000:]

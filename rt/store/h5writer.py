@@ -309,3 +309,20 @@ class H5Writer:
                 self.file.close()
             except Exception:  # noqa: BLE001 - a broken file must still let go of its handle
                 self.failed = True
+            if self.failed:
+                self._abandon()
+
+    def _abandon(self) -> None:
+        """Stop every HDF5 identifier this writer holds from ever being closed again.
+
+        After a failed write HDF5 cannot close the file (each close flushes, and the flush fails
+        again), and a dataset whose close failed stays registered, half torn down: the next
+        close of that identifier, when Python collects the writer, segfaulted the server
+        (HDF5 2.0, in H5D_close). Locked identifiers are left alone by h5py; the file keeps its
+        descriptor until the process exits, and the CLI skips HDF5's shutdown then
+        (:attr:`RecordingManager.hdf5_failed`)."""
+        held = [entry.id for entry in self._datasets.values()]
+        held += [group.id for group in self._groups.values()]
+        held.append(self.file.id)
+        for identifier in held:
+            identifier.locked = True
