@@ -67,6 +67,14 @@ IDLE_S = RETRY_S
 LIVE_MAX_AGE_S = 0.1
 #: How long a live read waits for that pass before it answers with the last values.
 LIVE_WAIT_S = 0.25
+#: A live read that finds the snapshot older than this share of :data:`LIVE_MAX_AGE_S` (but
+#: younger than it) answers with it at once and asks the consumer for a fresh one, without
+#: waiting: a client polling more often than every ``LIVE_MAX_AGE_S`` then never waits for a
+#: pass. Waiting for one, every other read of a 20/s poll crossed three threads (executor,
+#: receive, consumer) and queued behind whatever the consumer was doing (an HDF5 append it waits
+#: for, a sync, a heap trim): /api/live p50 8.9 ms, p99 59 ms in a 5-minute soak at game rates;
+#: 3.5 ms and 19 ms without the wait.
+LIVE_REFRESH_SHARE = 0.25
 #: The receive thread's longest drain period, ms (it adapts between RECV_PERIOD_MS and this):
 #: what a datagram can wait in the kernel before it reaches a ring.
 RECV_MAX_PERIOD_MS = 100.0
@@ -507,8 +515,13 @@ class FeedManager:
 
     def refresh_live(self) -> None:
         """Bring the live snapshot up to date: the receive thread drains the sockets and the
-        consumer runs a pass (waits at most :data:`LIVE_WAIT_S`). Nothing to do while fresh."""
-        if not self.live_is_stale():
+        consumer runs a pass (waits at most :data:`LIVE_WAIT_S`). Nothing to wait for while
+        fresh; past :data:`LIVE_REFRESH_SHARE` of its age limit a fresh one is asked for, not
+        waited for (the next read gets it)."""
+        if not self._threads:
+            return
+        age_ns = time.monotonic_ns() - self._live_ns
+        if age_ns <= self.live_max_age_s * LIVE_REFRESH_SHARE * 1e9:
             return
         asked = time.monotonic_ns()
         self._live_wanted = True
@@ -516,6 +529,8 @@ class FeedManager:
             self._loop.wake()  # it drains the sockets, then wakes the consumer
         else:
             self.wake()
+        if age_ns <= self.live_max_age_s * 1e9:
+            return  # fresh enough for this read
         with self._pass_done:
             self._pass_done.wait_for(lambda: self._live_ns >= asked, LIVE_WAIT_S)
 
