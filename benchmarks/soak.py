@@ -145,6 +145,7 @@ class _Clients:
         self.poll_hz = poll_hz
         self.latencies: list[float] = []  # /api/live round trips, s
         self.live_at: list[float] = []  # when each answered, s since start
+        self.churn_spans: list[tuple[float, float]] = []  # each run request's (sent, answered), s since start
         self.runs_at: list[float] = []  # when each run was deleted, s since start
         self.memory: list[tuple[float, float]] = []  # (s since start, RSS MB)
         self.runs = {"started": 0, "stopped": 0, "deleted": 0}
@@ -177,14 +178,22 @@ class _Clients:
     def _churn(self) -> None:
         url, stop = self.url, self._stop
         session = _get(f"{url}/api/sessions", "POST", {"use_case": "general", "label": "soak"})
+
+        def timed(*args):
+            sent = time.monotonic() - self.t0
+            try:
+                return _get(*args)
+            finally:
+                self.churn_spans.append((sent, time.monotonic() - self.t0))
+
         while not stop.is_set():
             try:
-                run = _get(f"{url}/api/sessions/{session['id']}/runs", "POST", {"feed_name": "ksudp"})
+                run = timed(f"{url}/api/sessions/{session['id']}/runs", "POST", {"feed_name": "ksudp"})
                 self.runs["started"] += 1
                 stop.wait(0.5)
-                _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}/stop", "POST")
+                timed(f"{url}/api/sessions/{session['id']}/runs/{run['id']}/stop", "POST")
                 self.runs["stopped"] += 1
-                _get(f"{url}/api/sessions/{session['id']}/runs/{run['id']}", "DELETE")
+                timed(f"{url}/api/sessions/{session['id']}/runs/{run['id']}", "DELETE")
                 self.runs["deleted"] += 1
                 self.runs_at.append(time.monotonic() - self.t0)
             except Exception as exc:  # noqa: BLE001
@@ -265,6 +274,29 @@ def _by_cause(samples: list[dict], clients: "_Clients", wall: float) -> dict:
     }
 
 
+def _percentiles(latencies: list[float]) -> dict:
+    """Count, p50 and p99 (ms) of ``latencies`` (s)."""
+    lat = sorted(latencies)
+    if not lat:
+        return {"requests": 0}
+    return {"requests": len(lat), "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
+            "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2)}
+
+
+def _live_beside_churn(clients: _Clients) -> tuple[list[float], list[float]]:
+    """/api/live latencies (s) split by whether the request overlapped a run request."""
+    spans = np.array(sorted(clients.churn_spans) or [(0.0, 0.0)])
+    beside, alone = [], []
+    for latency, answered in zip(clients.latencies, clients.live_at):
+        sent = answered - latency
+        # One client sends run requests one after another: only the last one sent before this
+        # answer can still have been in flight.
+        i = np.searchsorted(spans[:, 0], answered)
+        overlaps = i > 0 and spans[i - 1, 1] > sent
+        (beside if overlaps else alone).append(latency)
+    return beside, alone
+
+
 def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent: dict[str, int], stopped: dict,
             clients: _Clients) -> dict:
     """The soak's JSON report (see the module doc); ``wall`` and ``cpu`` in s."""
@@ -272,6 +304,7 @@ def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent:
     memory_log = _memory_log(Path(tmp) / "server.log", clients.t0_epoch)
     lat = sorted(clients.latencies)
     memory = clients.memory
+    beside, alone = _live_beside_churn(clients)
     return {
         "seconds": round(wall, 1),
         "rate_per_feed": rate,
@@ -290,6 +323,9 @@ def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent:
         "live_requests": len(lat),
         "live_p50_ms": round(lat[len(lat) // 2] * 1000, 2) if lat else None,
         "live_p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
+        # Where the tail comes from: /api/live answered while a run request was in flight, or not.
+        "live_beside_run_requests": _percentiles(beside),
+        "live_alone": _percentiles(alone),
         "runs": clients.runs,
         "by_cause": _by_cause(memory_log, clients, wall),
         "memory_log": memory_log,

@@ -688,3 +688,17 @@ def test_a_live_read_within_the_age_limit_answers_at_once_and_asks_for_the_next_
     assert mgr._live_ns == stamp  # answered from the snapshot it had: no pass waited for
     # ... and the consumer was asked for a fresh one, which the next read gets.
     wait_until(lambda: mgr._live_ns > stamp, timeout=10.0)
+
+
+def test_a_live_read_can_leave_asking_for_the_next_snapshot_until_its_answer_is_out(manager_factory):
+    # /api/live reads with ask=False and asks (keep_live_fresh) once its answer is written, so
+    # the pass it asks for does not compete with the request itself.
+    mgr = manager_factory(config(), live_max_age_s=60.0)
+    mgr.live()
+    stamp = mgr._live_ns = mgr._live_ns - 20 * 10**9  # past a quarter of its age limit
+    mgr.live(ask=False)
+    assert mgr._live_ns == stamp and not mgr._live_wanted  # nothing asked
+    mgr.keep_live_fresh()
+    wait_until(lambda: mgr._live_ns > stamp, timeout=10.0)
+    mgr.keep_live_fresh()  # fresh: nothing to ask for
+    assert not mgr._live_wanted

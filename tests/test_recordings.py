@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -422,3 +423,30 @@ def test_a_recording_stopped_by_an_error_never_lends_its_raw_batches_to_the_next
     assert agrees_with_raw(second, P)
     with h5py.File(second / "data.h5", "r") as f:
         assert f["telemetry_tool/tt_driver/t_ns"][:].tolist() == t_raw.tolist()
+
+
+def test_the_live_summary_answers_while_the_recorder_is_busy(tmp_path):
+    # The consumer holds the recorder's lock while it waits for an HDF5 append (10-20 ms at game
+    # rates); /api/live's recording summary waited with it, and made its p99.
+    mgr, rec_dir, _ = _recording(tmp_path, "busy")
+    held, release = threading.Event(), threading.Event()
+
+    def busy_recorder() -> None:
+        with mgr.lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=busy_recorder)
+    holder.start()
+    try:
+        held.wait(10)
+        answers = []
+        reader = threading.Thread(target=lambda: answers.append(mgr.summary()))
+        reader.start()
+        reader.join(10)  # a guard against hanging the suite, not a timing
+        assert answers == [{"id": rec_dir.name, "name": "busy", "status": "recording"}]
+    finally:
+        release.set()
+        holder.join()
+    mgr.stop()
+    assert mgr.summary() is None

@@ -22,12 +22,16 @@ def iso_now() -> str:
 @bp.get("/live")
 async def live(request: Request):
     runtime = request.app.ctx.runtime
-    if runtime.feeds.live_is_stale():
+    feeds = runtime.feeds
+    loop = asyncio.get_running_loop()
+    if feeds.live_is_stale():
         # The consumer runs a pass for fresh values; the loop serves others meanwhile.
-        await asyncio.get_running_loop().run_in_executor(None, runtime.feeds.refresh_live)
-    body = {"time": iso_now(), "recording": runtime.recording_summary(), "feeds": runtime.feeds.live()}
+        await loop.run_in_executor(None, feeds.refresh_live)
+    body = {"time": iso_now(), "recording": runtime.recording_summary(), "feeds": feeds.live(ask=False)}
     # Not in the reference: why the last recording stopped on its own (disk full, …), until the next starts.
     body["recording_error"] = runtime.recordings.last_error
+    # The next snapshot is asked for once this answer is written (this task's step ends then).
+    loop.call_soon(feeds.keep_live_fresh)
     return json(body)
 
 

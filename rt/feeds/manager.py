@@ -513,32 +513,44 @@ class FeedManager:
         """Whether :meth:`live` would first wait for a consumer pass (its snapshot is too old)."""
         return bool(self._threads) and time.monotonic_ns() - self._live_ns > self.live_max_age_s * 1e9
 
-    def refresh_live(self) -> None:
+    def refresh_live(self, ask: bool = True) -> None:
         """Bring the live snapshot up to date: the receive thread drains the sockets and the
         consumer runs a pass (waits at most :data:`LIVE_WAIT_S`). Nothing to wait for while
         fresh; past :data:`LIVE_REFRESH_SHARE` of its age limit a fresh one is asked for, not
-        waited for (the next read gets it)."""
+        waited for (the next read gets it), unless ``ask`` is False (the caller asks later
+        with :meth:`keep_live_fresh`)."""
         if not self._threads:
             return
-        age_ns = time.monotonic_ns() - self._live_ns
-        if age_ns <= self.live_max_age_s * LIVE_REFRESH_SHARE * 1e9:
+        if time.monotonic_ns() - self._live_ns <= self.live_max_age_s * 1e9:
+            if ask:
+                self.keep_live_fresh()
             return
         asked = time.monotonic_ns()
+        self._ask_for_live()
+        with self._pass_done:
+            self._pass_done.wait_for(lambda: self._live_ns >= asked, LIVE_WAIT_S)
+
+    def keep_live_fresh(self) -> None:
+        """Ask the consumer for a fresh snapshot once this one is past :data:`LIVE_REFRESH_SHARE`
+        of its age limit; never waits.
+
+        /api/live calls this after its answer is on its way: the pass it asks for then runs
+        between two polls instead of beside the request that asked for it."""
+        if self._threads and time.monotonic_ns() - self._live_ns > self.live_max_age_s * LIVE_REFRESH_SHARE * 1e9:
+            self._ask_for_live()
+
+    def _ask_for_live(self) -> None:
         self._live_wanted = True
         if self._loop is not None:
             self._loop.wake()  # it drains the sockets, then wakes the consumer
         else:
             self.wake()
-        if age_ns <= self.live_max_age_s * 1e9:
-            return  # fresh enough for this read
-        with self._pass_done:
-            self._pass_done.wait_for(lambda: self._live_ns >= asked, LIVE_WAIT_S)
 
-    def live(self) -> dict[str, dict]:
+    def live(self, ask: bool = True) -> dict[str, dict]:
         """Every feed's entry of /api/live: the consumer's snapshot (see :meth:`_publish_live`),
         refreshed first when older than :data:`LIVE_MAX_AGE_S`, with health and age as of now;
-        computed directly before the first pass."""
-        self.refresh_live()
+        computed directly before the first pass. ``ask``: see :meth:`refresh_live`."""
+        self.refresh_live(ask)
         now = clock.now_ns()
         snapshot = self._live
         if snapshot is None:
