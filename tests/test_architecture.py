@@ -85,3 +85,26 @@ def test_the_check_catches_an_upward_import():
     rules = _rules()
     rules["analysis"] = rules["analysis"] - {"protocols"}
     assert any(re.search(r"analysis imports protocols", v) for v in _violations(rules))
+
+
+#: Longest function allowed outside the simulator, lines (docstring included). The simulator's
+#: lap solver is one state machine and is exempt.
+LONGEST_FUNCTION_LINES = 80
+
+
+def _long_functions(limit: int) -> list[str]:
+    found = []
+    for path in sorted((ROOT / "rt").rglob("*.py")):
+        if path.is_relative_to(ROOT / "rt" / "sim"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines >= limit:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
+    return found
+
+
+def test_no_function_outside_the_simulator_is_80_lines_or_longer():
+    assert _long_functions(LONGEST_FUNCTION_LINES) == []
+    assert _long_functions(60)  # the check sees functions at all (some are over 60 lines)

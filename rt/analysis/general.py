@@ -159,6 +159,13 @@ def analyze(runs: list[Frames]) -> dict:
         if "t_ns" not in r:
             raise ValueError("frames have no t_ns channel")
     stats = [_run_stats(r) for r in runs]
+    out = _totals(runs, stats)
+    out["summary"] = _headline(runs, out)
+    return out
+
+
+def _totals(runs: list[Frames], stats: list[dict]) -> dict:
+    """Every key of :func:`analyze` but ``summary``, from each run's :func:`_run_stats`."""
     duration = sum(s["duration_s"] for s in stats)
     paused = sum(s["paused_s"] for s in stats)
     distance = sum(s["distance_km"] for s in stats)
@@ -181,7 +188,7 @@ def analyze(runs: list[Frames]) -> dict:
         }
         for r, s in zip(runs, stats)
     ]
-    out = {
+    return {
         "duration_s": json_num(duration, 3),
         "paused_s": json_num(paused, 3),
         "distance_km": json_num(distance),
@@ -195,9 +202,13 @@ def analyze(runs: list[Frames]) -> dict:
         "lost_frames": lost,
         "runs_detail": detail,
     }
-    out["summary"] = {
+
+
+def _headline(runs: list[Frames], out: dict) -> dict:
+    """``summary`` of :func:`analyze`: the headline numbers of ``out`` and what is unavailable."""
+    summary = {
         "runs": len(runs),
-        "frames": frames,
+        "frames": out["frames"],
         "duration_s": out["duration_s"],
         "paused_s": out["paused_s"],
         "distance_km": out["distance_km"],
@@ -210,5 +221,5 @@ def analyze(runs: list[Frames]) -> dict:
     unavailable = {key: f"no {name} channel in the runs' feeds" for key, name in missing.items()
                    if name in missing_channels(runs, (name,))}
     if unavailable:
-        out["summary"]["unavailable"] = unavailable
-    return out
+        summary["unavailable"] = unavailable
+    return summary

@@ -564,67 +564,13 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
     """Set ``valid`` and ``invalid_reason`` of every lap of one run."""
     if not laps:
         return
-    n = len(fr)
-    t_s = fr.t_s
     starts = np.asarray([lap.start for lap in laps])
-
-    def laps_of(frames_idx: np.ndarray) -> set[int]:
-        return set((np.searchsorted(starts, frames_idx, side="right") - 1).tolist())
-
-    # Rewinds of the position: a backwards step of norm_pos (not a forward wrap at the line),
-    # or a backwards wrap (reversing over the line).
-    norm = _channel(fr, "norm_pos", np.nan, np.float64)
-    fi = np.flatnonzero(np.isfinite(norm))
-    v = norm[fi]
-    dv = np.diff(v)
-    rew = ((dv < -REWIND_NORM) & (dv >= -0.5)) | ((dv > 0.5) & (v[:-1] < 0.5))
-    rewound = laps_of(fi[1:][rew])
-    # Rewinds of the game's lap timer: a drop inside a lap; a restart near 0 close to a lap
-    # boundary is the line (games update the counter and the timer a frame or so apart).
-    lt = _channel(fr, "lap_time_ms", -1, np.int64)
-    drop = np.flatnonzero((lt[1:] >= 0) & (lt[:-1] >= 0) & (lt[:-1] - lt[1:] > REWIND_LAP_TIME_MS)) + 1
-    if len(drop):
-        bnd = starts[1:]
-        if len(bnd):
-            pos = np.clip(np.searchsorted(bnd, drop), 0, len(bnd) - 1)
-            near = np.minimum(np.abs(bnd[pos] - drop), np.abs(bnd[np.maximum(pos - 1, 0)] - drop))
-        else:
-            near = np.full(len(drop), n)
-        reset = (lt[drop] < LAP_TIMER_RESET_MS) & (near <= STEP_SLACK_FRAMES)
-        rewound |= laps_of(drop[~reset])
-    # Position-only feeds have neither: a rewind shows as the car jumping (back) further between
-    # two frames than its speed allows.
-    if not len(fi) and "pos_x" in fr and "pos_z" in fr and n > 1:
-        x = np.asarray(fr["pos_x"], dtype=np.float64)
-        z = np.asarray(fr["pos_z"], dtype=np.float64)
-        speed = _channel(fr, "speed_kmh", np.nan, np.float64) / 3.6
-        v = np.fmax(speed[1:], speed[:-1])
-        with np.errstate(invalid="ignore"):
-            jump = np.hypot(np.diff(x), np.diff(z)) > v * np.diff(t_s) * TELEPORT_FACTOR + TELEPORT_SLACK_M
-        rewound |= laps_of(np.flatnonzero(jump) + 1)
-    # Hook: a per-frame "lap invalid" flag from the game, where a feed provides one.
-    game_invalid: set[int] = set()
-    if "lap_invalid" in fr:
-        flag = np.asarray(fr["lap_invalid"])
-        game_invalid = laps_of(np.flatnonzero(flag.astype(bool)))
-    # The game's own records (ACC) judge their laps: a finished lap by the flags shown with its
-    # time, the lap in progress by its current record's flags at its last frame.
-    record_reason: dict[int, str | None] = {}
-    if "last_lap_flags" in fr and "current_lap_flags" in fr:
-        last_flags, current_flags = np.asarray(fr["last_lap_flags"]), np.asarray(fr["current_lap_flags"])
-        for i, lap in enumerate(laps):
-            if lap.record_at is not None:
-                record_reason[i] = _record_reason(last_flags[lap.record_at])
-            elif lap.time_ms is None:
-                record_reason[i] = _record_reason(current_flags[lap.end - 1])
-    for i, reason in record_reason.items():
-        game_invalid.discard(i)
-        if reason is not None:
-            game_invalid.add(i)
+    rewound = _rewound(fr, starts)
+    game_invalid, record_reason = _game_invalid(fr, laps, starts)
     # A hole in the frames (lost packets, a paused recording) means the run did not see all of
     # the lap; a hole right at a lap's first frame also hides the end of the lap before.
     holes = frame_holes(fr)
-    holed = laps_of(holes) | {int(i) - 1 for i in np.flatnonzero(np.isin(starts, holes)) if i > 0}
+    holed = _laps_of(starts, holes) | {int(i) - 1 for i in np.flatnonzero(np.isin(starts, holes)) if i > 0}
 
     for i, lap in enumerate(laps):
         reason = None
@@ -650,6 +596,74 @@ def _judge(fr: Frames, laps: list[Lap]) -> None:
         lap.invalid_reason = reason
         lap.flaw = "game" if i in game_invalid else ("rewind" if i in rewound else None)
         lap.rewind = i in rewound
+
+
+def _laps_of(starts: np.ndarray, frames_idx: np.ndarray) -> set[int]:
+    """Indices of the laps (first frames ``starts``) that frames ``frames_idx`` fall in."""
+    return set((np.searchsorted(starts, frames_idx, side="right") - 1).tolist())
+
+
+def _rewound(fr: Frames, starts: np.ndarray) -> set[int]:
+    """The laps (of first frames ``starts``) in which the car went back: by its position, by the
+    game's lap timer, or (position-only feeds) by a jump further than its speed allows."""
+    n = len(fr)
+    # Rewinds of the position: a backwards step of norm_pos (not a forward wrap at the line),
+    # or a backwards wrap (reversing over the line).
+    norm = _channel(fr, "norm_pos", np.nan, np.float64)
+    fi = np.flatnonzero(np.isfinite(norm))
+    v = norm[fi]
+    dv = np.diff(v)
+    rew = ((dv < -REWIND_NORM) & (dv >= -0.5)) | ((dv > 0.5) & (v[:-1] < 0.5))
+    rewound = _laps_of(starts, fi[1:][rew])
+    # Rewinds of the game's lap timer: a drop inside a lap; a restart near 0 close to a lap
+    # boundary is the line (games update the counter and the timer a frame or so apart).
+    lt = _channel(fr, "lap_time_ms", -1, np.int64)
+    drop = np.flatnonzero((lt[1:] >= 0) & (lt[:-1] >= 0) & (lt[:-1] - lt[1:] > REWIND_LAP_TIME_MS)) + 1
+    if len(drop):
+        bnd = starts[1:]
+        if len(bnd):
+            pos = np.clip(np.searchsorted(bnd, drop), 0, len(bnd) - 1)
+            near = np.minimum(np.abs(bnd[pos] - drop), np.abs(bnd[np.maximum(pos - 1, 0)] - drop))
+        else:
+            near = np.full(len(drop), n)
+        reset = (lt[drop] < LAP_TIMER_RESET_MS) & (near <= STEP_SLACK_FRAMES)
+        rewound |= _laps_of(starts, drop[~reset])
+    # Position-only feeds have neither: a rewind shows as the car jumping (back) further between
+    # two frames than its speed allows.
+    if not len(fi) and "pos_x" in fr and "pos_z" in fr and n > 1:
+        x = np.asarray(fr["pos_x"], dtype=np.float64)
+        z = np.asarray(fr["pos_z"], dtype=np.float64)
+        speed = _channel(fr, "speed_kmh", np.nan, np.float64) / 3.6
+        v = np.fmax(speed[1:], speed[:-1])
+        with np.errstate(invalid="ignore"):
+            jump = np.hypot(np.diff(x), np.diff(z)) > v * np.diff(fr.t_s) * TELEPORT_FACTOR + TELEPORT_SLACK_M
+        rewound |= _laps_of(starts, np.flatnonzero(jump) + 1)
+    return rewound
+
+
+def _game_invalid(fr: Frames, laps: list[Lap], starts: np.ndarray) -> tuple[set[int], dict[int, str | None]]:
+    """The laps the game says are invalid, and for laps the game keeps records of (ACC), each
+    record's reason (None: a clean lap)."""
+    # Hook: a per-frame "lap invalid" flag from the game, where a feed provides one.
+    game_invalid: set[int] = set()
+    if "lap_invalid" in fr:
+        flag = np.asarray(fr["lap_invalid"])
+        game_invalid = _laps_of(starts, np.flatnonzero(flag.astype(bool)))
+    # The game's own records (ACC) judge their laps: a finished lap by the flags shown with its
+    # time, the lap in progress by its current record's flags at its last frame.
+    record_reason: dict[int, str | None] = {}
+    if "last_lap_flags" in fr and "current_lap_flags" in fr:
+        last_flags, current_flags = np.asarray(fr["last_lap_flags"]), np.asarray(fr["current_lap_flags"])
+        for i, lap in enumerate(laps):
+            if lap.record_at is not None:
+                record_reason[i] = _record_reason(last_flags[lap.record_at])
+            elif lap.time_ms is None:
+                record_reason[i] = _record_reason(current_flags[lap.end - 1])
+    for i, reason in record_reason.items():
+        game_invalid.discard(i)
+        if reason is not None:
+            game_invalid.add(i)
+    return game_invalid, record_reason
 
 
 def _record_reason(flags: np.ndarray) -> str | None:

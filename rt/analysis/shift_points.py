@@ -813,25 +813,25 @@ def analyze(runs: list[Frames]) -> dict:
 
     curves = _curves(fit, win, s, ratios, sorted(clean_s))
     _round_gears(gears)
+    return {"gears": gears, "max_rpm": json_num(limiter), "curves": curves,
+            "summary": _summary(gears, win, fit, notes)}
+
+
+def _summary(gears: list[dict], win: Windows, fit: TorqueFit, notes: list[str]) -> dict:
+    """``summary`` of :func:`analyze`, from its rounded ``gears``."""
     line = ", ".join(f"{g['gear']}→{g['gear'] + 1} {g['recommended_rpm']:.0f} rpm"
                      + (f" ({g['basis']})" if g["basis"] != "crossing" else "") for g in gears)
-    overall = min(g["confidence"] for g in gears)
     return {
-        "gears": gears,
-        "max_rpm": json_num(limiter),
-        "curves": curves,
-        "summary": {
-            "line": line,
-            "recommended_rpm": {str(g["gear"]): g["recommended_rpm"] for g in gears},
-            "confidence": json_num(overall),
-            "windows": len(win.accel_ms2),
-            "fit_residual_ms2": json_num(fit.residual_rms),
-            # r(v) = c0 + c2·v²; c2 is tiny in SI, so give the drag part at 100 km/h instead.
-            "resistance": {"c0_ms2": json_num(fit.c0),
-                           "drag_at_100kmh_ms2": json_num(fit.c2 * (100.0 / KMH) ** 2)},
-            "notes": notes,
-            "accel_unit": "m/s²",
-        },
+        "line": line,
+        "recommended_rpm": {str(g["gear"]): g["recommended_rpm"] for g in gears},
+        "confidence": json_num(min(g["confidence"] for g in gears)),
+        "windows": len(win.accel_ms2),
+        "fit_residual_ms2": json_num(fit.residual_rms),
+        # r(v) = c0 + c2·v²; c2 is tiny in SI, so give the drag part at 100 km/h instead.
+        "resistance": {"c0_ms2": json_num(fit.c0),
+                       "drag_at_100kmh_ms2": json_num(fit.c2 * (100.0 / KMH) ** 2)},
+        "notes": notes,
+        "accel_unit": "m/s²",
     }
 
 

@@ -124,9 +124,20 @@ def write_motec(ld_path: Path, ldx_path: Path, channels: dict[str, tuple[np.ndar
         raise ValueError(f"sample rate {rate} Hz does not fit the .ld's u16")
     t0 = float(times[0])
     count = int(np.floor((float(times[-1]) - t0) * rate + 1e-9)) + 1
-    grid = t0 + np.arange(count) / rate
-    held = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, times.size - 1)
+    arrays = _resampled(channels, times, t0 + np.arange(count) / rate)
+    head = _ld_head(arrays, count, rate, meta)
+    with open(ld_path, "wb") as f:
+        f.write(head)
+        for _spec, raw in arrays:
+            f.write(raw.data)  # already little-endian and contiguous: no copy
 
+    _write_ldx(ldx_path, laps, t0, count / rate, rate)
+
+
+def _resampled(channels: dict[str, tuple[np.ndarray, str]], times: np.ndarray,
+               grid: np.ndarray) -> list[tuple[MotecChannel, np.ndarray]]:
+    """Each known, not all-NaN channel on ``grid`` (s), scaled to its stored integer type."""
+    held = np.clip(np.searchsorted(times, grid, side="right") - 1, 0, times.size - 1)
     arrays: list[tuple[MotecChannel, np.ndarray]] = []
     for key, (values, _unit) in channels.items():
         if key not in CHANNELS:
@@ -148,7 +159,11 @@ def write_motec(ld_path: Path, ldx_path: Path, channels: dict[str, tuple[np.ndar
         arrays.append((spec, v.astype(spec.dtype)))
     if not arrays:
         raise ValueError("every channel is unknown (NaN) throughout")
+    return arrays
 
+
+def _ld_head(arrays: list[tuple[MotecChannel, np.ndarray]], count: int, rate: int, meta: dict) -> bytearray:
+    """The .ld file up to its sample data: header, event, venue, vehicle and channel records."""
     n = len(arrays)
     data_at = RECORDS_AT + n * RECORD_SIZE
     head = bytearray(data_at)
@@ -190,13 +205,7 @@ def write_motec(ld_path: Path, ldx_path: Path, channels: dict[str, tuple[np.ndar
                          width, rate, 0, 1, 1, spec.dec, spec.name.encode(), spec.short.encode(),
                          spec.unit.encode(), int(raw.max()), int(raw.min()))
         at += count * width
-
-    with open(ld_path, "wb") as f:
-        f.write(head)
-        for _spec, raw in arrays:
-            f.write(raw.data)  # already little-endian and contiguous: no copy
-
-    _write_ldx(ldx_path, laps, t0, count / rate, rate)
+    return head
 
 
 def _write_ldx(path: Path, laps: list[tuple[float, float]], t0: float, duration_s: float, rate: int) -> None:
