@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import h5py
@@ -11,7 +12,7 @@ import pytest
 from rt.decode import Decoder, RowColumns
 from rt.errors import StoreError
 from rt.protocols import default_protocols
-from rt.protocols.canonical import CANONICAL_DTYPE, to_canonical
+from rt.protocols.canonical import CANONICAL_DTYPE, CANONICAL_NAMES, CANONICAL_UNITS, to_canonical
 from rt.store import h5store, h5writer
 
 P = default_protocols()
@@ -130,6 +131,7 @@ def test_a_full_chunk_leaves_memory_as_soon_as_the_next_one_starts(tmp_path):
 _FILL_UNTIL_A_FLUSH_FAILS = """
 import gc, os, sys
 sys.path.insert(0, sys.argv[2])
+import json
 from concurrent.futures import ThreadPoolExecutor
 from rt.errors import StoreError
 from rt.store.h5writer import H5Writer
@@ -173,3 +175,34 @@ def test_a_writer_whose_flush_failed_is_collected_without_crashing(tmp_path, lim
                          capture_output=True, text=True, timeout=120, preexec_fn=cap_file_size)
     assert "failed: data.h5: write failed" in out.stdout, out.stdout + out.stderr
     assert out.returncode == 0 and "collected" in out.stdout, out.stderr[-2000:]
+
+
+def test_datasets_made_through_the_low_level_calls_are_the_ones_h5py_makes(tmp_path):
+    # The writer lets h5py create the first dataset of each dtype and chunking and creates the
+    # rest itself (faster); every reader must see no difference: creation properties (chunks,
+    # filters, fill), growth, dtype, link names and text attributes.
+    writer = h5writer.H5Writer(tmp_path / "w.h5", "r1")
+    for cols, t_ns, canon in _batches(2, 50):
+        writer.add("ksudp", AC, cols, t_ns, canon)
+    writer.close()
+    made = 0
+    with h5py.File(tmp_path / "w.h5", "r") as f, h5py.File(tmp_path / "h5py.h5", "w") as ref:
+        group = f["ksudp/canonical"]
+        for name in list(CANONICAL_NAMES) + ["kind"]:
+            ds = group[name]
+            same = ref.create_dataset(name, shape=(0,), maxshape=(None,), dtype=ds.dtype,
+                                      chunks=(h5writer._chunk_rows((), ds.dtype.itemsize),),
+                                      **h5writer.CANONICAL_FILTERS)
+            assert ds.id.get_create_plist() == same.id.get_create_plist(), name
+            assert (ds.maxshape, ds.chunks, ds.compression, ds.compression_opts) == (
+                (None,), same.chunks, "gzip", 1), name
+            assert ds.shape == (100,)
+            unit = ds.attrs["unit"]
+            expected = CANONICAL_UNITS[name] if name != "kind" else "index into the group's 'kinds' attribute"
+            assert isinstance(unit, str) and unit == expected, name
+            made += 1
+        rows = f["ksudp/ac_car_info/rows"]
+        assert rows.dtype == AC.dtype and rows.shape == (100,) and rows.maxshape == (None,)
+        assert json.loads(rows.attrs["units"])  # JSON text, read back as str
+        assert f["ksudp/ac_car_info/t_ns"].attrs["unit"] == "ns since Unix epoch"
+    assert made == len(CANONICAL_NAMES) + 1
