@@ -702,3 +702,15 @@ def test_a_live_read_can_leave_asking_for_the_next_snapshot_until_its_answer_is_
     wait_until(lambda: mgr._live_ns > stamp, timeout=10.0)
     mgr.keep_live_fresh()  # fresh: nothing to ask for
     assert not mgr._live_wanted
+
+
+def test_a_subscription_lapses_when_the_game_never_streams_or_goes_quiet():
+    # ksudp and acc ask the game again on the same two rules (rt.feeds.health.stream_lapse).
+    from rt.feeds.health import stream_lapse
+
+    s = 10**9
+    granted = 100 * s
+    assert stream_lapse(granted + 2 * s, 0, granted, 3.0, 3.0) is None  # granted, not streaming yet
+    assert stream_lapse(granted + 4 * s, 0, granted, 3.0, 3.0) == "never"
+    assert stream_lapse(granted + 4 * s, granted + 2 * s, granted, 3.0, 3.0) is None  # streams
+    assert stream_lapse(granted + 6 * s, granted + 2 * s, granted, 3.0, 3.0) == "quiet"

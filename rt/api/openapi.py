@@ -413,7 +413,7 @@ PATHS = {
     "/api/sessions/{session_id}/analysis": {"get": {"summary": "The analysis", "parameters": SES,
                                                     "responses": {**_ok(200, "analysis", _ref("Analysis")), **_errors(404, 409)}}},
     "/api/sessions/{session_id}/analyze": {"post": {"summary": "Analyse a completed session again", "parameters": SES,
-                                                    "responses": {**_ok(200, "analysed", _ref("Session")), **_errors(*CHANGE, 404, 409, 507)}}},
+                                                    "responses": {**_ok(200, "analyzed", _ref("Session")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/sessions/{session_id}/reopen": {"post": {"summary": "Back to active, analysis cleared", "parameters": SES,
                                                    "responses": {**_ok(200, "reopened", _ref("Session")), **_errors(*CHANGE, 404, 409, 507)}}},
     "/api/sessions/{session_id}/runs": {"post": {"summary": "Start a run", "parameters": SES, "requestBody": _json_body("RunStart"),

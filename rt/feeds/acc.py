@@ -29,7 +29,7 @@ import numpy as np
 from .. import clock
 from ..protocols import acc
 from ..protocols.layout import PacketLayout, decode_text
-from .health import LOST_S
+from .health import LOST_S, stream_lapse
 
 log = logging.getLogger(__name__)
 
@@ -211,13 +211,11 @@ class AccSession:
     def tick(self, now_ns: int | None = None) -> None:
         now = clock.now_ns() if now_ns is None else now_ns
         if self.phase == "registered":
-            if self.last_update_ns < self.registered_ns:
-                if now - self.registered_ns > STREAM_TIMEOUT_S * 1e9:
-                    self.phase = "register"  # accepted but never streamed: ask again
-            elif now - self.last_update_ns > self.lost_s * 1e9:
+            lapse = stream_lapse(now, self.last_update_ns, self.registered_ns, STREAM_TIMEOUT_S, self.lost_s)
+            if lapse == "quiet":
                 log.info("acc: quiet for %.1f s, registering again", (now - self.last_update_ns) / 1e9)
+            if lapse is not None:
                 self.phase = "register"
-            if self.phase == "register":
                 self.feed.handshaking = True
         if self.phase == "register" and now - self.last_sent_ns >= RETRY_S * 1e9:
             self._register(now)

@@ -52,3 +52,12 @@ def age_ms(last_good_ns: int | None, now_ns: int) -> float | None:
     if last_good_ns is None:
         return None
     return math.ceil((now_ns - last_good_ns) / 1e5) / 10
+
+
+def stream_lapse(now_ns: int, last_seen_ns: int, since_ns: int, start_timeout_s: float, lost_s: float) -> str | None:
+    """Why a game's subscription, granted at ``since_ns`` (ns), must be asked for again: "never"
+    when the game granted it but sent nothing for ``start_timeout_s``, "quiet" when its stream
+    (last seen at ``last_seen_ns``) stopped for ``lost_s``; None while it streams (ksudp, acc)."""
+    if last_seen_ns < since_ns:
+        return "never" if now_ns - since_ns > start_timeout_s * 1e9 else None
+    return "quiet" if now_ns - last_seen_ns > lost_s * 1e9 else None

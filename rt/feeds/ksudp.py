@@ -23,7 +23,7 @@ import numpy as np
 from .. import clock
 from ..protocols.ac import DISMISS, HANDSHAKE, SUBSCRIBE_UPDATE, handshaker
 from ..protocols.layout import PacketLayout
-from .health import LOST_S
+from .health import LOST_S, stream_lapse
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,10 @@ class KsudpSession:
     def tick(self, now_ns: int | None = None) -> None:
         now = clock.now_ns() if now_ns is None else now_ns
         if self.phase == "subscribed":
-            if self.last_car_ns < self.subscribed_ns:
-                if now - self.subscribed_ns > SUBSCRIBE_TIMEOUT_S * 1e9:
-                    self.phase = "handshake"  # answered but never streamed: ask again
-            elif now - self.last_car_ns > self.lost_s * 1e9:
+            lapse = stream_lapse(now, self.last_car_ns, self.subscribed_ns, SUBSCRIBE_TIMEOUT_S, self.lost_s)
+            if lapse == "quiet":
                 log.info("ksudp: stream quiet for %.1f s, handshaking again", (now - self.last_car_ns) / 1e9)
+            if lapse is not None:
                 self.phase = "handshake"
         if self.phase == "handshake" and now - self.last_sent_ns >= RETRY_S * 1e9:
             self._send(HANDSHAKE)

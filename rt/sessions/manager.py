@@ -152,7 +152,7 @@ class SessionManager:
         with self.lock:
             session = self._session(session_id)
             if session["status"] != "completed":
-                raise Conflict("session_not_completed", "only a completed session is analysed; complete it first")
+                raise Conflict("session_not_completed", "only a completed session is analyzed; complete it first")
             session["analysis"] = self._analyze(session)
             self._save(session)
             return self._view(session)

@@ -4,6 +4,7 @@ field of cars around the player (ACC), row counts."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import h5py
 import numpy as np
@@ -14,6 +15,8 @@ from ..protocols.canonical import (ACC_CAR_KIND, ACC_FOCUS_KIND, ACC_NO_TIME, CA
                                    FRAME_EXTRAS, focused_rows)
 from ..protocols.acc import car_model_name
 from ..protocols.layout import PacketLayout, decode_text
+
+T = TypeVar("T")
 
 
 def read_canonical(f: h5py.File, feed: str, start: int, end: int | None,
@@ -211,12 +214,12 @@ def _entry_names(f: h5py.File, feed: str, t1_ns: int) -> dict[int, dict]:
     return out
 
 
-def read_canonical_file(path: str | Path, feed: str, start: int, end: int | None,
-                        protocols: Protocols) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """:func:`read_canonical` from a closed recording's file."""
+def read_closed(path: str | Path, read: Callable[[h5py.File], T]) -> T:
+    """``read(file)`` on a closed recording's ``data.h5``, opened for reading; StoreError when
+    the file is missing or unreadable."""
     try:
         with h5py.File(path, "r") as f:
-            return read_canonical(f, feed, start, end, protocols)
+            return read(f)
     except (OSError, KeyError, ValueError) as exc:
         raise StoreError(f"{Path(path).name}: unreadable: {exc}") from exc
 

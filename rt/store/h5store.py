@@ -22,13 +22,13 @@ and rebuilds it from them. This module names the whole for its users.
 
 from .h5check import (ClassifiedRaw, agrees_with_raw, classified_raw, disagreement, raw_kind_counts,
                       rebuild)
-from .h5read import kind_counts, read_canonical, read_canonical_file, read_facts, read_field
+from .h5read import kind_counts, read_canonical, read_closed, read_facts, read_field
 from .h5writer import (APPEND_BYTES, CANONICAL_APPEND_BYTES, CANONICAL_FILTERS, CHUNK_BYTES, FORMAT,
                        FREE_SPACE_MIN_BYTES, METADATA_CACHE_BYTES, PACKET_FILTERS, H5Writer)
 
 __all__ = [
     "APPEND_BYTES", "CANONICAL_APPEND_BYTES", "CANONICAL_FILTERS", "CHUNK_BYTES", "FORMAT", "FREE_SPACE_MIN_BYTES",
     "METADATA_CACHE_BYTES", "PACKET_FILTERS", "ClassifiedRaw", "H5Writer", "agrees_with_raw", "classified_raw",
-    "disagreement", "kind_counts", "raw_kind_counts", "read_canonical", "read_canonical_file", "read_facts",
+    "disagreement", "kind_counts", "raw_kind_counts", "read_canonical", "read_closed", "read_facts",
     "read_field", "rebuild",
 ]

@@ -34,7 +34,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import h5py
 import numpy as np
@@ -50,6 +50,7 @@ from .manifest import iso, read, write_atomic
 from .recovery import count_raw, dir_size, empty_counters
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Longest time between two syncs of an active recording by default, s (``sync_s``;
 #: ``RUSTY_TELEMETRY_SYNC_S``): what a power loss can lose, besides what waits in the rings
@@ -230,51 +231,31 @@ class RecordingManager:
     def read_frames(self, rec_id: str, feed: str, start: int, end: int | None):
         """Canonical frames ``start:end`` of ``feed`` (a structured array) and their per-frame extras
         (the PCARS 1 sector splits, ACC's lap records: see :func:`h5store.read_canonical`), read
-        from ``data.h5``.
-
-        For the active recording the queued rows are appended first and the writer's own handle is
-        read, so analysis sees everything up to now.
-        """
-        with self.lock:
-            if self.active is not None and self.active.id == rec_id:
-                self._append_pending(self.active)
-                return h5store.read_canonical(self.active.h5.file, feed, start, end, self.protocols)
-            if rec_id not in self._manifests:
-                raise NotFound("recording", rec_id)
-        return h5store.read_canonical_file(self.data_dir / rec_id / "data.h5", feed, start, end, self.protocols)
+        from ``data.h5`` (see :meth:`_read_h5`)."""
+        return self._read_h5(rec_id, lambda f: h5store.read_canonical(f, feed, start, end, self.protocols))
 
     def read_facts(self, rec_id: str, feed: str, t0_ns: int, t1_ns: int) -> dict[str, float]:
         """What the game stated of the car and track (``max_rpm``, ``track_length_m``) while ``feed``
         was received between ``t0_ns`` and ``t1_ns`` (see :func:`h5store.read_facts`)."""
-        with self.lock:
-            if self.active is not None and self.active.id == rec_id:
-                self._append_pending(self.active)
-                return h5store.read_facts(self.active.h5.file, feed, t0_ns, t1_ns, self.protocols)
-            if rec_id not in self._manifests:
-                raise NotFound("recording", rec_id)
-        path = self.data_dir / rec_id / "data.h5"
-        try:
-            with h5py.File(path, "r") as f:
-                return h5store.read_facts(f, feed, t0_ns, t1_ns, self.protocols)
-        except (OSError, KeyError, ValueError) as exc:
-            raise StoreError(f"{path.name}: unreadable: {exc}") from exc
+        return self._read_h5(rec_id, lambda f: h5store.read_facts(f, feed, t0_ns, t1_ns, self.protocols))
 
     # builtins.list: in this class's annotations, list is its list() method.
     def read_field(self, rec_id: str, feed: str, t0_ns: int, t1_ns: int) -> builtins.list[dict]:
         """The field of cars of ``feed`` (ACC) between ``t0_ns`` and ``t1_ns``: each car's best
         lap, laps and names (see :func:`h5store.read_field`)."""
+        return self._read_h5(rec_id, lambda f: h5store.read_field(f, feed, t0_ns, t1_ns))
+
+    def _read_h5(self, rec_id: str, read: Callable[[h5py.File], T]) -> T:
+        """``read(file)`` on the recording's ``data.h5``. For the active recording the queued rows
+        are appended first and the writer's own handle is read, so analysis sees everything up
+        to now."""
         with self.lock:
             if self.active is not None and self.active.id == rec_id:
                 self._append_pending(self.active)
-                return h5store.read_field(self.active.h5.file, feed, t0_ns, t1_ns)
+                return read(self.active.h5.file)
             if rec_id not in self._manifests:
                 raise NotFound("recording", rec_id)
-        path = self.data_dir / rec_id / "data.h5"
-        try:
-            with h5py.File(path, "r") as f:
-                return h5store.read_field(f, feed, t0_ns, t1_ns)
-        except (OSError, KeyError, ValueError) as exc:
-            raise StoreError(f"{path.name}: unreadable: {exc}") from exc
+        return h5store.read_closed(self.data_dir / rec_id / "data.h5", read)
 
     def _append_pending(self, act: Active) -> None:
         """Append what the active recording's HDF5 writer has queued, for a reader of its handle."""
