@@ -24,9 +24,7 @@ log = logging.getLogger(__name__)
 #: How long a Python thread may hold the GIL while another waits for it, s (Python's default:
 #: 0.005). The event loop answers /api/live between the consumer's passes, the HDF5 and raw
 #: writer threads and the sessions' file work; each time it wants the GIL back it waited up to
-#: the whole interval, several times per request. Soaks at game rates on a shared 2-core machine:
-#: /api/live p50 3.5 ms, p99 19 ms with the default; at 1 ms p50 1.8 and 2.2 ms, p99 8.4 and
-#: 23 ms (two runs; the p99 follows the machine's other load more than this setting).
+#: the whole interval, several times per request.
 GIL_SWITCH_S = 0.001
 
 

@@ -70,10 +70,7 @@ LIVE_WAIT_S = 0.25
 #: A live read that finds the snapshot older than this share of :data:`LIVE_MAX_AGE_S` (but
 #: younger than it) answers with it at once and asks the consumer for a fresh one, without
 #: waiting: a client polling more often than every ``LIVE_MAX_AGE_S`` then never waits for a
-#: pass. Waiting for one, every other read of a 20/s poll crossed three threads (executor,
-#: receive, consumer) and queued behind whatever the consumer was doing (an HDF5 append it waits
-#: for, a sync, a heap trim): /api/live p50 8.9 ms, p99 59 ms in a 5-minute soak at game rates;
-#: 3.5 ms and 19 ms without the wait.
+#: pass, which crosses three threads and queues behind whatever the consumer is doing.
 LIVE_REFRESH_SHARE = 0.25
 #: The receive thread's longest drain period, ms (it adapts between RECV_PERIOD_MS and this):
 #: what a datagram can wait in the kernel before it reaches a ring.

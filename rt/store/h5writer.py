@@ -117,12 +117,9 @@ class H5Writer:
         try:
             # A chunk cache of one chunk per dataset (CHUNK_BYTES) that evicts whole chunks first:
             # each (compressed) chunk is written as soon as the next one starts, spread over the
-            # appends, instead of all together at the next flush (a 50 ms stall of the consumer at
-            # 150 000 datagrams/s, longer than the rings hold). It held four: three full chunks
-            # stayed in memory beside the one being filled, in each of the ~70 open datasets,
-            # and at a game's rates they filled over minutes (a canonical chunk every 49 s at
-            # 333 Hz) to hours (rare packet kinds): RSS rose in 3.5 MB steps for the first minutes
-            # of a game-rate soak, ~13 MB in all, and kept creeping after.
+            # appends, instead of all together at the next flush (a stall longer than the rings
+            # hold at high rates); full chunks kept beside it would hold memory for as long as a
+            # rare packet kind takes to fill its next one (hours at a game's rates).
             # Free space in the file: HDF5 frees a compressed chunk's old place each time it is
             # rewritten larger (a sync wrote it partly filled) and by default tracks every freed
             # piece in memory until the file closes, a recording's whole length. Pieces under
@@ -188,9 +185,9 @@ class H5Writer:
         with ``filters``) and its text ``attrs()``.
 
         h5py creates the first dataset of each dtype, chunk shape and filters; the others reuse
-        its creation property list through the low-level calls, and their attributes too:
-        0.13 ms per dataset against 0.38 ms. Creating data.h5's ~70 datasets was most of what
-        starting a recording cost (~80 ms of CPU at game rates)."""
+        its creation property list through the low-level calls, and their attributes too, at a
+        third of the cost: creating data.h5's ~70 datasets is most of what starting a recording
+        costs."""
         shape = values.shape[1:]
         chunks = (_chunk_rows(shape, values.dtype.itemsize), *shape)
         like = (values.dtype.str, chunks, tuple(sorted(filters.items())))

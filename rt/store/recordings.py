@@ -269,9 +269,9 @@ class RecordingManager:
         """``recording`` of /api/live.
 
         Without the lock: the consumer holds it while it waits for an HDF5 append on the writer
-        thread (10-20 ms at game rates), and /api/live, polled 20 times a second, waited with it
-        (its p99 was those appends). One read of ``active`` is one consistent recording; its id
-        and name never change, and its status is one dict item, read whole."""
+        thread, and /api/live, polled 20 times a second, must not wait with it. One read of
+        ``active`` is one consistent recording; its id and name never change, and its status is
+        one dict item, read whole."""
         act = self.active
         if act is None:
             return None
