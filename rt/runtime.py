@@ -84,7 +84,7 @@ class Runtime:
 
     def recording_summary(self) -> dict | None:
         """``recording`` of ``/api/live``: the active recording, or None."""
-        return self.recordings.summary()
+        return self.recordings.live_summary()
 
     def export(self, rec_id: str, feed: str, fmt: str, directory: str | Path, run_id: str | None = None,
                laps: str | None = None) -> list[Path]:

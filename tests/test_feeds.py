@@ -680,14 +680,15 @@ def test_a_live_read_within_the_age_limit_answers_at_once_and_asks_for_the_next_
     # limit and waited for a consumer pass (executor → receive → consumer threads and back, behind
     # whatever the consumer was doing): /api/live p99 48 ms at game rates. Past a quarter of the
     # limit a read now answers with the snapshot it has and the consumer makes the next one, so a
-    # polling client never waits. Which snapshot a read got is told by the manager's own stamp.
+    # polling client never waits. Which snapshot a read got is told by a mark on the old one.
     mgr = manager_factory(config(), live_max_age_s=60.0)
     mgr.live()  # the first snapshot
     stamp = mgr._live_ns = mgr._live_ns - 20 * 10**9  # 20 s old: past a quarter of 60 s, within it
-    mgr.live()
-    assert mgr._live_ns == stamp  # answered from the snapshot it had: no pass waited for
+    mgr._live = {name: (dict(entry, marked=True), *rest) for name, (entry, *rest) in mgr._live.items()}
+    assert all(entry.get("marked") for entry in mgr.live().values())  # the snapshot it had: no pass waited for
     # ... and the consumer was asked for a fresh one, which the next read gets.
     wait_until(lambda: mgr._live_ns > stamp, timeout=10.0)
+    assert not any(entry.get("marked") for entry in mgr.live().values())
 
 
 def test_a_live_read_can_leave_asking_for_the_next_snapshot_until_its_answer_is_out(manager_factory):

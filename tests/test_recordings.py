@@ -441,14 +441,15 @@ def test_the_live_summary_answers_while_the_recorder_is_busy(tmp_path):
     holder = threading.Thread(target=busy_recorder)
     holder.start()
     try:
-        held.wait(10)
+        assert held.wait(10)
         answers = []
-        reader = threading.Thread(target=lambda: answers.append(mgr.summary()))
+        reader = threading.Thread(target=lambda: answers.append(mgr.live_summary()))
         reader.start()
         reader.join(10)  # a guard against hanging the suite, not a timing
         assert answers == [{"id": rec_dir.name, "name": "busy", "status": "recording"}]
     finally:
         release.set()
         holder.join()
+    assert mgr.summary() == answers[0]  # the same, once the recorder lets go
     mgr.stop()
-    assert mgr.summary() is None
+    assert mgr.live_summary() is None and mgr.summary() is None

@@ -27,9 +27,12 @@ async def live(request: Request):
     if feeds.live_is_stale():
         # The consumer runs a pass for fresh values; the loop serves others meanwhile.
         await loop.run_in_executor(None, feeds.refresh_live)
-    body = {"time": iso_now(), "recording": runtime.recording_summary(), "feeds": feeds.live(ask=False)}
-    # Not in the reference: why the last recording stopped on its own (disk full, …), until the next starts.
-    body["recording_error"] = runtime.recordings.last_error
+    # Not in the reference: why the last recording stopped on its own (disk full, …), until the
+    # next starts. Read before the recording: see RecordingManager.live_summary.
+    error = runtime.recordings.last_error
+    # The loop never waits for a pass itself: past the executor's wait it answers with what it has.
+    body = {"time": iso_now(), "recording": runtime.recording_summary(), "feeds": feeds.live(ask=False, wait=False)}
+    body["recording_error"] = error
     # The next snapshot is asked for once this answer is written (this task's step ends then).
     loop.call_soon(feeds.keep_live_fresh)
     return json(body)

@@ -510,15 +510,15 @@ class FeedManager:
         """Whether :meth:`live` would first wait for a consumer pass (its snapshot is too old)."""
         return bool(self._threads) and time.monotonic_ns() - self._live_ns > self.live_max_age_s * 1e9
 
-    def refresh_live(self, ask: bool = True) -> None:
+    def refresh_live(self, ask: bool = True, wait: bool = True) -> None:
         """Bring the live snapshot up to date: the receive thread drains the sockets and the
-        consumer runs a pass (waits at most :data:`LIVE_WAIT_S`). Nothing to wait for while
-        fresh; past :data:`LIVE_REFRESH_SHARE` of its age limit a fresh one is asked for, not
-        waited for (the next read gets it), unless ``ask`` is False (the caller asks later
-        with :meth:`keep_live_fresh`)."""
+        consumer runs a pass (waits at most :data:`LIVE_WAIT_S`; not at all unless ``wait``).
+        Nothing to wait for while fresh; past :data:`LIVE_REFRESH_SHARE` of its age limit a fresh
+        one is asked for, not waited for (the next read gets it), unless ``ask`` is False (the
+        caller asks later with :meth:`keep_live_fresh`)."""
         if not self._threads:
             return
-        if time.monotonic_ns() - self._live_ns <= self.live_max_age_s * 1e9:
+        if time.monotonic_ns() - self._live_ns <= self.live_max_age_s * 1e9 or not wait:
             if ask:
                 self.keep_live_fresh()
             return
@@ -543,11 +543,11 @@ class FeedManager:
         else:
             self.wake()
 
-    def live(self, ask: bool = True) -> dict[str, dict]:
+    def live(self, ask: bool = True, wait: bool = True) -> dict[str, dict]:
         """Every feed's entry of /api/live: the consumer's snapshot (see :meth:`_publish_live`),
         refreshed first when older than :data:`LIVE_MAX_AGE_S`, with health and age as of now;
-        computed directly before the first pass. ``ask``: see :meth:`refresh_live`."""
-        self.refresh_live(ask)
+        computed directly before the first pass. ``ask``, ``wait``: see :meth:`refresh_live`."""
+        self.refresh_live(ask, wait)
         now = clock.now_ns()
         snapshot = self._live
         if snapshot is None:

@@ -51,8 +51,6 @@ METADATA_CACHE_BYTES = 512 << 10
 _TEXT = h5py.string_dtype()
 _TEXT_TYPE = h5py.h5t.py_create(_TEXT, logical=True)
 _SCALAR = h5py.h5s.create(h5py.h5s.SCALAR)
-_UTF8_NAMES = h5py.h5p.create(h5py.h5p.LINK_CREATE)  # link names as h5py makes them
-_UTF8_NAMES.set_char_encoding(h5py.h5t.CSET_UTF8)
 
 
 def short_error(exc: Exception) -> str:
@@ -147,6 +145,7 @@ class H5Writer:
         #: (it crashed there after a failed write, h5py 3.16 on a full disk).
         self.failed = False
         self._in_flight: Future | None = None  # the append running on the writer thread
+        self._abandoned = False  # see _abandon
         # Held by whichever thread appends: the datasets and groups above belong to it meanwhile.
         self._append_lock = threading.Lock()
 
@@ -200,7 +199,7 @@ class H5Writer:
         else:
             space = h5py.h5s.create_simple((0, *shape), (h5py.h5s.UNLIMITED, *shape))
             dataset_id = h5py.h5d.create(group.id, name.encode(), h5py.h5t.py_create(values.dtype, logical=True),
-                                         space, dcpl=dcpl, lcpl=_UTF8_NAMES)
+                                         space, dcpl=dcpl)
         for attr, text in (attrs() if attrs else {}).items():
             attribute = h5py.h5a.create(dataset_id, attr.encode(), _TEXT_TYPE, _SCALAR)
             attribute.write(np.array(text, dtype=_TEXT))  # as h5py writes a str: variable-length UTF-8
@@ -324,6 +323,8 @@ class H5Writer:
         self._append(group, "kind", ids, lambda: {"unit": "index into the group's 'kinds' attribute"}, CANONICAL_FILTERS)
 
     def close(self) -> None:
+        if self._abandoned:
+            return  # h5py's File.close decrements every open identifier, locked or not
         try:
             self._wait_in_flight()  # even after a failure: the file must not close under it
             if not self.failed:
@@ -350,3 +351,4 @@ class H5Writer:
         held.append(self.file.id)
         for identifier in held:
             identifier.locked = True
+        self._abandoned = True

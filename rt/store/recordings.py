@@ -266,12 +266,19 @@ class RecordingManager:
             raise
 
     def summary(self) -> dict | None:
-        """``recording`` of /api/live.
+        """The active recording's id, name and status, or None; a stop under way finishes first
+        (sessions and exports act on the answer)."""
+        with self.lock:
+            return self.live_summary()
 
-        Without the lock: the consumer holds it while it waits for an HDF5 append on the writer
-        thread, and /api/live, polled 20 times a second, must not wait with it. One read of
-        ``active`` is one consistent recording; its id and name never change, and its status is
-        one dict item, read whole."""
+    def live_summary(self) -> dict | None:
+        """``recording`` of /api/live: :meth:`summary` without the lock.
+
+        The consumer holds the lock while it waits for an HDF5 append on the writer thread, and
+        /api/live, polled 20 times a second, must not wait with it. One read of ``active`` is one
+        consistent recording (its id, name and status never change while it is active); a stop
+        clears ``active`` before it sets :attr:`last_error`, so a reader that takes
+        ``last_error`` first never shows a recording beside its own stop's error."""
         act = self.active
         if act is None:
             return None
@@ -372,7 +379,6 @@ class RecordingManager:
             manifest["stopped_at"] = iso()
             if problems:
                 manifest["error"] = "; ".join(dict.fromkeys(problems))
-                self.last_error = {"id": act.id, "name": manifest["name"], "status": "stopped", "error": manifest["error"]}
             manifest["size_bytes"] = dir_size(act.dir)
             try:
                 write_atomic(act.dir / "manifest.json", manifest)
@@ -382,6 +388,8 @@ class RecordingManager:
                 log.error("recording %s: manifest not written: %s", act.id, exc)
             self._manifests[act.id] = manifest
             self.active = None
+            if problems:  # after active is cleared: see live_summary
+                self.last_error = {"id": act.id, "name": manifest["name"], "status": "stopped", "error": manifest["error"]}
             if self.compactor is not None and not problems:
                 # After a write error the HDF5 file is not to be trusted: `recover` rebuilds it.
                 assert self.compact_after_s is not None  # the compactor exists only with a delay
