@@ -265,7 +265,8 @@ def _by_cause(samples: list[dict], clients: "_Clients", wall: float) -> dict:
     return {
         "samples": len(samples),
         "second_half": {"from_s": span[0], "to_s": span[1], "live_requests": requests, "runs": runs, "syncs": syncs,
-                        "decoding_passes": last.get("decoding_passes", 0) - first.get("decoding_passes", 0)},
+                        **{k: round(last.get(k, 0) - first.get(k, 0), 1)
+                           for k in ("decoding_passes", "gc_full_runs", "gc_full_ms", "gc_ms")}},
         "first": {k: first.get(k) for k in CAUSE_FIGURES}, "last": {k: last.get(k) for k in CAUSE_FIGURES},
         "growth": growth,
         "per_1000_requests": per(requests, 1000),

@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import Config
 from .export.table import Exporter, parse_laps
 from .feeds.manager import FeedManager
-from .memory import MemoryLog, Trimmer
+from .memory import CollectorWatch, MemoryLog, Trimmer
 from .protocols import protocols_for
 from .sessions.laps import RecordingLaps
 from .sessions.manager import SessionManager
@@ -46,6 +46,7 @@ class Runtime:
         #: More sources for the memory log (name → callable), e.g. the API's router cache.
         self.memory_sources: dict = {}
         self._switch_s: float | None = None  # the GIL switch interval before start
+        self.collector = CollectorWatch()
 
     def start(self) -> None:
         self._switch_s = sys.getswitchinterval()
@@ -60,14 +61,16 @@ class Runtime:
         self.feeds.on_tick.append(Trimmer(release=[self.recordings.release_idle, self.laps.release_idle]).tick)
         if self.config.memory_log_s > 0:
             sources = {"sessions": self.sessions.counts, "recordings": self.recordings.counts,
-                       "feeds": self.feeds.counts, **self.memory_sources}
+                       "feeds": self.feeds.counts, "collector": self.collector.figures, **self.memory_sources}
             self.feeds.on_tick.append(MemoryLog(self.config.memory_log_s, sources).tick)
         self.started = True
         for feed in self.feeds.feeds.values():
             state = f"port {feed.port}" if feed.available else f"NOT AVAILABLE ({feed.error})"
             log.info("feed %-15s %s", feed.name, state)
+        self.collector.start()
 
     def stop(self) -> None:
+        self.collector.stop()
         if self.started:
             self.feeds.stop()  # takes what is left in the rings first
             self.recordings.close()

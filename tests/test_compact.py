@@ -74,6 +74,9 @@ def test_compaction_keeps_every_value_and_byte_and_shrinks_real_data(tmp_path, m
     with h5py.File(original, "r") as f0, h5py.File(rec_dir / "data.h5", "r") as f:
         rows = f["ksudp/ac_car_info/rows"]
         assert (rows.compression, rows.shuffle) == ("gzip", True)
+        # Canonical channels are written uncompressed too while recording; compaction deflates them.
+        assert {(ds.compression, ds.shuffle) for ds in f["ksudp/canonical"].values()} == {("gzip", True)}
+        assert {ds.compression for ds in f0["ksudp/canonical"].values()} == {None}
         # The real AC rows: the measured 2.1x of the module's docstring (to within a few percent).
         assert rows.size * rows.dtype.itemsize / rows.id.get_storage_size() > 2.0
         assert f0["ksudp/ac_car_info/rows"].id.get_storage_size() >= rows.size * rows.dtype.itemsize

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from rigs import feed_config
@@ -21,3 +22,21 @@ def test_the_event_loop_gets_the_gil_back_within_a_millisecond_while_the_runtime
     finally:
         runtime.stop()
     assert sys.getswitchinterval() == before
+
+
+
+def test_the_memory_log_counts_the_collectors_work_while_the_runtime_runs(tmp_path):
+    # A soak must be able to tell a pause of the garbage collector from other causes of a slow
+    # /api/live answer or a growing heap.
+    runtime = Runtime(feed_config(data_dir=tmp_path / "data"))
+    runtime.start()
+    try:
+        gc.collect()
+        gc.collect(0)
+        figures = runtime.collector.figures()
+        assert figures["gc_full_runs"] == 1
+        assert figures["gc_ms"] >= figures["gc_full_ms"] > 0
+    finally:
+        runtime.stop()
+    gc.collect()
+    assert runtime.collector.figures()["gc_full_runs"] == 1  # no longer counted once stopped
