@@ -222,7 +222,7 @@ def _unordered_disagreement(feed: str, stored: tuple[np.ndarray, list[str]],
 class _StoredFrames:
     """A feed's canonical frames in data.h5, read in blocks and handed out kind by kind in stored order."""
 
-    #: Frames read at a time (~4.5 MB decoded); a block is gzip chunks of every channel.
+    #: Frames read at a time (~4.5 MB decoded); a block is whole chunks of every channel (deflated once compacted).
     BLOCK = 1 << 16
 
     def __init__(self, group: h5py.Group) -> None:
