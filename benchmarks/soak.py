@@ -11,12 +11,12 @@ Used by the short soak test (seconds) and the long soak benchmark (``python -m b
 * runs started, stopped and deleted: one client starts a run every 0.75 s, stops it after 0.5 s and
   deletes it (a kept run is ~3 KB of session state the user asked for; deleting it keeps the
   memory series about the recorder),
-* memory by cause (``by_cause``): the server logs its figures every ``seconds / 60`` (at least
+* memory by cause (``by_cause``): the server logs its figures every ``seconds / 360`` (at least
   5 s; ``RUSTY_TELEMETRY_MEMORY_LOG_S``): resident memory, the C heap in use and free, HDF5's free
-  lists, Python's allocated blocks, Sanic's route cache, the sessions' runs and bookkeeping, and its counts
-  of syncs and consumer passes. Over the second half the report gives each figure's growth, and
-  that growth per 1000 /api/live requests, per 100 runs and per 100 syncs, so a regression
-  points at what grows and with which activity.
+  lists and metadata cache, Python's allocated blocks, Sanic's route cache, the sessions' runs and
+  bookkeeping, and its counts of syncs and consumer passes. Over the second half the report gives
+  each figure's growth (its least-squares trend), and that growth per 1000 /api/live requests, per
+  100 runs and per 100 syncs, so a regression points at what grows and with which activity.
 
 Senders are Python ``sendto`` loops paced in 2 ms steps, one per feed in its own process, with
 datagrams built by the simulator's packet builders (AC RTCarInfo to a simulated AC that the
@@ -77,13 +77,26 @@ def _sender(game: str, port: int, rate: float, seconds: float, seed: int, result
 def _slope_per_min(samples: list[tuple[float, float]], after_s: float = 60.0) -> float | None:
     """Least-squares growth of resident memory (MB per minute) after ``after_s`` seconds, or over
     the second half of a shorter run: the rings and buffers fill at the start, by design."""
+    fit = _slope_fit(samples, after_s)
+    return None if fit is None else fit[0]
+
+
+def _slope_fit(samples: list[tuple[float, float]], after_s: float) -> tuple[float, float] | None:
+    """(slope, its standard error), MB per minute, of the samples from ``after_s`` (or the second
+    half of a shorter run) on. Resident memory swings ±1.5 MB within seconds as decoded batches
+    and raw pieces come and go, so a slope of 0.01 MB/min over 30 minutes is only told from
+    noise with samples every few seconds: the error says how far the figure can be trusted."""
     if not samples:
         return None
     start = min(after_s, samples[-1][0] / 2)
     t, mb = zip(*[(t, mb) for t, mb in samples if t >= start])  # the last sample is always in
-    if len(t) < 2:
+    if len(t) < 3:
         return None
-    return round(float(np.polyfit(np.asarray(t) / 60.0, np.asarray(mb), 1)[0]), 3)
+    minutes, mb = np.asarray(t) / 60.0, np.asarray(mb)
+    (slope, intercept), cov = np.polyfit(minutes, mb, 1, cov="unscaled")
+    residual = mb - (slope * minutes + intercept)
+    stderr = float(np.sqrt(cov[0, 0] * residual @ residual / (len(mb) - 2)))
+    return round(float(slope), 4), round(stderr, 4)
 
 
 def _get(url: str, method: str = "GET", body: dict | None = None):
@@ -133,9 +146,15 @@ def _start_senders(ksudp_port: int, feeds: dict, rate: float, seconds: float) ->
     return procs, results
 
 
+#: Lines of the server's memory log per soak (every 10 s in an hour, at least 5 s apart).
+MEMORY_LOG_LINES = 360
+#: Resident memory samples per soak (one every 5 s in an hour; see :func:`_slope_fit`).
+RSS_SAMPLES = 720
+
+
 class _Clients:
     """The server's other load while it records: /api/live polled ``poll_hz`` times a second, a
-    client churning runs, and resident memory sampled (about 60 samples per run, at least 1 s
+    client churning runs, and resident memory sampled (:data:`RSS_SAMPLES` per run, at least 1 s
     apart), each in its own thread until :meth:`stop`."""
 
     def __init__(self, url: str, server_pid: int, seconds: float, poll_hz: float) -> None:
@@ -203,7 +222,7 @@ class _Clients:
     def _sample_memory(self) -> None:
         while not self._stop.is_set():
             self.memory.append((round(time.monotonic() - self.t0, 1), round(_rss_mb(self.server_pid), 1)))
-            self._stop.wait(max(1.0, self.seconds / 60))
+            self._stop.wait(max(1.0, self.seconds / RSS_SAMPLES))
 
 
 def _wait_until_received(url: str, sent: dict[str, int], timeout_s: float = 10.0) -> None:
@@ -229,8 +248,8 @@ def _count_recorded(rec_dir: Path) -> dict[str, int]:
 
 
 #: Figures of the server's memory log that are sizes (the others are counts of activity).
-CAUSE_FIGURES = ("rss_mb", "c_heap_in_use_mb", "c_heap_free_mb", "hdf5_free_lists_mb", "python_blocks",
-                 "router_cache_entries", "runs_kept", "run_bookkeeping", "recordings")
+CAUSE_FIGURES = ("rss_mb", "c_heap_in_use_mb", "c_heap_free_mb", "hdf5_free_lists_mb", "hdf5_metadata_cache_mb",
+                 "python_blocks", "router_cache_entries", "runs_kept", "run_bookkeeping", "recordings")
 
 
 def _memory_log(log_path: Path, t0_epoch: float) -> list[dict]:
@@ -256,8 +275,14 @@ def _by_cause(samples: list[dict], clients: "_Clients", wall: float) -> dict:
     requests = sum(1 for t in clients.live_at if span[0] <= t < span[1])
     runs = sum(1 for t in clients.runs_at if span[0] <= t < span[1])
     syncs = last.get("syncs", 0) - first.get("syncs", 0)
-    growth = {k: round(last[k] - first[k], 3) for k in CAUSE_FIGURES if isinstance(first.get(k), (int, float))
-              and isinstance(last.get(k), (int, float))}
+    # Each figure's least-squares trend over the half, not last less first: the C heap in use
+    # swings ±1.5 MB within seconds with the decoded batches in flight.
+    growth = {}
+    for k in CAUSE_FIGURES:
+        points = [(s["t"], s[k]) for s in half if isinstance(s.get(k), (int, float))]
+        if len(points) >= 2:
+            t, v = np.asarray(points, dtype=float).T
+            growth[k] = round(float(np.polyfit(t, v, 1)[0]) * (span[1] - span[0]), 3) if np.ptp(t) > 0 else 0.0
 
     def per(count: int, unit: int) -> dict | None:
         return {k: round(v / count * unit, 4) for k, v in growth.items()} if count else None
@@ -281,7 +306,17 @@ def _percentiles(latencies: list[float]) -> dict:
     if not lat:
         return {"requests": 0}
     return {"requests": len(lat), "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
-            "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2)}
+            "p90_ms": round(lat[int(len(lat) * 0.9)] * 1000, 2),
+            "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 2),
+            "p999_ms": round(lat[int(len(lat) * 0.999)] * 1000, 2), "max_ms": round(lat[-1] * 1000, 2)}
+
+
+def _by_tenth(latencies: list[float], answered_at: list[float], wall: float) -> list[dict]:
+    """:func:`_percentiles` of the /api/live latencies (s) answered in each tenth of ``wall`` (s)."""
+    tenths: list[list[float]] = [[] for _ in range(10)]
+    for latency, at in zip(latencies, answered_at):
+        tenths[min(9, int(at / wall * 10))].append(latency)
+    return [_percentiles(part) for part in tenths]
 
 
 def _live_beside_churn(clients: _Clients) -> tuple[list[float], list[float]]:
@@ -317,8 +352,9 @@ def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent:
         "memory_mb": memory,
         "rss_slope_mb_per_min": _slope_per_min(memory),
         # HDF5's caches fill over minutes at these rates (its metadata cache reaches its fixed
-        # size after ~9 M datagrams): the second half says whether anything grows without end.
+        # size after ~0.5 M datagrams): the second half says whether anything grows without end.
         "rss_slope_second_half_mb_per_min": _slope_per_min(memory, after_s=wall / 2),
+        "rss_slope_second_half_stderr_mb_per_min": (_slope_fit(memory, wall / 2) or (None, None))[1],
         "cpu_percent_of_one_core": round(cpu / wall * 100, 1),
         "files_mb": {p.name: round(p.stat().st_size / 1e6, 1) for p in sorted(rec_dir.iterdir())},
         "live_requests": len(lat),
@@ -327,6 +363,8 @@ def _report(tmp: str, rec_dir: Path, rate: float, wall: float, cpu: float, sent:
         # Where the tail comes from: /api/live answered while a run request was in flight, or not.
         "live_beside_run_requests": _percentiles(beside),
         "live_alone": _percentiles(alone),
+        # Whether the tail grows as the recording does: p99 per tenth of the run.
+        "live_by_tenth": _by_tenth(clients.latencies, clients.live_at, wall),
         "runs": clients.runs,
         "by_cause": _by_cause(memory_log, clients, wall),
         "memory_log": memory_log,
@@ -347,7 +385,7 @@ def run(seconds: float = 10.0, rate: float = 3000.0, data_dir: str | None = None
         probe.bind(("127.0.0.1", 0))
         ksudp_port = probe.getsockname()[1]
     log = open(Path(tmp) / "server.log", "w")
-    server = _start_server(tmp, ksudp_port, log, max(5.0, seconds / 60))
+    server = _start_server(tmp, ksudp_port, log, max(5.0, seconds / MEMORY_LOG_LINES))
     try:
         url = _server_url(server)
         feeds = _get(f"{url}/api/live")["feeds"]

@@ -190,8 +190,16 @@ class RecordingManager:
             return dict(manifest)
 
     def counts(self) -> dict[str, int]:
-        """For the memory log: syncs so far and recordings known."""
-        return {"syncs": self.syncs, "recordings": len(self._manifests)}
+        """For the memory log: syncs so far, recordings known, and the active recording's HDF5
+        metadata cache (MB: it fills up to its fixed size as the datasets grow)."""
+        out: dict[str, float] = {"syncs": self.syncs, "recordings": len(self._manifests)}
+        active = self.active
+        if active is not None:
+            try:
+                out["hdf5_metadata_cache_mb"] = round(active.h5.file.id.get_mdc_size()[2] / 2**20, 3)
+            except (ValueError, RuntimeError):  # closing meanwhile: the figure is left out
+                pass
+        return out
 
     def raw_file(self, rec_id: str, feed: str) -> rawfile.RawFile:
         """A feed's raw file opened for reading its original bytes (the caller closes it); its
