@@ -216,7 +216,7 @@ def test_the_metadata_cache_is_full_within_minutes_of_a_game_rate_recording(tmp_
     # filled for 77 minutes (real AC and PCARS captures, looped), so resident memory rose through
     # the first hour of a recording. Capped where it is full within minutes, what it holds stays
     # put after them. Three feeds of AC rows at 333 Hz, one decoded second at a time, data.h5
-    # flushed as the recorder does (at 512 KiB: 125 KiB after 20 minutes).
+    # flushed as the recorder does (at 512 KiB: 137 KiB after 20 minutes).
     from rt.store.recordings import H5_FLUSH_S
 
     cols, _, canon = next(_batches(1, 333))

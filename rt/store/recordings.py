@@ -189,7 +189,7 @@ class RecordingManager:
                 raise NotFound("recording", rec_id)
             return dict(manifest)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, float]:
         """For the memory log: syncs so far, recordings known, and the active recording's HDF5
         metadata cache (MB: it fills up to its fixed size as the datasets grow)."""
         out: dict[str, float] = {"syncs": self.syncs, "recordings": len(self._manifests)}
