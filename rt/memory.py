@@ -6,11 +6,8 @@ the process when they are freed (after a lagging disk, resident memory stayed hu
 higher). ``malloc_trim`` returns every whole free page of every arena to the system
 (``madvise``), in the middle of the heap too.
 
-:func:`fix_mmap_threshold` keeps those buffers out of the heap in the first place (glibc's
-raising of the threshold is what put them there).
-
-Elsewhere (musl, macOS, Windows) there is nothing to call and :func:`release_free_memory` and
-:func:`fix_mmap_threshold` do nothing.
+Elsewhere (musl, macOS, Windows) there is nothing to call and :func:`release_free_memory` is a
+no-op.
 
 :class:`MemoryLog` (``RUSTY_TELEMETRY_MEMORY_LOG_S``) logs what holds memory, by cause, for soaks.
 """
@@ -45,37 +42,6 @@ def _load_trim():
 
 
 _malloc_trim = _load_trim()
-
-#: Blocks at least this large come straight from the system (mmap) and go back to it when freed,
-#: bytes (glibc's own starting value). glibc raises its threshold to the size of each large block
-#: freed (up to 32 MB); from then on the recorder's transient buffers (decoded batches, packed raw
-#: pieces, HDF5's chunk buffers) are carved out of the heap between the long-lived blocks, and a
-#: heap with holes grows when no hole fits: in a 1-hour game-rate soak the arena grew 0.9 MB at
-#: 34 minutes with 6 MB free inside it. A fixed value also stops the raising.
-MMAP_THRESHOLD_BYTES = 128 * 1024
-_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
-
-
-def _load_mallopt():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
-
-
-_mallopt = _load_mallopt()
-
-
-def fix_mmap_threshold(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Keep blocks of ``threshold_bytes`` and more out of the C heap for the rest of the process
-    (glibc; see :data:`MMAP_THRESHOLD_BYTES`); False where the C library has no such setting."""
-    if _mallopt is None:
-        return False
-    return _mallopt(_M_MMAP_THRESHOLD, threshold_bytes) == 1
 
 
 def release_free_memory() -> bool:

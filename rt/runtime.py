@@ -13,7 +13,7 @@ from pathlib import Path
 from .config import Config
 from .export.table import Exporter, parse_laps
 from .feeds.manager import FeedManager
-from .memory import CollectorWatch, MemoryLog, Trimmer, fix_mmap_threshold
+from .memory import CollectorWatch, MemoryLog, Trimmer
 from .protocols import protocols_for
 from .sessions.laps import RecordingLaps
 from .sessions.manager import SessionManager
@@ -51,8 +51,6 @@ class Runtime:
     def start(self) -> None:
         self._switch_s = sys.getswitchinterval()
         sys.setswitchinterval(GIL_SWITCH_S)
-        # Process-wide and kept after stop: the server process ends with its runtime.
-        fix_mmap_threshold()
         repaired = self.recordings.open()
         for rec_id in repaired:
             log.warning("recording %s was left open by a process that died: repaired, now interrupted", rec_id)
