@@ -165,13 +165,17 @@ def _h5py_lock():
 
 def heap_stats() -> dict[str, float]:
     """What the C side holds, MB: the C heap in use and free in glibc's arenas (mmapped blocks
-    count as in use), and HDF5's free lists (blocks it keeps for reuse instead of freeing). A key
-    is missing where it cannot be known (another C library, no HDF5 loaded yet)."""
+    count as in use, and are also given alone: 64 MB of them are the feeds' rings), and HDF5's
+    free lists (blocks it keeps for reuse instead of freeing). A key is missing where it cannot be
+    known (another C library, no HDF5 loaded yet)."""
     out: dict[str, float] = {}
     if _mallinfo2 is not None:
         info = _mallinfo2()
         out["c_heap_in_use_mb"] = round((info.uordblks + info.hblkhd) / 2**20, 3)
         out["c_heap_free_mb"] = round(info.fordblks / 2**20, 3)
+        # Blocks glibc mapped on their own (over its mmap threshold): a step in the heap is then
+        # either one large buffer kept (here) or the arena grown (in use + free, less this).
+        out["c_heap_mapped_mb"] = round(info.hblkhd / 2**20, 3)
     lib = _hdf5_library()
     if lib is not None:
         sizes = [ctypes.c_size_t() for _ in range(4)]

@@ -102,3 +102,21 @@ def test_release_free_memory_hands_hdf5s_free_lists_back_before_the_trim(tmp_pat
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     mb = json.loads(out)
     assert mb["after"] < mb["before"] / 2, mb
+
+
+def test_heap_stats_give_a_large_buffer_kept_apart_from_the_heaps_arena():
+    # A step in the C heap is either one large buffer kept or the arena grown; the memory log
+    # must tell which. 64 MiB is over the highest mmap threshold glibc ever sets on its own
+    # (32 MiB), so the block is mapped apart whatever the process freed before.
+    import numpy as np
+
+    from rt.memory import heap_stats
+
+    before = heap_stats()
+    block = np.ones(64 << 20, dtype=np.uint8)
+    during = heap_stats()
+    del block
+    after = heap_stats()
+    assert during["c_heap_mapped_mb"] - before["c_heap_mapped_mb"] >= 64
+    assert during["c_heap_in_use_mb"] - before["c_heap_in_use_mb"] >= 64  # in use counts it too
+    assert after["c_heap_mapped_mb"] <= during["c_heap_mapped_mb"] - 64  # unmapped when freed
