@@ -249,7 +249,8 @@ def _count_recorded(rec_dir: Path) -> dict[str, int]:
 
 #: Figures of the server's memory log that are sizes (the others are counts of activity).
 CAUSE_FIGURES = ("rss_mb", "c_heap_in_use_mb", "c_heap_free_mb", "c_heap_mapped_mb", "hdf5_free_lists_mb",
-                 "hdf5_metadata_cache_mb", "python_blocks", "router_cache_entries", "runs_kept", "run_bookkeeping", "recordings")
+                 "hdf5_metadata_cache_mb", "python_blocks", "router_cache_entries", "runs_kept", "run_bookkeeping",
+                 "recordings")
 
 
 def _memory_log(log_path: Path, t0_epoch: float) -> list[dict]:
