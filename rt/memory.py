@@ -165,7 +165,7 @@ def _h5py_lock():
 
 def heap_stats() -> dict[str, float]:
     """What the C side holds, MB: the C heap in use and free in glibc's arenas (mmapped blocks
-    count as in use, and are also given alone: 64 MB of them are the feeds' rings), and HDF5's
+    count as in use, and are also given alone: the feeds' rings are most of them), and HDF5's
     free lists (blocks it keeps for reuse instead of freeing). A key is missing where it cannot be
     known (another C library, no HDF5 loaded yet)."""
     out: dict[str, float] = {}
