@@ -20,6 +20,7 @@ import gc
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Callable, Iterable
 
@@ -211,7 +212,7 @@ class MemoryLog:
         # Python's allocated blocks: O(1) to read, where counting the collector's objects holds
         # the GIL for milliseconds (an /api/live answer waits for it).
         out: dict = {"at": round(time.time(), 3), "rss_mb": round(rss_mb(), 2), **heap_stats(),
-                     "python_blocks": sys.getallocatedblocks()}
+                     "python_blocks": sys.getallocatedblocks(), "threads": threading.active_count()}
         for name, source in self.sources.items():
             try:
                 value = source()

@@ -84,10 +84,41 @@ def _as_bytes(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.dtype((np.void, rows.dtype.itemsize)))
 
 
-def _concat_rows(parts: list[np.ndarray]) -> np.ndarray:
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate([_as_bytes(p) for p in parts]).view(parts[0].dtype)
+class _Queue:
+    """Rows queued for one group between two appends, copied into arrays kept for the recording's
+    whole length (grown, never shrunk) instead of held as the decoded batches themselves.
+
+    Held batches came and went from the C heap by the megabyte, an append's worth every few
+    seconds, interleaved with everything long-lived allocated meanwhile: the heap's arena grew in
+    steps of 0.2-1 MB at moments set by the data, still in the second half of a 1-hour game-rate
+    soak. Two queues per group take turns (:meth:`H5Writer._take`): one fills while the writer
+    thread appends the other."""
+
+    def __init__(self, dtype: np.dtype, rows: int = 0) -> None:
+        self.t_ns = np.empty(rows, dtype=np.int64)
+        self.rows = np.empty(rows, dtype=dtype)
+        self.n = 0
+        #: (end row, packet kind) per part, for canonical rows (their kind is stored per row)
+        self.kinds: list[tuple[int, str]] = []
+
+    def room(self, m: int) -> tuple[int, int]:
+        """Make room for ``m`` more rows; returns their slice bounds."""
+        start, end = self.n, self.n + m
+        if end > len(self.rows):
+            size = max(end, 2 * len(self.rows), 64)
+            t_ns, rows = np.empty(size, dtype=np.int64), np.empty(size, dtype=self.rows.dtype)
+            t_ns[:start], _as_bytes(rows)[:start] = self.t_ns[:start], _as_bytes(self.rows)[:start]
+            self.t_ns, self.rows = t_ns, rows
+        self.n = end
+        return start, end
+
+    def queued(self) -> tuple[np.ndarray, np.ndarray]:
+        """The queued times (ns) and rows (views: valid until the queue is reused)."""
+        return self.t_ns[:self.n], self.rows[:self.n]
+
+    def reset(self) -> None:
+        self.n = 0
+        self.kinds.clear()
 
 
 @dataclass
@@ -134,9 +165,12 @@ class H5Writer:
             self.file.attrs["created_at"] = created_at or iso()
         except (OSError, ValueError) as exc:
             raise StoreError(f"{self.path.name}: cannot create: {exc}") from exc
-        self._pending: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}  # (t_ns, rows)
+        self._pending: dict[tuple[str, str], _Queue] = {}  # packet rows queued per (feed, kind)
         self._layouts: dict[str, PacketLayout] = {}
-        self._canonical: dict[str, list[tuple[np.ndarray, str]]] = {}
+        self._canonical: dict[tuple[str, None], _Queue] = {}  # canonical rows queued per (feed, None)
+        # The other queue of each pair (see _Queue), and the queues the last _take handed over.
+        self._spare: dict[tuple[str, str | None], _Queue] = {}
+        self._taken: dict[tuple[str, str | None], _Queue] = {}
         self.pending_bytes = 0  # their decoded size
         self.pending_canonical = 0  # queued canonical rows
         self._datasets: dict[str, _Appending] = {}
@@ -216,18 +250,35 @@ class H5Writer:
 
     def add(self, feed: str, layout: PacketLayout, columns, t_ns: np.ndarray, canonical: np.ndarray | None) -> None:
         """Queue one decoded group (``columns``: a :class:`~rt.decode.RowColumns` or a dict of
-        columns). The arrays are kept, not copied: the feed hands every sink fresh ones."""
+        columns; ``t_ns``: receive times, ns since the Unix epoch). The rows are copied into the
+        writer's queues (:class:`_Queue`): the caller's arrays are not kept."""
         self._layouts[layout.name] = layout
+        queue = self._queue(self._pending, (feed, layout.name), layout.dtype)
+        start, end = queue.room(len(t_ns))
+        queue.t_ns[start:end] = t_ns
+        target = queue.rows[start:end]
         rows = getattr(columns, "rows", None)
-        if rows is None:
-            rows = np.empty(len(t_ns), dtype=layout.dtype)
-            for name, values in columns.items():
-                rows[name] = values
-        self._pending.setdefault((feed, layout.name), []).append((np.asarray(t_ns, dtype=np.int64), rows))
-        self.pending_bytes += rows.nbytes
+        if rows is not None and rows.dtype == target.dtype:
+            _as_bytes(target)[:] = _as_bytes(rows)
+        else:
+            for name in columns:
+                target[name] = columns[name]
+        self.pending_bytes += target.nbytes
         if canonical is not None:
-            self._canonical.setdefault(feed, []).append((canonical, layout.name))
+            queue = self._queue(self._canonical, (feed, None), CANONICAL_DTYPE)
+            start, end = queue.room(len(canonical))
+            _as_bytes(queue.rows)[start:end] = _as_bytes(canonical)
+            queue.kinds.append((end, layout.name))
             self.pending_canonical += len(canonical)
+
+    def _queue(self, queues: dict, key: tuple[str, str | None], dtype: np.dtype) -> _Queue:
+        """The queue filling for ``key``: the one written before last, once the other is handed
+        over (:meth:`_take`)."""
+        queue = queues.get(key)
+        if queue is None:
+            queue = self._spare.pop(key, None) or _Queue(dtype)
+            queues[key] = queue
+        return queue
 
     def append_due(self) -> None:
         """Append what is queued once there is enough of it (:data:`APPEND_BYTES`,
@@ -269,19 +320,25 @@ class H5Writer:
         self._write_parts(*self._take(rows, canonical))
 
     def _take(self, rows: bool, canonical: bool) -> tuple[dict, dict]:
-        """Detach the queued rows and/or canonical rows (the caller's side) for appending."""
+        """Detach the queued rows and/or canonical rows (the caller's side) for appending. Called
+        with no append in flight: the queues the last call handed over are written, and become
+        the spares that the next rows go to."""
+        for key, queue in self._taken.items():
+            queue.reset()
+            self._spare.setdefault(key, queue)
         pending: dict = {}
         canonical_parts: dict = {}
         if rows:
             pending, self._pending, self.pending_bytes = self._pending, {}, 0
         if canonical:
             canonical_parts, self._canonical, self.pending_canonical = self._canonical, {}, 0
+        self._taken = {**pending, **canonical_parts}
         return pending, canonical_parts
 
     def _write_parts(self, pending: dict, canonical_parts: dict) -> None:
         try:
             with self._append_lock:
-                for (feed, kind), parts in pending.items():
+                for (feed, kind), queue in pending.items():
                     layout = self._layouts[kind]
                     path = f"{feed}/{kind}"
                     fresh = path not in self._groups
@@ -290,34 +347,35 @@ class H5Writer:
                         group.attrs["doc"] = layout.doc
                         group.attrs["packet_size"] = layout.size
                         group.attrs["provisional"] = layout.provisional
-                    self._append(group, "t_ns", np.concatenate([p[0] for p in parts]),
-                                 lambda: {"unit": "ns since Unix epoch"})
-                    self._append(group, "rows", _concat_rows([p[1] for p in parts]), lambda: {
+                    t_ns, rows = queue.queued()
+                    self._append(group, "t_ns", t_ns, lambda: {"unit": "ns since Unix epoch"})
+                    self._append(group, "rows", rows, lambda: {
                         "units": json.dumps({f.name: f.unit for f in layout.fields}),
                         "docs": json.dumps({f.name: f.doc for f in layout.fields}),
                         "offsets": json.dumps({f.name: f.offset for f in layout.fields}),
                     })
-                for feed, parts in canonical_parts.items():
-                    self._append_canonical(feed, parts)
+                for (feed, _), queue in canonical_parts.items():
+                    self._append_canonical(feed, queue)
         except (OSError, ValueError, RuntimeError, KeyError) as exc:
             self.failed = True
             raise StoreError(f"{self.path.name}: write failed: {short_error(exc)}") from exc
 
-    def _append_canonical(self, feed: str, parts: list[tuple[np.ndarray, str]]) -> None:
+    def _append_canonical(self, feed: str, queue: _Queue) -> None:
         group = self._group(f"{feed}/canonical")
         kinds = self._kinds.get(feed)
         if kinds is None:
             kinds = self._kinds[feed] = list(group.attrs.get("kinds", []))
         known = len(kinds)
-        rows = _concat_rows([p[0] for p in parts])
-        kind_ids = []
-        for canon, kind in parts:
+        _, rows = queue.queued()
+        ids = np.empty(len(rows), dtype=np.uint8)
+        start = 0
+        for end, kind in queue.kinds:
             if kind not in kinds:
                 kinds.append(kind)
-            kind_ids.append(np.full(len(canon), kinds.index(kind), dtype=np.uint8))
+            ids[start:end] = kinds.index(kind)
+            start = end
         if len(kinds) != known:
             group.attrs["kinds"] = kinds
-        ids = np.concatenate(kind_ids)
         order = np.argsort(rows["t_ns"], kind="stable")  # kinds of one batch come grouped, not in time order
         rows, ids = _as_bytes(rows)[order].view(rows.dtype), ids[order]
         for name in CANONICAL_NAMES:
