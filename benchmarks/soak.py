@@ -249,8 +249,8 @@ def _count_recorded(rec_dir: Path) -> dict[str, int]:
 
 #: Figures of the server's memory log that are sizes (the others are counts of activity).
 CAUSE_FIGURES = ("rss_mb", "c_heap_in_use_mb", "c_heap_free_mb", "c_heap_mapped_mb", "hdf5_free_lists_mb",
-                 "hdf5_metadata_cache_mb", "python_blocks", "router_cache_entries", "runs_kept", "run_bookkeeping",
-                 "recordings")
+                 "hdf5_metadata_cache_mb", "python_blocks", "threads", "router_cache_entries", "runs_kept",
+                 "run_bookkeeping", "recordings")
 
 
 def _memory_log(log_path: Path, t0_epoch: float) -> list[dict]:
@@ -277,7 +277,8 @@ def _by_cause(samples: list[dict], clients: "_Clients", wall: float) -> dict:
     runs = sum(1 for t in clients.runs_at if span[0] <= t < span[1])
     syncs = last.get("syncs", 0) - first.get("syncs", 0)
     # Each figure's least-squares trend over the half, not last less first: the C heap in use
-    # swings ±1.5 MB within seconds with the decoded batches in flight.
+    # swings within seconds with the batches in flight (±0.3 MB at game rates, ±1.5 MB before the
+    # HDF5 writer kept its queues).
     growth = {}
     for k in CAUSE_FIGURES:
         points = [(s["t"], s[k]) for s in half if isinstance(s.get(k), (int, float))]

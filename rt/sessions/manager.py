@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -90,7 +91,11 @@ class SessionManager:
             raise StoreError(f"sessions cannot be stored: {self.dir} does not exist and cannot be created")
         doc = dict(session)
         doc["_runs"] = {run["id"]: self._internal.get(run["id"], {}) for run in session["runs"]}
-        write_atomic(self.dir / f"{session['id']}.json", doc)
+        write_atomic(self._file(session["id"]), doc)
+
+    def _file(self, session_id: str) -> str:
+        # A string, not a Path: see write_atomic (pathlib interns the name on every save).
+        return os.path.join(self.dir, f"{session_id}.json")
 
     # ---- sessions ---------------------------------------------------------------------------
 
@@ -130,7 +135,10 @@ class SessionManager:
             del self.sessions[session_id]
             for run in session["runs"]:
                 self._internal.pop(run["id"], None)
-            (self.dir / f"{session_id}.json").unlink(missing_ok=True)
+            try:
+                os.unlink(self._file(session_id))
+            except FileNotFoundError:
+                pass
 
     def complete(self, session_id: str) -> dict:
         """Stop a recording run, analyze all runs, mark completed (409 if there is nothing to analyze)."""

@@ -15,27 +15,34 @@ from ..errors import StoreError
 
 
 def write_atomic(path: str | Path, obj) -> None:
-    """Replace ``path`` by the JSON of ``obj`` so that a crash leaves the old or the new file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace ``path`` by the JSON of ``obj`` so that a crash leaves the old or the new file.
+
+    The paths are plain strings here: Python 3.11's pathlib interns every part of a path it
+    builds, so each write's fresh names (``.<id>.json.tmp``) went into the interpreter's table of
+    interned strings and out again, leaving holes; after 34 minutes of runs started and stopped
+    every 0.75 s the table was rebuilt at twice its size (+0.9 MB, for good: the one step of
+    the 1-hour soak)."""
+    target = os.fspath(path)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, f".{name}.tmp")
     data = orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        os.replace(tmp, target)
+        dir_fd = os.open(folder or ".", os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
     except OSError as exc:
         try:
-            tmp.unlink(missing_ok=True)
+            os.unlink(tmp)
         except OSError:
             pass
-        raise StoreError(f"{path.name}: {exc.strerror or exc}") from exc
+        raise StoreError(f"{name}: {exc.strerror or exc}") from exc
 
 
 def read(path: str | Path):
